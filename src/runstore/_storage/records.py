@@ -1,0 +1,127 @@
+"""Reads and writes of run records, params and sequence records (msgpack),
+and of whole sequences' blocks. Functions take an open LMDB transaction."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import msgpack
+
+from . import blocks as _blocks
+from .env import RUNS_VERSION, SEQS_VERSION, Environment
+from .keys import RUN_ID_BYTES, block_key, block_no_of, run_id_of, run_key, seq_id_of, seq_key
+
+pack = msgpack.Packer(use_bin_type=True).pack
+
+
+def unpack(raw) -> Any:
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+# -- runs ---------------------------------------------------------------------
+def get_record(env: Environment, txn, run_id: str) -> dict | None:
+    raw = txn.get(run_key(run_id), db=env.dbs["runs"])
+    return None if raw is None else unpack(raw)
+
+
+def put_record(env: Environment, txn, run_id: str, record: dict) -> None:
+    txn.put(run_key(run_id), pack(record), db=env.dbs["runs"])
+    env.bump(txn, RUNS_VERSION)
+
+
+def get_params(env: Environment, txn, run_id: str) -> dict:
+    raw = txn.get(run_key(run_id), db=env.dbs["params"])
+    return {} if raw is None else unpack(raw)
+
+
+def put_params(env: Environment, txn, run_id: str, params: dict) -> None:
+    txn.put(run_key(run_id), pack(params), db=env.dbs["params"])
+    env.bump(txn, RUNS_VERSION)
+
+
+def scan_runs(env: Environment, txn) -> list[tuple[str, dict, dict]]:
+    params_cur = txn.cursor(db=env.dbs["params"])
+    out = []
+    for key, raw in txn.cursor(db=env.dbs["runs"]):
+        p = params_cur.get(key)
+        out.append((run_id_of(key), unpack(raw), {} if p is None else unpack(p)))
+    return out
+
+
+def count_runs(env: Environment, txn) -> int:
+    return txn.stat(env.dbs["runs"])["entries"]
+
+
+def delete_run(env: Environment, txn, run_id: str) -> bool:
+    key = run_key(run_id)
+    found = txn.delete(key, db=env.dbs["runs"])
+    txn.delete(key, db=env.dbs["params"])
+    for db in ("seqs", "blocks"):
+        _delete_prefix(txn, env.dbs[db], key)
+    env.bump(txn, RUNS_VERSION)
+    env.bump(txn, SEQS_VERSION)
+    return found
+
+
+def _delete_prefix(txn, db, prefix: bytes) -> int:
+    cur = txn.cursor(db=db)
+    n = 0
+    if cur.set_range(prefix):
+        while bytes(cur.key()[: len(prefix)]) == prefix:
+            n += 1
+            if not cur.delete():  # moves to the next item; False at the end
+                break
+    return n
+
+
+# -- sequences ----------------------------------------------------------------
+def scan_sequences(env: Environment, txn, run_id: str | None = None) -> list[tuple[str, int, dict]]:
+    cur = txn.cursor(db=env.dbs["seqs"])
+    out = []
+    if run_id is None:
+        for key, raw in cur:
+            out.append((run_id_of(key), seq_id_of(key), unpack(raw)))
+        return out
+    prefix = run_key(run_id)
+    if cur.set_range(prefix):
+        for key, raw in cur:
+            if bytes(key[:RUN_ID_BYTES]) != prefix:
+                break
+            out.append((run_id, seq_id_of(key), unpack(raw)))
+    return out
+
+
+def put_sequence(env: Environment, txn, run_id: str, seq_id: int, record: dict) -> None:
+    txn.put(seq_key(run_key(run_id), seq_id), pack(record), db=env.dbs["seqs"])
+
+
+def delete_sequence(env: Environment, txn, run_id: str, seq_id: int) -> None:
+    key = seq_key(run_key(run_id), seq_id)
+    txn.delete(key, db=env.dbs["seqs"])
+    _delete_prefix(txn, env.dbs["blocks"], key)
+    env.bump(txn, SEQS_VERSION)
+
+
+def put_block(env: Environment, txn, run: bytes, seq_id: int, block_no: int, data: bytes) -> None:
+    txn.put(block_key(run, seq_id, block_no), data, db=env.dbs["blocks"])
+
+
+def get_block(env: Environment, txn, run_id: str, seq_id: int, block_no: int):
+    raw = txn.get(block_key(run_key(run_id), seq_id, block_no), db=env.dbs["blocks"])
+    return None if raw is None else _blocks.decode(raw)
+
+
+def iter_blocks(env: Environment, txn, run_id: str, seq_id: int) -> Iterator[tuple[int, Any]]:
+    """(block number, raw bytes) of one sequence in order."""
+    prefix = seq_key(run_key(run_id), seq_id)
+    cur = txn.cursor(db=env.dbs["blocks"])
+    if cur.set_range(prefix):
+        n = len(prefix)
+        for key, raw in cur:
+            if bytes(key[:n]) != prefix:
+                break
+            yield block_no_of(key), raw
+
+
+def read_sequence(env: Environment, txn, run_id: str, seq_id: int) -> tuple:
+    return _blocks.concat([_blocks.decode(raw) for _, raw in iter_blocks(env, txn, run_id, seq_id)])

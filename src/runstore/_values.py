@@ -1,0 +1,178 @@
+"""Validation and normalisation of what users hand to a run.
+
+The hot path of ``Run.track`` accepts floats and ints without calling anything
+here; these functions are the slow paths that decide about everything else,
+and they produce the error messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import math
+from typing import Any
+
+from .errors import InvalidContextError, InvalidParamError, InvalidValueError
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+# -- tracked values -------------------------------------------------------------
+def describe(name: str, context: dict | None) -> str:
+    return f"sequence {name!r}" + (f" with context {context}" if context else "")
+
+
+def coerce_value(value: Any, name: str, context: dict | None) -> float:
+    """A tracked value as a float, or InvalidValueError naming the sequence."""
+    if isinstance(value, (int, float)):  # bool and int/float subclasses
+        return _as_float(value, name, context)
+    item = getattr(value, "item", None)
+    if callable(item):  # NumPy scalars and 0-d arrays, torch / jax scalars
+        try:
+            value = item()
+        except (ValueError, TypeError, RuntimeError):
+            value = None  # e.g. an array with several elements: reported below
+        if isinstance(value, (int, float)):
+            return _as_float(value, name, context)
+    raise InvalidValueError(
+        f"cannot track a {type(value).__name__} in {describe(name, context)}: a tracked value must be a "
+        "number (int, float, bool, a NumPy scalar, a 0-d array or anything with .item()); "
+        "use track_many() for arrays. Nothing tracked before was affected"
+    )
+
+
+def _as_float(value: float | int, name: str, context: dict | None) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidValueError(
+            f"{value} is too large for a float64 in {describe(name, context)}; "
+            "nothing tracked before was affected"
+        ) from None
+
+
+def coerce_step(step: Any, name: str, context: dict | None, what: str = "step") -> int:
+    if isinstance(step, bool):
+        pass
+    elif isinstance(step, int):
+        return int(step)
+    elif isinstance(step, float) and step.is_integer():
+        return int(step)
+    else:
+        item = getattr(step, "item", None)
+        if callable(item):
+            try:
+                v = item()
+            except (ValueError, TypeError):
+                v = None
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+    raise InvalidValueError(
+        f"{what} must be an integer, got {step!r} ({type(step).__name__}) for {describe(name, context)}"
+    )
+
+
+# -- names and contexts -----------------------------------------------------------
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidContextError(f"a sequence name must be a non-empty string, got {name!r}")
+    return name
+
+
+def canonical_context(context: Any, name: str = "?") -> dict:
+    """A validated copy of ``context`` with keys sorted at every level."""
+    if context is None:
+        return {}
+    if not isinstance(context, dict):
+        raise InvalidContextError(
+            f"the context of sequence {name!r} must be a dict of str -> scalar, got {type(context).__name__}"
+        )
+    out = {}
+    for key in sorted(context, key=lambda k: (not isinstance(k, str), str(k))):
+        value = context[key]
+        if not isinstance(key, str):
+            raise InvalidContextError(
+                f"context keys must be strings, got {key!r} in the context of sequence {name!r}"
+            )
+        if isinstance(value, dict):
+            out[key] = canonical_context(value, name)
+        elif isinstance(value, _SCALARS):
+            out[key] = value
+        else:
+            raise InvalidContextError(
+                f"context value {key}={value!r} of sequence {name!r} is a {type(value).__name__}; "
+                "context values must be str, int, float, bool, None or a nested dict of those"
+            )
+    return out
+
+
+def freeze(context: dict) -> frozenset | None:
+    """The hashable identity of a canonical context (what the hot path computes
+    as ``frozenset(context.items())`` for flat contexts)."""
+    if not context:
+        return None
+    return frozenset((k, freeze(v) if isinstance(v, dict) else v) for k, v in context.items())
+
+
+# -- params -----------------------------------------------------------------------
+def normalize_params(value: Any, path: str = "") -> Any:
+    """Dicts, OmegaConf containers, dataclasses, lists and scalars as plain
+    msgpack-able containers; anything else is an InvalidParamError naming the path."""
+    if isinstance(value, _SCALARS):
+        if isinstance(value, float) and not math.isfinite(value):
+            return value  # msgpack stores NaN and infinities
+        return value
+    mod = type(value).__module__
+    if mod.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        return normalize_params(OmegaConf.to_container(value, resolve=True), path)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return normalize_params({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, path)
+    if isinstance(value, dict) or hasattr(value, "keys") and hasattr(value, "__getitem__"):
+        out = {}
+        for key in value.keys():
+            if not isinstance(key, str):
+                if isinstance(key, (int, bool)) or isinstance(key, enum.Enum):
+                    key_s = str(key.name if isinstance(key, enum.Enum) else key)
+                else:
+                    raise InvalidParamError(f"param keys must be strings, got {key!r} at {path or 'the top level'}")
+            else:
+                key_s = key
+            check_param_key(key_s, path)
+            out[key_s] = normalize_params(value[key], f"{path}.{key_s}" if path else key_s)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [normalize_params(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, enum.Enum):
+        return normalize_params(value.value, path)
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    tolist = getattr(value, "tolist", None)  # NumPy scalars and arrays
+    if callable(tolist) and type(value).__module__ == "numpy":
+        return normalize_params(tolist(), path)
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return normalize_params(item(), path)
+        except (ValueError, TypeError, RuntimeError):
+            pass
+    raise InvalidParamError(
+        f"cannot store a {type(value).__name__} as param {path or '(top level)'}: params must be "
+        "None, bool, int, float, str, lists, dicts, dataclasses or OmegaConf configs of those"
+    )
+
+
+def check_param_key(key: Any, parent: str = "") -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidParamError(f"param keys must be non-empty strings, got {key!r}")
+    if "." in key:
+        where = f" under {parent}" if parent else ""
+        raise InvalidParamError(
+            f"param key {key!r}{where} contains '.', which the query language uses to walk "
+            f"nested params; nest it instead (e.g. {{{key.split('.')[0]!r}: {{...}}}})"
+        )
+    return key

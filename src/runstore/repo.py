@@ -1,0 +1,190 @@
+"""``Repo``: one directory holding every run (an LMDB environment plus artifacts)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+from . import _lifecycle
+from ._storage import blocks as _blocks
+from ._storage import records as _rec
+from ._storage.env import open_environment
+from ._storage.keys import run_key
+from .errors import RunNotFoundError
+from .run import Run
+from .sequence import Sequence
+
+if TYPE_CHECKING:
+    from .collections import RunCollection, SequenceCollection
+
+DEFAULT_PATH = ".runstore"
+ENV_VAR = "RUNSTORE_REPO"
+
+
+def default_path() -> Path:
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+class Repo:
+    """A repository of runs in one directory.
+
+    ``Repo(path)`` opens it (creating it unless ``create=False``);
+    ``Repo()`` uses ``$RUNSTORE_REPO``, else ``./.runstore``.
+    Several ``Repo`` objects, threads and processes may use one repository at once.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True,
+                 flush_interval: float = 1.0, map_size: int | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.flush_interval = float(flush_interval)
+        if self.flush_interval <= 0:
+            raise ValueError("flush_interval must be a positive number of seconds")
+        self._env_obj = open_environment(self.path, create=create, map_size=map_size)
+        self.path = self._env_obj.path
+        self._pid = os.getpid()
+
+    @property
+    def _env(self):
+        # After fork() the child transparently gets its own environment.
+        if self._pid != os.getpid():
+            self._env_obj = open_environment(self.path, create=False)
+            self._pid = os.getpid()
+        return self._env_obj
+
+    def __repr__(self) -> str:
+        return f"Repo({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Repo) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    # -- runs ----------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Run:
+        """A view of a stored run (resume it with ``Run(repo, run_id=...)`` to track)."""
+        for run in _lifecycle.live_runs():  # the live object of this process, if any
+            if run.id == run_id and run.repo == self:
+                return run
+        env = self._env
+        with env.read() as txn:
+            record = _rec.get_record(env, txn, run_id)
+            if record is None:
+                raise RunNotFoundError(f"no run {run_id} in {self.path}; list them with `runstore ls`")
+            params = _rec.get_params(env, txn, run_id)
+        return Run._view(self, run_id, record, params)
+
+    def runs(self) -> list[Run]:
+        """Every run, in creation order."""
+        return [Run._view(self, rid, rec, params) for rid, rec, params in self._scan_runs()]
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self.runs())
+
+    def __len__(self) -> int:
+        env = self._env
+        with env.read() as txn:
+            return _rec.count_runs(env, txn)
+
+    def __contains__(self, run_id: object) -> bool:
+        if not isinstance(run_id, str):
+            return False
+        env = self._env
+        try:
+            with env.read() as txn:
+                return _rec.get_record(env, txn, run_id) is not None
+        except RunNotFoundError:
+            return False
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run, its sequences and its artifacts."""
+        for run in _lifecycle.live_runs():
+            if run.id == run_id and run.repo == self:
+                run.close("killed")
+        env = self._env
+        if not env.write(lambda txn: _rec.delete_run(env, txn, run_id)):
+            raise RunNotFoundError(f"no run {run_id} in {self.path}")
+        shutil.rmtree(self.path / "artifacts" / run_id, ignore_errors=True)
+
+    # -- queries (the query layer does the work) -----------------------------------
+    def query(self, query: str | None = None) -> "RunCollection":
+        """Runs matching a query, e.g. ``"run.hparams.lr < 0.01"`` (all runs for None or "")."""
+        from .query import run_query
+
+        return run_query(self, query)
+
+    def query_sequences(self, query: str | None = None) -> "SequenceCollection":
+        """Sequences matching a query, e.g. ``"seq.name == 'loss' and run.hparams.lr < 0.01"``."""
+        from .query import sequence_query
+
+        return sequence_query(self, query)
+
+    # -- maintenance ---------------------------------------------------------------
+    def check(self) -> list[str]:
+        """Verify integrity; returns a list of problems (empty when clean).
+
+        Every block decodes, block numbers are contiguous, each sequence's
+        summary agrees with its blocks, and every sequence, block and params
+        record belongs to an existing run.
+        """
+        from ._storage.check import check
+
+        return check(self._env)
+
+    def compact(self) -> tuple[int, int]:
+        """Reclaim the space of deleted data; returns (bytes before, bytes after).
+
+        Needs the repository to itself: fails with a clear error while another
+        process has it open.
+        """
+        for run in _lifecycle.live_runs():
+            if run.repo == self:
+                run.flush()
+        return self._env.compact()
+
+    def disk_usage(self) -> int:
+        """Bytes on disk of the repository (allocated blocks, artifacts included)."""
+        total = 0
+        for root, _, files in os.walk(self.path):
+            for f in files:
+                try:
+                    total += os.stat(os.path.join(root, f)).st_blocks * 512
+                except OSError:
+                    pass
+        return total
+
+    # -- the private scan contract used by the query layer ------------------------
+    def _versions(self) -> tuple[int, int]:
+        """(runs_version, seqs_version): each grows whenever run records/params
+        or sequence data are committed by any process."""
+        return self._env.versions()
+
+    def _scan_runs(self) -> list[tuple[str, dict, dict]]:
+        env = self._env
+        with env.read() as txn:
+            return _rec.scan_runs(env, txn)
+
+    def _scan_sequences(self) -> list[tuple[str, int, dict]]:
+        env = self._env
+        with env.read() as txn:
+            rows = _rec.scan_sequences(env, txn)
+        for _, _, summary in rows:
+            summary.pop("blocks", None)
+        return rows
+
+    def _read_sequence(self, run_id: str, seq_id: int) -> tuple:
+        return self._read_sequences([(run_id, seq_id)])[0]
+
+    def _read_sequences(self, keys: list[tuple[str, int]]) -> list[tuple]:
+        env = self._env
+        # buffers=True: blocks are decoded straight out of the memory map and
+        # copied once, by the concatenation.
+        with env.read(buffers=True) as txn:
+            return [_rec.read_sequence(env, txn, rid, sid) for rid, sid in keys]
+
+    def _sequence_view(self, run_id: str, seq_id: int, summary: dict) -> Sequence:
+        return Sequence._from_summary(self, run_id, seq_id, summary)

@@ -1,0 +1,590 @@
+"""``Run``: one execution of a training script, with params, tags and sequences.
+
+Run records are read-modify-written inside write transactions (``_modify``),
+so a status change by the training process never overwrites a tag added from
+the CLI at the same moment by another process.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from time import monotonic as _monotonic
+from time import time as _time
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+
+from . import _lifecycle, _values
+from ._storage import records as _rec
+from ._storage.env import SEQS_VERSION
+from ._storage.keys import new_run_id
+from .errors import InvalidParamError, InvalidValueError, RunClosedError, RunNotFoundError, SequenceNotFoundError
+from .sequence import Sequence, _ClosedBuffer
+
+if TYPE_CHECKING:
+    from .repo import Repo
+
+STATUSES = ("running", "finished", "failed", "killed")
+_NAN = float("nan")
+_coerce_value = _values.coerce_value
+_coerce_step = _values.coerce_step
+
+
+class Run:
+    """A run: create one to track, or pass ``run_id`` to resume one.
+
+    >>> with Run(repo="runs", experiment="mnist", name="baseline") as run:  # doctest: +SKIP
+    ...     run["hparams"] = {"lr": 1e-3}
+    ...     run.track(0.31, name="loss", context={"subset": "train"})
+    """
+
+    def __init__(
+        self,
+        repo: "Repo | str | os.PathLike | None" = None,
+        run_id: str | None = None,
+        *,
+        experiment: str | None = None,
+        name: str | None = None,
+        tags: Iterable[str] | None = None,
+        description: str | None = None,
+        parent: "Run | str | None" = None,
+        flush_interval: float | None = None,
+    ) -> None:
+        from .repo import Repo
+
+        self.repo = repo if isinstance(repo, Repo) else Repo(repo)
+        self._init_state(writable=True)
+        self._flush_interval = float(flush_interval if flush_interval is not None else self.repo.flush_interval)
+        env = self.repo._env
+        if run_id is None:
+            self._id = new_run_id()
+            now = _time()
+            record = {
+                "name": _opt_str(name, "name"),
+                "experiment": _opt_str(experiment, "experiment") or "default",
+                "tags": _tag_list(tags),
+                "description": _opt_str(description, "description"),
+                "status": "running",
+                "created_at": now,
+                "ended_at": None,
+                "parent": _parent_id(parent),
+                "archived": False,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "artifacts": [],
+            }
+
+            def create(txn):
+                _rec.put_record(env, txn, self._id, record)
+                _rec.put_params(env, txn, self._id, {})
+
+            env.write(create)
+            self._record, self._params = record, {}
+        else:
+            self._id = run_id
+            changes = {"status": "running", "ended_at": None, "pid": os.getpid(), "hostname": socket.gethostname()}
+            for key, value in (("name", name), ("experiment", experiment), ("description", description)):
+                if value is not None:
+                    changes[key] = _opt_str(value, key)
+            self._modify(lambda r: r.update(changes))
+            with env.read() as txn:
+                seqs = _rec.scan_sequences(env, txn, run_id)
+            for seq_id, summary in ((s, rec) for _, s, rec in seqs):
+                seq = Sequence(self, summary.pop("name"), summary.pop("context"), seq_id, summary, True)
+                self._seqs[seq.name, _values.freeze(seq.context)] = seq
+                self._seq_list.append(seq)
+                self._next_seq_id = max(self._next_seq_id, seq_id + 1)
+            for tag in _tag_list(tags):
+                self.add_tag(tag)
+            if parent is not None:
+                self.parent = parent
+        self._next_flush = _monotonic() + self._flush_interval
+        _lifecycle.register(self)
+
+    def _init_state(self, writable: bool) -> None:
+        self._seqs: dict[tuple, Sequence] = {}  # (name, frozen context) -> Sequence: the hot-path index
+        self._seq_list: list[Sequence] = []
+        self._next_seq_id = 0
+        self._lock = threading.RLock()
+        self._writable = writable
+        self._is_view = not writable
+        self._record: dict | None = None
+        self._params: dict | None = None
+        self._flush_error: Exception | None = None
+        self._flush_interval = 1.0
+        self._next_flush = float("inf")
+
+    @classmethod
+    def _view(cls, repo: "Repo", run_id: str, record: dict | None = None, params: dict | None = None) -> "Run":
+        """A read view of a stored run (no tracking; attribute and param edits are written)."""
+        self = cls.__new__(cls)
+        self.repo = repo
+        self._id = run_id
+        self._init_state(writable=False)
+        self._record, self._params = record, params
+        return self
+
+    @classmethod
+    def _lazy(cls, repo: "Repo", run_id: str) -> "Run":
+        return cls._view(repo, run_id)
+
+    # -- tracking (the hot path) ---------------------------------------------------
+    def track(self, value: Any, name: str, step: int | None = None, epoch: int | float | None = None,
+              context: dict | None = None) -> None:
+        """Append ``value`` to the sequence (name, context); ``step`` defaults to
+        that sequence's last step + 1 (0 first)."""
+        try:
+            seq = self._seqs[name, frozenset(context.items()) if context else None]
+        except (KeyError, TypeError, AttributeError):
+            seq = self._sequence(name, context)
+        if type(value) is not float and type(value) is not int:
+            value = _coerce_value(value, name, seq.context)
+        if step is None:
+            step = _NAN
+        elif type(step) is not int:
+            step = _coerce_step(step, name, seq.context)
+        try:
+            seq._buf.fromlist([value, step, _NAN if epoch is None else epoch, _time()])
+        except (TypeError, OverflowError):
+            seq._reject(value, step, epoch)
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None, epoch: int | float | None = None,
+                    context: dict | None = None) -> None:
+        """Track several named values with the same step, epoch and context."""
+        if not isinstance(metrics, dict):
+            raise InvalidValueError(f"log_metrics takes a dict of name -> value, got {type(metrics).__name__}")
+        track = self.track
+        for name, value in metrics.items():
+            track(value, name, step, epoch, context)
+
+    def track_many(self, values: Any, name: str, steps: Any = None, epochs: Any = None,
+                   context: dict | None = None) -> None:
+        """Append many points at once (NumPy arrays or sequences); all points get
+        the current time as their timestamp."""
+        seq = self._sequence(name, context)
+        vals = _numeric_array(values, f"values of {_values.describe(name, seq.context)}")
+        n = len(vals)
+        stp = None
+        if steps is not None:
+            raw = _numeric_array(steps, f"steps of {_values.describe(name, seq.context)}", n)
+            if raw.dtype.kind == "f" and not np.all(np.isfinite(raw) & (raw == np.round(raw))):
+                raise InvalidValueError(f"steps of {_values.describe(name, seq.context)} must be integers")
+            stp = raw
+        eps = None if epochs is None else _numeric_array(epochs, f"epochs of {_values.describe(name, seq.context)}", n)
+        with self._lock:
+            if not self._writable:
+                raise self._closed_error()
+            seq._extend(vals, stp, eps)
+
+    def sequence(self, name: str, context: dict | None = None) -> Sequence:
+        """The sequence (name, context): on a live run a handle whose ``append``
+        skips the lookup ``track`` does (created if new); on a view, the stored one."""
+        if self._writable:
+            return self._sequence(name, context)
+        ctx = _values.canonical_context(context, _values.check_name(name))
+        for seq in self._stored_sequences():
+            if seq.name == name and seq.context == ctx:
+                return seq
+        raise SequenceNotFoundError(
+            f"run {self.id} has no sequence {_values.describe(name, ctx)}; it has {self.sequences()}"
+        )
+
+    def _sequence(self, name: str, context: Any) -> Sequence:
+        if not self._writable:
+            raise self._closed_error()
+        _values.check_name(name)
+        ctx = _values.canonical_context(context, name)
+        key = (name, _values.freeze(ctx))
+        with self._lock:
+            seq = self._seqs.get(key)  # nested contexts come here on every call
+            if seq is None:
+                seq = Sequence(self, name, ctx, self._next_seq_id, None, True)
+                self._next_seq_id += 1
+                self._seqs[key] = seq
+                self._seq_list.append(seq)
+        return seq
+
+    def _closed_error(self) -> Exception:
+        if self._is_view:
+            return RunClosedError(
+                f"run {self.id} is a read-only view; resume it with Run(repo=..., run_id={self.id!r}) to track"
+            )
+        return RunClosedError(
+            f"run {self.id} is closed or read-only; resume it with Run(repo=..., run_id={self.id!r}) to track more"
+        )
+
+    # -- flushing and closing ------------------------------------------------------
+    def flush(self) -> None:
+        """Commit everything tracked so far in one write transaction."""
+        self._flush()
+
+    def _flush(self, also: Callable[[Any], Any] | None = None) -> Any:
+        with self._lock:
+            self._next_flush = _monotonic() + self._flush_interval
+            if not self._writable:
+                return None
+            dirty = []
+            for seq in self._seq_list:
+                seq._take_buffer()
+                if seq._pending or seq._new:
+                    dirty.append(seq)
+            if not dirty and also is None:
+                return None
+            env = self.repo._env
+
+            def work(txn):
+                states = [seq._prepare(env, txn) for seq in dirty]
+                if dirty:
+                    env.bump(txn, SEQS_VERSION)
+                return states, (also(txn) if also is not None else None)
+
+            states, result = env.write(work)
+            for seq, state in zip(dirty, states):
+                if state is not None:
+                    seq._adopt(state)
+            self._flush_error = None
+            return result
+
+    def close(self, status: str = "finished") -> None:
+        """Flush, mark the run ``status`` and stop accepting points. Idempotent."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        with self._lock:
+            if not self._writable:
+                return
+            self._record = self._flush(
+                also=lambda txn: self._modify_in(txn, lambda r: r.update(status=status, ended_at=_time()))
+            )
+            self._writable = False
+            for seq in self._seq_list:
+                seq._buf = _ClosedBuffer(self._id)
+        _lifecycle.unregister(self)
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.close("finished")
+        else:
+            self.close("killed" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return not self._writable
+
+    # -- the record ----------------------------------------------------------------
+    def _rec(self) -> dict:
+        if self._record is None:
+            env = self.repo._env
+            with env.read() as txn:
+                record = _rec.get_record(env, txn, self._id)
+            if record is None:
+                raise RunNotFoundError(f"run {self._id} does not exist (was it deleted?)")
+            self._record = record
+        return self._record
+
+    def _modify_in(self, txn, change: Callable[[dict], Any]) -> dict:
+        env = self.repo._env
+        record = _rec.get_record(env, txn, self._id)
+        if record is None:
+            raise RunNotFoundError(f"run {self._id} does not exist in {self.repo.path} (was it deleted?)")
+        change(record)
+        _rec.put_record(env, txn, self._id, record)
+        return record
+
+    def _modify(self, change: Callable[[dict], Any]) -> None:
+        self._record = self.repo._env.write(lambda txn: self._modify_in(txn, change))
+
+    def refresh(self) -> "Run":
+        """Re-read the record and params (another process may have changed them)."""
+        self._record = self._params = None
+        return self
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def name(self) -> str | None:
+        return self._rec()["name"]
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        value = _opt_str(value, "name")
+        self._modify(lambda r: r.update(name=value))
+
+    @property
+    def experiment(self) -> str:
+        return self._rec()["experiment"]
+
+    @experiment.setter
+    def experiment(self, value: str) -> None:
+        value = _opt_str(value, "experiment") or "default"
+        self._modify(lambda r: r.update(experiment=value))
+
+    @property
+    def description(self) -> str | None:
+        return self._rec()["description"]
+
+    @description.setter
+    def description(self, value: str | None) -> None:
+        value = _opt_str(value, "description")
+        self._modify(lambda r: r.update(description=value))
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self._rec()["tags"])
+
+    def add_tag(self, tag: str) -> None:
+        (tag,) = _tag_list([tag])
+        self._modify(lambda r: r["tags"].append(tag) if tag not in r["tags"] else None)
+
+    def remove_tag(self, tag: str) -> None:
+        self._modify(lambda r: r["tags"].remove(tag) if tag in r["tags"] else None)
+
+    @property
+    def status(self) -> str:
+        return self._rec()["status"]
+
+    @property
+    def created_at(self) -> float:
+        return self._rec()["created_at"]
+
+    @property
+    def ended_at(self) -> float | None:
+        return self._rec()["ended_at"]
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from creation to end (to now while running)."""
+        record = self._rec()
+        if record["ended_at"] is not None:
+            return record["ended_at"] - record["created_at"]
+        return _time() - record["created_at"] if record["status"] == "running" else None
+
+    @property
+    def parent(self) -> str | None:
+        return self._rec()["parent"]
+
+    @parent.setter
+    def parent(self, value: "Run | str | None") -> None:
+        parent = _parent_id(value)
+        if parent == self._id:
+            raise ValueError("a run cannot be its own parent")
+        self._modify(lambda r: r.update(parent=parent))
+
+    @property
+    def children(self) -> list["Run"]:
+        """Runs whose parent is this run, in creation order."""
+        return [r for r in self.repo.runs() if r.parent == self._id]
+
+    @property
+    def archived(self) -> bool:
+        return self._rec()["archived"]
+
+    @archived.setter
+    def archived(self, value: bool) -> None:
+        self._modify(lambda r: r.update(archived=bool(value)))
+
+    @property
+    def hostname(self) -> str:
+        return self._rec()["hostname"]
+
+    @property
+    def pid(self) -> int:
+        return self._rec()["pid"]
+
+    # -- params --------------------------------------------------------------------
+    def _param_tree(self) -> dict:
+        if self._params is None:
+            env = self.repo._env
+            with env.read() as txn:
+                self._params = _rec.get_params(env, txn, self._id)
+        return self._params
+
+    @property
+    def params(self) -> dict:
+        """Every param as plain dicts and lists (a copy)."""
+        return copy.deepcopy(self._param_tree())
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        _values.check_param_key(key)
+        value = _values.normalize_params(value, key)
+        env = self.repo._env
+
+        def work(txn):
+            params = _rec.get_params(env, txn, self._id)
+            params[key] = value
+            _rec.put_params(env, txn, self._id, params)
+            return params
+
+        self._params = env.write(work)
+
+    def __getitem__(self, key: str) -> Any:
+        node: Any = self._param_tree()
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(f"run {self._id} has no param {key!r}; top-level params: {sorted(self._param_tree())}")
+            node = node[part]
+        return copy.deepcopy(node)
+
+    def __delitem__(self, key: str) -> None:
+        env = self.repo._env
+
+        def work(txn):
+            params = _rec.get_params(env, txn, self._id)
+            if key not in params:
+                raise KeyError(f"run {self._id} has no top-level param {key!r}")
+            del params[key]
+            _rec.put_params(env, txn, self._id, params)
+            return params
+
+        self._params = env.write(work)
+
+    def __contains__(self, key: str) -> bool:
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    # -- sequences -----------------------------------------------------------------
+    def _stored_sequences(self) -> list[Sequence]:
+        env = self.repo._env
+        with env.read() as txn:
+            rows = _rec.scan_sequences(env, txn, self._id)
+        return [Sequence(self, s.pop("name"), s.pop("context"), seq_id, s, False) for _, seq_id, s in rows]
+
+    def sequences(self) -> list[tuple[str, dict]]:
+        """Every (name, context) of the run, in creation order."""
+        if self._writable:
+            self.flush()
+        return [(s.name, s.context) for s in self._stored_sequences()]
+
+    def delete_sequence(self, name: str, context: dict | None = None) -> None:
+        """Delete a sequence and all its points."""
+        ctx = _values.canonical_context(context, _values.check_name(name))
+        with self._lock:
+            if self._writable:
+                self.flush()
+            target = next((s for s in self._stored_sequences() if s.name == name and s.context == ctx), None)
+            if target is None:
+                raise SequenceNotFoundError(
+                    f"run {self._id} has no sequence {_values.describe(name, ctx)}; it has {self.sequences()}"
+                )
+            env = self.repo._env
+            env.write(lambda txn: _rec.delete_sequence(env, txn, self._id, target._id))
+            key = (name, _values.freeze(ctx))
+            local = self._seqs.pop(key, None)
+            if local is not None:
+                local._buf = _ClosedBuffer(self._id)
+                self._seq_list.remove(local)
+
+    # -- artifacts -----------------------------------------------------------------
+    @property
+    def artifacts_dir(self) -> Path:
+        """This run's folder inside the repository (created on first use)."""
+        path = self.repo.path / "artifacts" / self._id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def artifacts(self) -> list[dict]:
+        return [dict(a) for a in self._rec().get("artifacts", [])]
+
+    def log_artifact(self, path: str | os.PathLike, kind: str | None = None, name: str | None = None) -> dict:
+        """Copy a file (or folder) into the run's artifacts folder and record it."""
+        src = Path(path)
+        if not src.exists():
+            raise FileNotFoundError(f"cannot log artifact {src}: no such file or folder")
+        name = name or src.name
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"artifact name {name!r} must be a plain file name")
+        dest = self.artifacts_dir / name
+        tmp = dest.with_name(f".{name}.tmp-{os.getpid()}")
+        if src.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp)
+            size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            shutil.copy2(src, tmp)
+            size = tmp.stat().st_size
+        os.replace(tmp, dest)  # a reader never sees half a file
+        entry = {"name": name, "kind": kind, "path": str(dest), "size": size, "created_at": _time()}
+
+        def change(record):
+            arts = [a for a in record.setdefault("artifacts", []) if a["name"] != name]
+            arts.append(entry)
+            record["artifacts"] = arts
+
+        self._modify(change)
+        return dict(entry)
+
+    def __repr__(self) -> str:
+        try:
+            rec = self._rec()
+            return f"<Run {self._id} name={rec['name']!r} experiment={rec['experiment']!r} status={rec['status']}>"
+        except Exception:
+            return f"<Run {self._id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other._id == self._id and other.repo.path == self.repo.path
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+
+def _opt_str(value: Any, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidParamError(f"run {what} must be a string or None, got {type(value).__name__}")
+
+
+def _tag_list(tags: Iterable[str] | None) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    out: list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise InvalidParamError(f"tags must be non-empty strings, got {tag!r}")
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+def _parent_id(parent: "Run | str | None") -> str | None:
+    if parent is None or isinstance(parent, str):
+        return parent
+    if isinstance(parent, Run):
+        return parent.id
+    raise InvalidParamError(f"parent must be a Run, a run id or None, got {type(parent).__name__}")
+
+
+def _numeric_array(values: Any, what: str, length: int | None = None) -> np.ndarray:
+    try:
+        arr = np.asarray(values)
+    except Exception as exc:  # ragged lists and the like
+        raise InvalidValueError(f"{what} must be a 1-D array of numbers: {exc}") from None
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise InvalidValueError(f"{what} must be 1-D, got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise InvalidValueError(f"{what} must be numbers, got dtype {arr.dtype}") from None
+    if length is not None and len(arr) != length:
+        raise InvalidValueError(f"{what} has {len(arr)} items, expected {length} (one per value)")
+    return arr.astype(np.float64, copy=False) if arr.dtype.kind in "bf" else arr
