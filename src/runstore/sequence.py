@@ -121,6 +121,8 @@ class Sequence:
             self._pending.append(np.frombuffer(rows, np.float64).reshape(-1, 4))
 
     def _extend(self, values: np.ndarray, steps: np.ndarray | None, epochs: np.ndarray | None) -> None:
+        if not len(values):
+            return
         rows = np.empty((len(values), 4))
         rows[:, 0] = values
         rows[:, 1] = _NAN if steps is None else steps
@@ -133,14 +135,13 @@ class Sequence:
         """Write this sequence's pending points into ``txn``; return the state to
         adopt once the transaction commits (nothing in memory changes here)."""
         summary = self._summary
-        if not self._pending:
+        taken = len(self._pending)
+        rows = self._pending[0] if taken == 1 else np.concatenate(self._pending) if taken else None
+        if rows is None or not len(rows):
             if self._new:  # an empty sequence asked for with run.sequence(): still record it
                 _rec.put_sequence(env, txn, self.run.id, self._id,
                                   {"name": self.name, "context": self.context, **summary})
-                return (summary, self._tail, 0)
-            return None
-        rows = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
-        taken = len(self._pending)
+            return (summary, self._tail, taken) if (self._new or taken) else None
         values = rows[:, 0].copy()
         steps = _resolve_steps(rows[:, 1], summary["last_step"])
         epochs = rows[:, 2].copy()

@@ -37,16 +37,23 @@ FORMAT_KEY = b"format"
 
 _registry: dict[tuple[str, int], "Environment"] = {}
 _registry_lock = threading.Lock()
-# Environments inherited over fork() are kept referenced forever in the child:
-# closing them there would release the parent's reader slots and locks.
-_inherited: list[Any] = []
 
 
 def _after_fork_in_child() -> None:
+    # Close the handles inherited from the parent: py-lmdb would otherwise
+    # refuse to open the environment again ("already open in this process").
+    # This is safe: mdb_env_close only clears reader slots owned by the
+    # calling pid, and it cannot take the exclusive lock (the parent holds a
+    # shared one), so it never tears down the shared mutexes. The flock file
+    # description stays open: it is the parent's too.
     global _registry_lock
     _registry_lock = threading.Lock()
     for env in _registry.values():
-        _inherited.append(env)
+        try:
+            env.lmdb.close()
+        except Exception:
+            pass
+        env.closed = True
     _registry.clear()
 
 
