@@ -1,0 +1,74 @@
+"""Looking up earlier runs: same experiment, same resolved config, still alive or not.
+
+Both the ``main`` decorator and ``Experiment.run`` decide what to do with a config
+by what happened to it before (finished: skip; failed or killed: run again), so the
+rules live here once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from typing import Any
+
+from .. import _lifecycle
+
+__all__ = ["is_live", "runs_of", "same_config", "effective_status"]
+
+
+def runs_of(repo: Any, experiment: str) -> list[Any]:
+    """Read views of every run of ``experiment``, in creation order."""
+    # A full scan: one read transaction and no per-run reads. It runs once per
+    # configuration (not per step), so even thousands of runs cost milliseconds, and
+    # scanning again each time sees runs that other processes created meanwhile.
+    return [run for run in repo.runs() if run.experiment == experiment]
+
+
+def is_live(run: Any) -> bool:
+    """Whether a run marked "running" really has a process behind it.
+
+    A process killed with SIGKILL (or a machine that lost power) leaves its runs
+    "running" forever. On this host the pid tells: no such process means the run is
+    dead. A run of this very process is live only if it is still open here. Runs
+    of other hosts cannot be checked and count as live.
+    """
+    if run.status != "running":
+        return False
+    if run.hostname != socket.gethostname():
+        return True
+    pid = run.pid
+    if pid == os.getpid():
+        return any(live.id == run.id for live in _lifecycle.live_runs())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def effective_status(run: Any) -> str:
+    """The run's status, with dead "running" runs reported as "killed"."""
+    status = run.status
+    if status == "running" and not is_live(run):
+        return "killed"
+    return status
+
+
+def same_config(a: Any, b: Any) -> bool:
+    """Deep equality that keeps True apart from 1 but lets 1 equal 1.0 (and NaN equal NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_config(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_config(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b

@@ -1,0 +1,255 @@
+"""Callbacks: code that watches a :class:`~runstore.Pipeline` epoch by epoch.
+
+A callback is registered on a pipeline (``pipeline.register_callback(cb)`` or the
+``callbacks=`` argument) and then sees ``self.pipeline`` and ``self.run``. The
+pipeline's wrapped steps call ``on_start()`` before training, ``on_epoch_end(epoch,
+metrics)`` after every epoch (returning False stops training) and ``on_end(metrics)``
+with the final metrics -- also when training failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+__all__ = ["Callback", "Checkpoint", "EarlyStopping", "MetricsCSV"]
+
+
+class Callback:
+    """Base class: override any of the three hooks."""
+
+    #: Set by ``Pipeline.register_callback``.
+    pipeline: Pipeline | None = None
+
+    @property
+    def run(self) -> Any:
+        """The run the pipeline tracks into (None outside a pipeline or without a run)."""
+        return self.pipeline.tracker if self.pipeline is not None else None
+
+    def on_start(self) -> None:
+        """Called once before the first epoch."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        """Called after every epoch with its metrics; return False to stop training."""
+        return True
+
+    def on_end(self, metrics: dict[str, Any]) -> None:
+        """Called once at the end (also after a failure) with the final metrics."""
+
+
+class EarlyStopping(Callback):
+    """Stop when ``metric`` has not improved for ``patience`` epochs.
+
+    An epoch improves on the best value so far when it beats it by more than
+    ``min_delta_percent`` percent of the best value's magnitude (``mode="min"``: lower
+    is better, ``"max"``: higher is better). Training stops at the end of the epoch
+    that makes ``patience`` epochs in a row without improvement, i.e. at epoch
+    ``best_epoch + patience``. NaN never improves.
+    """
+
+    def __init__(
+        self,
+        metric: str,
+        patience: int = 5,
+        min_delta_percent: float = 0.0,
+        mode: str = "min",
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise ConfigError(f"EarlyStopping mode must be 'min' or 'max', not {mode!r}")
+        if int(patience) != patience or patience < 0:
+            raise ConfigError(f"EarlyStopping patience must be a whole number >= 0, not {patience!r}")
+        if not min_delta_percent >= 0:
+            raise ConfigError(f"EarlyStopping min_delta_percent must be >= 0, not {min_delta_percent!r}")
+        self.metric = str(metric)
+        self.patience = int(patience)
+        self.min_delta_percent = float(min_delta_percent)
+        self.mode = mode
+        self.on_start()
+
+    def on_start(self) -> None:
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+
+    def improves(self, value: float) -> bool:
+        """Whether ``value`` counts as an improvement on the best value so far."""
+        if math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        margin = abs(self.best) * self.min_delta_percent / 100.0
+        if self.mode == "min":
+            return value < self.best - margin
+        return value > self.best + margin
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        if self.metric not in metrics:
+            raise ConfigError(
+                f"EarlyStopping monitors {self.metric!r} but epoch {epoch} produced only "
+                f"{sorted(metrics) or 'no metrics'}; put it in epoch_metrics or fix the name"
+            )
+        value = float(metrics[self.metric])
+        if self.improves(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            return False
+        return True
+
+
+class _FileCallback(Callback):
+    """Shared by callbacks that write files: into ``directory`` if given, else a temporary
+    folder; either way each file is recorded as an artifact of the run when there is one."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None, kind: str) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self.kind = kind
+        #: Paths written (inside ``directory``) or artifact records (inside the repository).
+        self.files: list[Path] = []
+
+    def _write(self, filename: str, write: Callable[[Path], None]) -> Path:
+        if self.directory is None and self.run is None:
+            raise ConfigError(
+                f"{type(self).__name__} has nowhere to write {filename!r}: the pipeline has no run; "
+                "pass directory=... or give the pipeline a run"
+            )
+        with tempfile.TemporaryDirectory(prefix="runstore-") as tmp:
+            target_dir = self.directory if self.directory is not None else Path(tmp)
+            target_dir.mkdir(parents=True, exist_ok=True)
+            path = target_dir / filename
+            write(path)
+            if not path.is_file():
+                raise ConfigError(
+                    f"{type(self).__name__}: nothing was written to {path} (a save function that adds "
+                    "its own suffix, like numpy.save, needs the filename to end with it)"
+                )
+            if self.run is not None:
+                record = self.run.log_artifact(path, kind=self.kind, name=filename)
+                result = Path(record["path"]) if isinstance(record, dict) and "path" in record else path
+            else:
+                result = path
+            if self.directory is not None:
+                result = path
+        self.files.append(result)
+        return result
+
+
+class Checkpoint(_FileCallback):
+    """Save a checkpoint every ``interval`` epochs and record it as an artifact.
+
+    ``save(path, pipeline)`` writes the file; without it, ``torch.save`` stores the
+    ``state_dict()`` of ``pipeline.model`` (or of ``metrics["model"]``), which needs
+    PyTorch. ``filename`` is formatted with ``epoch``. Epochs are 0-based, so
+    ``interval=5`` saves after epochs 4, 9, 14, ...
+    """
+
+    def __init__(
+        self,
+        interval: int = 1,
+        save: Callable[[Path, Any], None] | None = None,
+        filename: str = "checkpoint-epoch{epoch:04d}.pt",
+        directory: str | os.PathLike[str] | None = None,
+        kind: str = "checkpoint",
+    ) -> None:
+        if int(interval) != interval or interval < 1:
+            raise ConfigError(f"Checkpoint interval must be a whole number >= 1, not {interval!r}")
+        if save is None and importlib.util.find_spec("torch") is None:
+            raise ConfigError(
+                "Checkpoint needs save=fn(path, pipeline) because PyTorch is not installed "
+                "(without save=, checkpoints are written with torch.save)"
+            )
+        super().__init__(directory, kind)
+        self.interval = int(interval)
+        self.save = save
+        self.filename = filename
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        if (epoch + 1) % self.interval == 0:
+            self._write(self.filename.format(epoch=epoch), lambda path: self._save(path, metrics))
+        return True
+
+    def _save(self, path: Path, metrics: dict[str, Any]) -> None:
+        if self.save is not None:
+            self.save(path, self.pipeline)
+            return
+        import torch  # checked in __init__
+
+        model = metrics.get("model", getattr(self.pipeline, "model", None))
+        if model is None:
+            raise ConfigError(
+                "Checkpoint without save= needs the model: set self.model on the pipeline "
+                "or put it in epoch_metrics['model']"
+            )
+        torch.save(model.state_dict() if hasattr(model, "state_dict") else model, path)
+
+
+class MetricsCSV(_FileCallback):
+    """Write the epoch metrics (one row per epoch) and the final metrics as CSV artifacts.
+
+    ``filename`` gets the columns ``epoch, step`` and every numeric metric in order of
+    first appearance; ``results_filename`` one row with the final metrics and the
+    pipeline's status. Both are written at the end, including after a failure, so a
+    failed run still has its curves as a file.
+    """
+
+    def __init__(
+        self,
+        filename: str = "metrics.csv",
+        results_filename: str = "results.csv",
+        directory: str | os.PathLike[str] | None = None,
+        kind: str = "metrics",
+    ) -> None:
+        super().__init__(directory, kind)
+        self.filename = filename
+        self.results_filename = results_filename
+        self.rows: list[dict[str, Any]] = []
+
+    def on_start(self) -> None:
+        self.rows = []
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        from .pipeline import _is_number
+
+        step = getattr(self.pipeline, "step", None)
+        row: dict[str, Any] = {"epoch": epoch, "step": epoch if step is None else int(step)}
+        row.update({k: float(v) for k, v in metrics.items() if _is_number(v)})
+        self.rows.append(row)
+        return True
+
+    def on_end(self, metrics: dict[str, Any]) -> None:
+        from .pipeline import _is_number
+
+        columns: list[str] = []
+        for row in self.rows:
+            columns.extend(k for k in row if k not in columns)
+        if not columns:
+            columns = ["epoch", "step"]
+        self._write(self.filename, lambda path: _write_csv(path, columns, self.rows))
+        final = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+        status = getattr(self.pipeline, "status", None)
+        final["status"] = status.value if status is not None else ""
+        self._write(self.results_filename, lambda path: _write_csv(path, list(final), [final]))
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in rows:
+            # repr() keeps every digit of a float, so the CSV round-trips the tracked values.
+            writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+

@@ -1,0 +1,274 @@
+"""Pipelines: a training loop whose run and epoch steps are wrapped for the user.
+
+A subclass writes the science; the two decorators do the bookkeeping every training
+loop repeats::
+
+    class LogisticRegression(Pipeline):
+        @Pipeline.run_step
+        def run(self):
+            for epoch in self.epochs(self.config.epochs):
+                self.run_epoch(epoch)
+            self.run_metrics["test_acc"] = self.evaluate()
+
+        @Pipeline.epoch_step
+        def run_epoch(self, epoch):
+            self.epoch_metrics["train_loss"] = self.train_one_epoch()
+
+``run_step`` calls the callbacks' ``on_start``/``on_end``, turns the outcome into a
+:class:`RunStatus`, stores the final metrics on the run and closes it with the
+matching run status. ``epoch_step`` tracks every numeric value put in
+``epoch_metrics`` (with the epoch and step), hands the metrics to the callbacks and
+stops the loop when one of them returns False.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import numbers
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .callbacks import Callback
+
+__all__ = ["Pipeline", "RunStatus"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RunStatus(enum.Enum):
+    """What happened to a pipeline (or a repeat of a trial)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"  # a callback (early stopping) ended training before the last epoch
+    FAILED = "failed"
+    ABORTED = "aborted"  # interrupted (Ctrl-C, KeyboardInterrupt)
+    SKIPPED = "skipped"  # nothing ran, e.g. a finished repeat when an experiment resumes
+
+    @property
+    def run_status(self) -> str | None:
+        """The status a run gets for this outcome (None: SKIPPED leaves no run behind)."""
+        return _RUN_STATUS[self]
+
+    @property
+    def finished(self) -> bool:
+        """True when the outcome counts as done (COMPLETED or STOPPED)."""
+        return self in (RunStatus.COMPLETED, RunStatus.STOPPED)
+
+
+# STOPPED maps to "finished": early stopping is a normal way for training to end; the
+# run also gets the param ``stopped_early=True`` so the two can be told apart.
+_RUN_STATUS = {
+    RunStatus.RUNNING: "running",
+    RunStatus.COMPLETED: "finished",
+    RunStatus.STOPPED: "finished",
+    RunStatus.FAILED: "failed",
+    RunStatus.ABORTED: "killed",
+    RunStatus.SKIPPED: None,
+}
+
+
+class Pipeline:
+    """Base class of a training pipeline.
+
+    ``config`` is the (resolved) configuration, ``run`` the :class:`~runstore.Run` to
+    track into (available as ``self.tracker``; None tracks nothing), ``seed`` the
+    repeat's seed (``self.rng`` is a NumPy generator seeded with it) and ``callbacks``
+    are registered in order. A subclass defines ``run()`` decorated with
+    :meth:`run_step` and usually an epoch method decorated with :meth:`epoch_step`;
+    an :class:`~runstore.Experiment` calls ``run()`` once per repeat.
+    """
+
+    def __init__(
+        self,
+        config: Any = None,
+        run: Any = None,
+        seed: int | None = None,
+        callbacks: Iterable[Callback] = (),
+    ) -> None:
+        self.config = config
+        self.tracker = run
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.callbacks: list[Callback] = []
+        #: Metrics of the current epoch: tracked, then passed to the callbacks.
+        self.epoch_metrics: dict[str, Any] = {}
+        #: Final metrics of the run: stored as the run's ``results`` param.
+        self.run_metrics: dict[str, Any] = {}
+        #: One dict of numeric metrics per finished epoch (``{"epoch": e, ...}``).
+        self.history: list[dict[str, Any]] = []
+        self.status: RunStatus | None = None
+        self.epoch: int | None = None
+        #: The step epoch metrics are tracked at; None tracks them at the epoch index.
+        self.step: int | None = None
+        self.stopped_epoch: int | None = None
+        #: Close the run when ``run()`` ends (an Experiment relies on this).
+        self.close_run = True
+        self._stop_requested = False
+        for callback in callbacks:
+            self.register_callback(callback)
+
+    # -- user-facing helpers -------------------------------------------------------------
+    def register_callback(self, callback: Callback) -> Callback:
+        """Add a callback; it sees this pipeline as ``callback.pipeline``."""
+        callback.pipeline = self
+        self.callbacks.append(callback)
+        return callback
+
+    def epochs(self, count: int, start: int = 0) -> Iterator[int]:
+        """``range(start, count)`` that ends as soon as a callback asked to stop."""
+        for epoch in range(start, int(count)):
+            if self._stop_requested:
+                return
+            yield epoch
+
+    def request_stop(self) -> None:
+        """Stop after the current epoch, as if a callback had returned False."""
+        self._stop_requested = True
+        if self.stopped_epoch is None:
+            self.stopped_epoch = self.epoch
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+    # -- the wrapped steps -----------------------------------------------------------------
+    @staticmethod
+    def run_step(fn: F) -> F:
+        """Decorate ``run()``: status, callbacks, final metrics and closing the run.
+
+        The wrapped method returns the :class:`RunStatus`. The function may itself return
+        a RunStatus (e.g. SKIPPED); otherwise the outcome is COMPLETED, or STOPPED if a
+        callback stopped training. An exception marks the run failed (KeyboardInterrupt:
+        killed), calls every callback's ``on_end`` and is re-raised.
+        """
+
+        @functools.wraps(fn)
+        def wrapper(self: Pipeline, *args: Any, **kwargs: Any) -> RunStatus:
+            self.status = RunStatus.RUNNING
+            self._stop_requested = False
+            self.stopped_epoch = None
+            try:
+                for callback in self.callbacks:
+                    callback.on_start()
+                returned = fn(self, *args, **kwargs)
+            except BaseException as exc:
+                self.status = RunStatus.ABORTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+                self._end_callbacks(exc)
+                self._finish_run()
+                raise
+            if isinstance(returned, RunStatus) and returned is not RunStatus.RUNNING:
+                self.status = returned
+            else:
+                self.status = RunStatus.STOPPED if self._stop_requested else RunStatus.COMPLETED
+            try:
+                self._end_callbacks(None)
+            except BaseException:
+                self.status = RunStatus.FAILED
+                self._finish_run()
+                raise
+            self._finish_run()
+            return self.status
+
+        wrapper._runstore_run_step = True  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    @staticmethod
+    def epoch_step(fn: F) -> F:
+        """Decorate the per-epoch method (its first argument is the epoch index).
+
+        Before the call ``epoch_metrics`` is emptied; after it every numeric value in it
+        is tracked (``step`` = ``self.step`` if set, else the epoch) and the callbacks'
+        ``on_epoch_end`` run. Returns RunStatus.STOPPED when training should stop, and
+        skips the body of every later call, so a plain ``for`` loop also stops.
+        """
+
+        @functools.wraps(fn)
+        def wrapper(self: Pipeline, epoch: int, *args: Any, **kwargs: Any) -> RunStatus:
+            if self._stop_requested:
+                return RunStatus.STOPPED
+            self.epoch = int(epoch)
+            self.epoch_metrics = {}
+            returned = fn(self, epoch, *args, **kwargs)
+            self._end_epoch(self.epoch)
+            if self._stop_requested:
+                return RunStatus.STOPPED
+            return returned if isinstance(returned, RunStatus) else RunStatus.COMPLETED
+
+        wrapper._runstore_epoch_step = True  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    # The Experiment Manager's names for the same decorators, for code ported from it.
+    run_wrapper = run_step
+    epoch_wrapper = epoch_step
+
+    def run(self) -> RunStatus:
+        """Override and decorate with :meth:`run_step`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define run(), decorated with @Pipeline.run_step"
+        )
+
+    # -- internals ----------------------------------------------------------------------------
+    def _end_epoch(self, epoch: int) -> None:
+        numeric = {name: float(v) for name, v in self.epoch_metrics.items() if _is_number(v)}
+        if self.tracker is not None and numeric:
+            step = epoch if self.step is None else int(self.step)
+            for name, value in numeric.items():
+                self.tracker.track(value, name=name, step=step, epoch=epoch)
+        self.history.append({"epoch": epoch, **numeric})
+        keep_going = True
+        for callback in self.callbacks:
+            # Every callback sees every epoch (a checkpoint is still written on the epoch
+            # early stopping fires); only an explicit False stops.
+            if callback.on_epoch_end(epoch, dict(self.epoch_metrics)) is False:
+                keep_going = False
+        if not keep_going:
+            self._stop_requested = True
+            self.stopped_epoch = epoch
+
+    def _end_callbacks(self, error: BaseException | None) -> None:
+        """Call every ``on_end``; the first failure is raised after all ran."""
+        first: BaseException | None = None
+        for callback in self.callbacks:
+            try:
+                callback.on_end(dict(self.run_metrics))
+            except Exception as exc:  # noqa: BLE001 - one callback must not hide the others
+                if error is not None:
+                    error.add_note(f"also, {type(callback).__name__}.on_end raised {exc!r}")
+                elif first is None:
+                    first = exc
+        if first is not None:
+            raise first
+
+    def _finish_run(self) -> None:
+        run = self.tracker
+        if run is None or getattr(run, "closed", False):
+            return
+        status = self.status or RunStatus.FAILED
+        if status.finished:
+            results = {k: float(v) for k, v in self.run_metrics.items() if _is_number(v)}
+            run["results"] = results
+            run["stopped_early"] = status is RunStatus.STOPPED
+            if status is RunStatus.STOPPED and self.stopped_epoch is not None:
+                run["stopped_epoch"] = int(self.stopped_epoch)
+        if not self.close_run:
+            return
+        if status is RunStatus.SKIPPED:
+            # SKIPPED means "nothing ran": leave no half-empty run behind.
+            run.close(status="finished")
+            run.repo.delete_run(run.id)
+            return
+        run.close(status=status.run_status or "failed")
+
+
+def _is_number(value: Any) -> bool:
+    """Numbers are tracked; anything else in the metrics (a model, a plot) only reaches callbacks."""
+    if isinstance(value, numbers.Real):  # bool, int, float, NumPy floats and ints
+        return True
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and np.issubdtype(value.dtype, np.number)
+    return isinstance(value, np.generic) and np.issubdtype(value.dtype, np.number)
