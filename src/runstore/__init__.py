@@ -9,10 +9,12 @@
 """
 
 from .errors import (
+    ActiveRunError,
     ConfigError,
     InvalidContextError,
     InvalidParamError,
     InvalidValueError,
+    MatchError,
     ParamChangedError,
     QueryNameError,
     QuerySyntaxError,
@@ -23,6 +25,31 @@ from .errors import (
     SequenceNotFoundError,
     StorageFullError,
 )
+from .experiment import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    Experiment,
+    MetricsCSV,
+    Pipeline,
+    RunStatus,
+    insert_value,
+    load_config,
+    main,
+    multiply,
+)
+from .fluent import (
+    active_run,
+    end_run,
+    log_artifact,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    set_tag,
+    set_tags,
+    start_run,
+)
 from .repo import Repo
 from .run import Run
 from .sequence import Sequence
@@ -30,11 +57,19 @@ from .sequence import Sequence
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActiveRunError",
+    "Callback",
+    "Checkpoint",
     "ConfigError",
+    "EarlyStopping",
+    "Experiment",
     "InvalidContextError",
     "InvalidParamError",
     "InvalidValueError",
+    "MatchError",
+    "MetricsCSV",
     "ParamChangedError",
+    "Pipeline",
     "QueryNameError",
     "QuerySyntaxError",
     "Repo",
@@ -42,8 +77,23 @@ __all__ = [
     "Run",
     "RunClosedError",
     "RunNotFoundError",
+    "RunStatus",
     "RunstoreError",
     "Sequence",
     "SequenceNotFoundError",
     "StorageFullError",
+    "active_run",
+    "end_run",
+    "insert_value",
+    "load_config",
+    "log_artifact",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "main",
+    "multiply",
+    "set_tag",
+    "set_tags",
+    "start_run",
 ]

@@ -76,3 +76,8 @@ class ConfigError(RunstoreError, ValueError):
 
 class ActiveRunError(RunstoreError, RuntimeError):
     """A fluent run is already active in this thread (pass ``nested=True`` or call ``end_run()`` first)."""
+
+
+class MatchError(RunstoreError, ValueError):
+    """Exactly one match was expected: ``RunCollection.get`` found no run or several,
+    or a key such as ``"loss.last"`` names several sequences of one run."""
