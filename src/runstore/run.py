@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 STATUSES = ("running", "finished", "failed", "killed")
 _NAN = float("nan")
+_NO_DEFAULT = object()
 _coerce_value = _values.coerce_value
 _coerce_step = _values.coerce_step
 
@@ -455,6 +456,31 @@ class Run:
         except KeyError:
             return False
         return True
+
+    # -- analysis access (the logic lives in runstore._keys) -----------------------
+    def get(self, key: str, default: Any = _NO_DEFAULT) -> Any:
+        """A value by dotted key: a param (``"hparams.lr"``), else an attribute
+        (``"status"``), else a sequence summary (``"loss.last"``,
+        ``"loss[subset=val].max"``). ``KeyError`` naming the closest keys when
+        found nowhere, unless ``default`` is given (a callable is called with the run)."""
+        from ._keys import run_get
+
+        return run_get(self, key) if default is _NO_DEFAULT else run_get(self, key, default)
+
+    @property
+    def cfg(self) -> Any:
+        """The params as an OmegaConf config; structured (IDE completion) for runs
+        from ``RunCollection.typed(Config)``."""
+        from ._keys import run_cfg
+
+        return run_cfg(self)
+
+    @property
+    def impl(self) -> Any:
+        """The object built by ``RunCollection.with_impl(factory)`` for this run (created once)."""
+        from ._keys import run_impl
+
+        return run_impl(self)
 
     # -- sequences -----------------------------------------------------------------
     def _stored_sequences(self) -> list[Sequence]:
