@@ -3,8 +3,9 @@
 Afterwards the repository opens, check() is clean, and every value tracked more
 than one flush interval before the kill is present. The child prints, every
 100 steps, the step it reached and when; "more than one interval before the
-kill" is judged from those reports (plus 150 ms for the flush transaction
-itself and for the flush thread to get the GIL on a loaded machine).
+kill" is judged from those reports, plus 400 ms of scheduling slack: the flush
+thread needs the CPU and the GIL to run at all, and a loaded 2-core CI machine
+(the rest of the suite runs child processes too) can withhold them that long.
 """
 
 import os
@@ -22,7 +23,7 @@ from runstore import Repo
 
 CHILD = str(Path(__file__).with_name("writer_child.py"))
 INTERVAL = 0.1
-SLACK = 0.15
+SLACK = 0.4
 
 
 def test_sigkill_at_random_moments(tmp_path):
@@ -44,7 +45,7 @@ def test_sigkill_at_random_moments(tmp_path):
 
         reader = threading.Thread(target=read)
         reader.start()
-        time.sleep(rng.uniform(0.2, 0.9))
+        time.sleep(rng.uniform(0.4, 1.2))
         proc.send_signal(signal.SIGKILL)
         killed_at = time.time()
         proc.wait()
