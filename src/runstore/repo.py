@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from . import _lifecycle
+from ._gc import gc_paused
 from ._storage import blocks as _blocks
 from ._storage import records as _rec
 from ._storage.env import open_environment
@@ -46,6 +47,7 @@ class Repo:
         self._env_obj = open_environment(self.path, create=create, map_size=map_size)
         self.path = self._env_obj.path
         self._pid = os.getpid()
+        self._query_cache = None  # the query layer's column cache (runstore.query.columns)
 
     @property
     def _env(self):
@@ -80,7 +82,9 @@ class Repo:
 
     def runs(self) -> list[Run]:
         """Every run, in creation order."""
-        return [Run._view(self, rid, rec, params) for rid, rec, params in self._scan_runs()]
+        rows = self._scan_runs()
+        with gc_paused():
+            return [Run._view(self, rid, rec, params) for rid, rec, params in rows]
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs())
@@ -165,12 +169,12 @@ class Repo:
 
     def _scan_runs(self) -> list[tuple[str, dict, dict]]:
         env = self._env
-        with env.read() as txn:
+        with gc_paused(), env.read() as txn:
             return _rec.scan_runs(env, txn)
 
     def _scan_sequences(self) -> list[tuple[str, int, dict]]:
         env = self._env
-        with env.read() as txn:
+        with gc_paused(), env.read() as txn:
             rows = _rec.scan_sequences(env, txn)
         for _, _, summary in rows:
             summary.pop("blocks", None)

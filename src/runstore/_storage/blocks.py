@@ -101,6 +101,51 @@ def decode(buf) -> Columns:
     return steps, values, epochs, times
 
 
+_ARANGE = np.arange(CAPACITY, dtype=np.int64)
+
+
+def decode_many(raws: list) -> Columns:
+    """Decode consecutive blocks of one sequence straight into four preallocated
+    columns: one copy per point (decode + concatenate would make two)."""
+    headers = [_HEADER.unpack_from(raw, 0) for raw in raws]
+    total = sum(h[3] for h in headers)
+    steps = np.empty(total, np.int64)
+    values = np.empty(total, np.float64)
+    epochs = np.empty(total, np.float64)
+    times = np.empty(total, np.float64)
+    at = 0
+    for raw, (fmt, flags, _, n) in zip(raws, headers):
+        if fmt != FORMAT:
+            raise ValueError(f"unknown block format {fmt}")
+        end = at + n
+        pos = HEADER_SIZE
+        if flags & STEPS_RANGE:
+            start = int(np.frombuffer(raw, "<i8", 1, pos)[0])
+            ar = _ARANGE if n <= len(_ARANGE) else np.arange(n, dtype=np.int64)
+            np.add(ar[:n], start, out=steps[at:end])
+            pos += 8
+        else:
+            steps[at:end] = np.frombuffer(raw, "<i8", n, pos)
+            pos += 8 * n
+        values[at:end] = np.frombuffer(raw, "<f8", n, pos)
+        pos += 8 * n
+        if flags & NO_EPOCHS:
+            epochs[at:end] = np.nan
+        else:
+            epochs[at:end] = np.frombuffer(raw, "<f8", n, pos)
+            pos += 8 * n
+        if flags & CONST_TIME:
+            times[at:end] = np.frombuffer(raw, "<f8", 1, pos)[0]
+            pos += 8
+        else:
+            times[at:end] = np.frombuffer(raw, "<f8", n, pos)
+            pos += 8 * n
+        if pos != len(raw):
+            raise ValueError(f"block is {len(raw)} bytes, expected {pos} for {n} points")
+        at = end
+    return steps, values, epochs, times
+
+
 def concat(parts: list) -> Columns:
     if not parts:
         return empty()

@@ -124,4 +124,4 @@ def iter_blocks(env: Environment, txn, run_id: str, seq_id: int) -> Iterator[tup
 
 
 def read_sequence(env: Environment, txn, run_id: str, seq_id: int) -> tuple:
-    return _blocks.concat([_blocks.decode(raw) for _, raw in iter_blocks(env, txn, run_id, seq_id)])
+    return _blocks.decode_many([raw for _, raw in iter_blocks(env, txn, run_id, seq_id)])
