@@ -18,11 +18,10 @@ import io
 import json
 import math
 import os
-import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import click
 from rich.console import Console
@@ -31,6 +30,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from .errors import MatchError, RepositoryError, RunNotFoundError, RunstoreError
+from .export import export as export_runs
+from .export import flat_table as _flat_table
+from .export import flatten_structs as _flatten_structs
 from .repo import Repo, default_path
 from .run import Run
 
@@ -180,29 +182,6 @@ def _resolve_all(repo: Repo, prefixes: Iterable[str]) -> list[Run]:
 
 
 # -- Arrow helpers (tables of runs or sequences) -------------------------------------
-
-
-def _flatten_structs(table):
-    import pyarrow as pa
-
-    while any(pa.types.is_struct(f.type) for f in table.schema):
-        table = table.flatten()
-    return table
-
-
-def _flat_table(table):
-    """Structs become dotted columns, lists/maps JSON strings: what CSV can hold."""
-    import pyarrow as pa
-
-    table = _flatten_structs(table)
-    columns = []
-    for column in table.columns:
-        kind = column.type
-        if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind) or pa.types.is_null(kind):
-            values = [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()]
-            column = pa.array(values, type=pa.string())
-        columns.append(column)
-    return pa.table(columns, names=table.column_names)
 
 
 def _json_safe(value: Any) -> Any:
@@ -500,18 +479,16 @@ def export(dest: str, query: str, fmt: str, partition_by: str, overwrite: bool) 
     """
     repo = _state().repo()
     target = Path(dest)
-    runs = repo.query(query or None)
-    sequences = repo.query_sequences(query or None)
     with _progress() as progress:
         task = progress.add_task("reading sequences", total=None)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, description="writing", completed=done, total=total)
 
-        points = _export(target, runs, sequences, fmt=fmt, partition_by=partition_by, overwrite=overwrite,
-                         on_progress=advance)
-    click.echo(f"exported {_plural(len(runs), 'run')}, {_plural(len(sequences), 'sequence')} "
-               f"({_plural(points, 'point')}) to {target}")
+        result = export_runs(repo, target, query or None, format=fmt, partition_by=partition_by,
+                             overwrite=overwrite, on_progress=advance)
+    click.echo(f"exported {_plural(result.runs, 'run')}, {_plural(result.sequences, 'sequence')} "
+               f"({_plural(result.points, 'point')}) to {target}")
 
 
 def _progress():
@@ -521,79 +498,6 @@ def _progress():
     # the finished bar does not linger above the summary line.
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-
-
-def _partition_value(value: str) -> str:
-    # Hive partition values are path segments: escape what a path cannot hold
-    # (Spark escapes the same way; DuckDB and Polars read the escaped text).
-    from urllib.parse import quote
-
-    return quote(value, safe=" -_.,+@()")
-
-
-def _export(dest: Path, runs, sequences, *, fmt: str, partition_by: str, overwrite: bool,
-            on_progress: Callable[[int, int], None]) -> int:
-    """Write ``runs.<fmt>`` and the sequences partitioned per run (or experiment).
-
-    The sequences are read once (``SequenceCollection.to_arrow()``) so every
-    file shares one schema: readers need no schema merging.  Returns the
-    number of points written.
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    runs_file = dest / f"runs.{fmt}"
-    seq_dir = dest / "sequences"
-    if dest.exists() and not dest.is_dir():
-        raise click.ClickException(f"{dest} exists and is not a directory; choose another DEST")
-    earlier = [p for p in (dest / "runs.parquet", dest / "runs.csv", seq_dir) if p.exists()]
-    if earlier and not overwrite:
-        raise click.ClickException(
-            f"{dest} already holds an export ({earlier[0].name}); pass --overwrite to replace it"
-        )
-    for path in earlier:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    seq_dir.mkdir(parents=True, exist_ok=True)
-
-    def write(table, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            pq.write_table(table, path)
-        else:
-            from pyarrow import csv as pacsv
-
-            pacsv.write_csv(_flat_table(table), path)
-
-    write(runs.to_arrow(), runs_file)
-    table = sequences.to_arrow()
-    if table.num_rows == 0:
-        on_progress(0, 0)
-        return 0
-    # Group rows by run: a stable sort on the run id keeps each sequence's points in order.
-    run_ids = pc.cast(table["run_id"], pa.string()).to_numpy(zero_copy_only=False)
-    order = np.argsort(run_ids, kind="stable")
-    table = table.take(pa.array(order))
-    sorted_ids = run_ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    bounds = list(zip(starts.tolist(), np.r_[starts[1:], len(sorted_ids)].tolist()))
-    experiment_of = dict(zip(runs.ids, runs.to_list("experiment", default=None)))
-    total = len(bounds)
-    for done, (lo, hi) in enumerate(bounds, start=1):
-        run_id = str(sorted_ids[lo])
-        part = table.slice(lo, hi - lo)
-        if partition_by == "run":
-            # Hive convention: the partition column lives in the path, not in the file.
-            path = seq_dir / f"run_id={run_id}" / f"part-0.{fmt}"
-            part = part.drop_columns(["run_id"])
-        else:
-            experiment = experiment_of.get(run_id) or "default"
-            path = seq_dir / f"experiment={_partition_value(experiment)}" / f"{run_id}.{fmt}"
-        write(part, path)
-        on_progress(done, total)
-    return table.num_rows
 
 
 # -- editing runs -------------------------------------------------------------------
