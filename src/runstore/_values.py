@@ -176,3 +176,23 @@ def check_param_key(key: Any, parent: str = "") -> str:
             f"nested params; nest it instead (e.g. {{{key.split('.')[0]!r}: {{...}}}})"
         )
     return key
+
+
+def same_param_value(a: Any, b: Any) -> bool:
+    """Equality of stored params: True is not 1, 1 equals 1.0, NaN equals NaN.
+
+    Used wherever a param is compared with what was logged before (the fluent
+    API's immutable params, finding a run with the same config)."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+                and all(same_param_value(a[k], b[k]) for k in a))
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b)
+                and all(same_param_value(x, y) for x, y in zip(a, b)))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b

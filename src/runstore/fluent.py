@@ -28,13 +28,13 @@ closed with the outer run's status (their work was interrupted with it).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._values import same_param_value
 from .errors import ActiveRunError, InvalidParamError, ParamChangedError
 from .repo import Repo
 from .run import Run
@@ -234,31 +234,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _same(old: Any, new: Any) -> bool:
-    """Equality of stored params: True is not 1, NaN equals NaN, 1 equals 1.0."""
-    if isinstance(old, dict) or isinstance(new, dict):
-        return (
-            isinstance(old, dict)
-            and isinstance(new, dict)
-            and old.keys() == new.keys()
-            and all(_same(old[k], new[k]) for k in old)
-        )
-    if isinstance(old, list) or isinstance(new, list):
-        return (
-            isinstance(old, list)
-            and isinstance(new, list)
-            and len(old) == len(new)
-            and all(_same(a, b) for a, b in zip(old, new))
-        )
-    if isinstance(old, bool) or isinstance(new, bool):
-        return type(old) is type(new) and old == new
-    if isinstance(old, float) and isinstance(new, float) and math.isnan(old) and math.isnan(new):
-        return True
-    if isinstance(old, (int, float)) and isinstance(new, (int, float)):
-        return old == new
-    return type(old) is type(new) and old == new
-
-
 def _split_key(key: str) -> list[str]:
     if not isinstance(key, str):
         raise InvalidParamError(f"param key must be a str, not {type(key).__name__}: {key!r}")
@@ -300,7 +275,7 @@ def _merge_leaf(tree: dict[str, Any], path: list[str], value: Any, key: str) -> 
     old = node[last]
     if isinstance(old, dict) and isinstance(value, dict) and not value:
         return  # merging an empty dict changes nothing
-    if not _same(old, value):
+    if not same_param_value(old, value):
         raise ParamChangedError(
             f"param {'.'.join(path)!r} is already logged as {old!r}; cannot change it to "
             f"{value!r} (params are immutable; use a new key, or set run[...] directly to overwrite)"
@@ -334,7 +309,7 @@ def log_params(params: Mapping[str, Any]) -> None:
             for path, leaf in _leaves(_split_key(key), _plain(value)):
                 _merge_leaf(merged, path, leaf, key)
         for top, value in merged.items():
-            if top not in current or not _same(current[top], value):
+            if top not in current or not same_param_value(current[top], value):
                 run[top] = value
 
 

@@ -7,12 +7,12 @@ rules live here once.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 from typing import Any
 
 from .. import _lifecycle
+from .._values import same_param_value
 
 __all__ = ["is_live", "runs_of", "same_config", "effective_status"]
 
@@ -59,16 +59,6 @@ def effective_status(run: Any) -> str:
     return status
 
 
-def same_config(a: Any, b: Any) -> bool:
-    """Deep equality that keeps True apart from 1 but lets 1 equal 1.0 (and NaN equal NaN)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_config(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_config(x, y) for x, y in zip(a, b))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    return type(a) is type(b) and a == b
+# One rule for "the same config" everywhere params are compared (True is not 1,
+# 1 equals 1.0, NaN equals NaN).
+same_config = same_param_value
