@@ -8,7 +8,6 @@ thread needs the CPU and the GIL to run at all, and a loaded 2-core CI machine
 (the rest of the suite runs child processes too) can withhold them that long.
 """
 
-import os
 import random
 import signal
 import subprocess

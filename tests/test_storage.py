@@ -151,3 +151,31 @@ def test_bytes_per_point_of_regular_steps(repo):
     with repo._env.read() as txn:
         size = sum(len(raw) for _, raw in rec.iter_blocks(repo._env, txn, run.id, 0))
     assert size < 100_000 * 8.1  # steps 0..n-1, no epochs, one timestamp: values only
+
+
+def test_flush_reentered_on_the_same_thread_is_refused(repo):
+    """A SIGTERM handler runs on the main thread between bytecodes; if that thread
+    is mid-flush, a nested flush must not open a second LMDB write transaction."""
+    from runstore.errors import RunstoreError
+
+    run = Run(repo=repo)
+    run.track(1.0, name="x")
+    seen = []
+    real_write = repo._env.write
+
+    def write(work):
+        try:
+            run.close("killed")  # what the SIGTERM handler would do
+        except RunstoreError as exc:
+            seen.append(str(exc))
+        return real_write(work)
+
+    repo._env.write = write
+    try:
+        run.flush()
+    finally:
+        del repo._env.write
+    assert seen and "in progress" in seen[0]
+    run.close()
+    assert repo.get_run(run.id).sequence("x").values.tolist() == [1.0]
+    assert repo.get_run(run.id).status == "finished"

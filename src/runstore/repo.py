@@ -7,14 +7,11 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-import numpy as np
 
 from . import _lifecycle
 from ._gc import gc_paused
-from ._storage import blocks as _blocks
 from ._storage import records as _rec
 from ._storage.env import open_environment
-from ._storage.keys import run_key
 from .errors import RunNotFoundError
 from .run import Run
 from .sequence import Sequence

@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import threading
-import time
 from pathlib import Path
 from time import monotonic as _monotonic
 from time import time as _time
@@ -24,7 +23,14 @@ from . import _lifecycle, _values
 from ._storage import records as _rec
 from ._storage.env import SEQS_VERSION
 from ._storage.keys import new_run_id
-from .errors import InvalidParamError, InvalidValueError, RunClosedError, RunNotFoundError, SequenceNotFoundError
+from .errors import (
+    InvalidParamError,
+    InvalidValueError,
+    RunClosedError,
+    RunNotFoundError,
+    RunstoreError,
+    SequenceNotFoundError,
+)
 from .sequence import Sequence, _ClosedBuffer
 
 if TYPE_CHECKING:
@@ -118,6 +124,7 @@ class Run:
         self._record: dict | None = None
         self._params: dict | None = None
         self._flush_error: Exception | None = None
+        self._in_flush = False
         self._flush_interval = 1.0
         self._next_flush = float("inf")
 
@@ -230,27 +237,39 @@ class Run:
             self._next_flush = _monotonic() + self._flush_interval
             if not self._writable:
                 return None
-            dirty = []
-            for seq in self._seq_list:
-                seq._take_buffer()
-                if seq._pending or seq._new:
-                    dirty.append(seq)
-            if not dirty and also is None:
-                return None
-            env = self.repo._env
+            if self._in_flush:
+                # Only a signal handler (SIGTERM) can re-enter on the same thread while
+                # its flush is mid-transaction; LMDB allows one write transaction per
+                # thread, so the outer flush must finish on its own.
+                raise RunstoreError(f"run {self._id}: a flush is already in progress on this thread")
+            self._in_flush = True
+            try:
+                return self._flush_locked(also)
+            finally:
+                self._in_flush = False
 
-            def work(txn):
-                states = [seq._prepare(env, txn) for seq in dirty]
-                if dirty:
-                    env.bump(txn, SEQS_VERSION)
-                return states, (also(txn) if also is not None else None)
+    def _flush_locked(self, also: Callable[[Any], Any] | None) -> Any:
+        dirty = []
+        for seq in self._seq_list:
+            seq._take_buffer()
+            if seq._pending or seq._new:
+                dirty.append(seq)
+        if not dirty and also is None:
+            return None
+        env = self.repo._env
 
-            states, result = env.write(work)
-            for seq, state in zip(dirty, states):
-                if state is not None:
-                    seq._adopt(state)
-            self._flush_error = None
-            return result
+        def work(txn):
+            states = [seq._prepare(env, txn) for seq in dirty]
+            if dirty:
+                env.bump(txn, SEQS_VERSION)
+            return states, (also(txn) if also is not None else None)
+
+        states, result = env.write(work)
+        for seq, state in zip(dirty, states):
+            if state is not None:
+                seq._adopt(state)
+        self._flush_error = None
+        return result
 
     def close(self, status: str = "finished") -> None:
         """Flush, mark the run ``status`` and stop accepting points. Idempotent."""

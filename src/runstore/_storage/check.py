@@ -8,7 +8,7 @@ import numpy as np
 
 from . import blocks as _blocks
 from .env import Environment
-from .keys import RUN_ID_BYTES, block_no_of, run_id_of, seq_id_of
+from .keys import block_no_of, run_id_of, seq_id_of
 from .records import unpack
 
 
