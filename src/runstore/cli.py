@@ -251,7 +251,7 @@ def _write_table(table, fmt: str, output: str | None) -> None:
         with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
     if not output:
-        stream = click.get_binary_stream("stdout")
+        stream = sys.stdout.buffer  # click's get_binary_stream is deprecated (click 8.5)
         stream.write(sink.getvalue())
         stream.flush()
 
