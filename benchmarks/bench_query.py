@@ -21,7 +21,7 @@ import numpy as np
 
 from runstore import Repo, Run
 from runstore.query import compile_query, run_query, sequence_query
-from runstore.query.columns import _gc_paused
+from runstore._gc import gc_paused as _gc_paused
 from runstore.query.reference import run_matches
 
 PARAM_QUERY = "run.hparams.lr < 0.01 and run.experiment == 'mnist'"
