@@ -404,7 +404,7 @@ class Run:
     @property
     def children(self) -> list["Run"]:
         """Runs whose parent is this run, in creation order."""
-        return [r for r in self.repo.runs() if r.parent == self._id]
+        return list(self.repo.query(f"run.parent == '{self._id}'"))
 
     @property
     def archived(self) -> bool:
