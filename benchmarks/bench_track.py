@@ -16,22 +16,10 @@ import time
 import numpy as np
 
 from _common import row, workdir
+from peers._workloads import floor_factory
 from runstore import Repo, Run
 
 NAMES = ["loss", "acc", "lr", "grad_norm", "throughput"]
-
-
-def floor_factory():
-    store: dict = {}
-
-    def track(value, name, step, context):
-        key = (name, tuple(sorted(context.items())))
-        points = store.get(key)
-        if points is None:
-            points = store[key] = []
-        points.append((step, value))
-
-    return track
 
 
 def time_floor(steps: int) -> float:

@@ -77,11 +77,10 @@ def expected_selection(n_runs: int) -> int:
 
 
 # -- the plain-Python floor ----------------------------------------------------------------
-def floor_per_value(steps: int) -> float:
-    """Seconds of the workload-1 loop when "tracking" is appending (step, value) to
-    a dict of lists keyed by (name, sorted context items): what any tracker must at
-    least do per call, in pure Python. The loop is the one the tools run (the step's
-    values built as a dict, one call per value), so only the call itself differs."""
+def floor_factory():
+    """The floor "tracker": append (step, value) to a dict of lists keyed by
+    (name, sorted context items). Also used by benchmarks/bench_track.py, so
+    every benchmark compares against the same baseline."""
     store: dict = {}
 
     def track(value, name, step, context):
@@ -91,6 +90,14 @@ def floor_per_value(steps: int) -> float:
             points = store[key] = []
         points.append((step, value))
 
+    return track
+
+
+def floor_per_value(steps: int) -> float:
+    """Seconds of the workload-1 loop with the floor tracker: what any tracker must
+    at least do per call, in pure Python. The loop is the one the tools run (the
+    step's values built as a dict, one call per value), so only the call differs."""
+    track = floor_factory()
     names, ctx = NAMES, CONTEXT
     t = time.perf_counter()
     for step in range(steps):

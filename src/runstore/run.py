@@ -138,10 +138,6 @@ class Run:
         self._record, self._params = record, params
         return self
 
-    @classmethod
-    def _lazy(cls, repo: "Repo", run_id: str) -> "Run":
-        return cls._view(repo, run_id)
-
     # -- tracking (the hot path) ---------------------------------------------------
     def track(self, value: Any, name: str, step: int | None = None, epoch: int | float | None = None,
               context: dict | None = None) -> None:

@@ -85,7 +85,8 @@ class Sequence:
         summary = dict(summary)
         name, context = summary.pop("name"), summary.pop("context")
         summary.setdefault("blocks", 0)
-        return cls(Run._lazy(repo, run_id), name, context, seq_id, summary, False)
+        # a view whose record loads on first use
+        return cls(Run._view(repo, run_id), name, context, seq_id, summary, False)
 
     # -- writing --------------------------------------------------------------------
     def append(self, value: Any, step: int | None = None, epoch: int | float | None = None) -> None:
