@@ -78,7 +78,7 @@ def test_help_lists_every_command():
     out = ok(invoke(None, "--help"))
     listed = re.findall(r"^  (\w+) ", out.split("Commands:")[1], flags=re.M)
     assert listed == COMMANDS
-    assert list(cli.commands) == COMMANDS
+    assert sorted(cli.commands) == sorted(COMMANDS)
 
 
 def _documented_help() -> dict[str, str]:
@@ -101,7 +101,7 @@ def test_docs_cover_every_command():
 @pytest.mark.parametrize("command", ["", *COMMANDS])
 def test_docs_match_help(command):
     args = [command, "--help"] if command else ["--help"]
-    actual = ok(invoke(None, *args, env={"COLUMNS": "40"}))  # width is fixed: the terminal does not matter
+    actual = ok(invoke(None, *args, env={"COLUMNS": "80"}))  # docs/cli.md shows help at 80 columns
     assert _normalise(_documented_help()[command]) == _normalise(actual)
 
 
@@ -156,12 +156,12 @@ def test_existing_directory_that_is_not_a_repository(tmp_path):
 
 def test_repository_from_environment_variable(runs, repo):
     out = ok(invoke(None, "ls", env={"RUNSTORE_REPO": str(repo.path)}))
-    assert runs["small"].id in out
+    assert runs["small"].handle in out
 
 
 def test_repo_option_wins_over_environment(runs, repo, tmp_path):
     result = invoke(repo.path, "ls", env={"RUNSTORE_REPO": str(tmp_path / "elsewhere")})
-    assert runs["large"].id in ok(result)
+    assert runs["large"].handle in ok(result)
 
 
 def test_default_repository_is_dot_runstore(tmp_path, monkeypatch):
@@ -227,37 +227,41 @@ def test_init_on_a_file_fails_cleanly(tmp_path):
 
 
 def _ids_in(out: str, runs: dict) -> list[str]:
-    """Names of the fixture runs in the order their ids appear in the output."""
-    found = sorted((out.index(run.id), name) for name, run in runs.items() if run.id in out)
+    """Names of the fixture runs in the order their handles appear in the output."""
+    found = sorted((out.index(run.handle), name) for name, run in runs.items() if run.handle in out)
     return [name for _, name in found]
 
 
-def test_ls_lists_runs_in_creation_order(runs, repo):
+def test_ls_lists_newest_runs_first(runs, repo):
     out = ok(invoke(repo.path, "ls"))
-    assert _ids_in(out, runs) == ["small", "large", "child"]
+    assert _ids_in(out, runs) == ["child", "large", "small"]
     for word in ("id", "name", "experiment", "status", "created", "duration", "finished", "failed", "3 runs"):
         assert word in out
+    assert runs["small"].id not in out  # handles, unless --full-ids
+    out = ok(invoke(repo.path, "ls", "--full-ids"))
+    assert runs["small"].id in out
 
 
 def test_ls_query_columns_sort_reverse_limit(runs, repo):
     out = ok(invoke(repo.path, "ls", "run.experiment == 'mnist'", "--columns",
                     "hparams.lr,loss[subset=val].last,hparams.model.layers"))
-    assert _ids_in(out, runs) == ["small", "large"] and "2 runs" in out
+    assert _ids_in(out, runs) == ["large", "small"] and "2 runs" in out
     assert "loss[subset=val].last" in out  # printed as typed, not eaten as markup
-    row = next(line for line in out.splitlines() if runs["large"].id in line)
+    row = next(line for line in out.splitlines() if runs["large"].handle in line)
     assert "0.001" in row and "0.4" in row and "8" in row
     out = ok(invoke(repo.path, "ls", "--sort", "hparams.lr"))
     assert _ids_in(out, runs) == ["large", "small", "child"]
     out = ok(invoke(repo.path, "ls", "--sort", "hparams.lr", "--reverse", "--limit", "2"))
-    assert _ids_in(out, runs) == ["child", "small"] and "2 runs" in out
+    assert _ids_in(out, runs) == ["child", "small"] and "2 of 3 runs" in out
     out = ok(invoke(repo.path, "ls", "--reverse"))
-    assert _ids_in(out, runs) == ["child", "large", "small"]
+    assert _ids_in(out, runs) == ["small", "large", "child"]
 
 
 def test_ls_missing_values_show_a_dash(runs, repo):
     out = ok(invoke(repo.path, "ls", "-c", "hparams.model.layers"))
-    row = next(line for line in out.splitlines() if runs["child"].id in line)
-    assert row.rstrip(" │").endswith("-")
+    row = next(line for line in out.splitlines() if runs["child"].handle in line)
+    layers = out.splitlines()[0].index("hparams.model.layers") + len("hparams.model.layers")
+    assert row[:layers].rstrip().endswith("-")
 
 
 def test_ls_bad_query_shows_caret(runs, repo):
@@ -279,9 +283,10 @@ def test_ls_unknown_or_ambiguous_key(runs, repo, option, key):
 def test_ls_hides_archived_unless_all(runs, repo):
     ok(invoke(repo.path, "archive", prefix(runs, "large")))
     out = ok(invoke(repo.path, "ls"))
-    assert _ids_in(out, runs) == ["small", "child"]
+    assert _ids_in(out, runs) == ["child", "small"]
+    assert "1 archived hidden (--all)" in out
     out = ok(invoke(repo.path, "ls", "--all"))
-    assert _ids_in(out, runs) == ["small", "large", "child"] and "(archived)" in out
+    assert _ids_in(out, runs) == ["child", "large", "small"] and "(archived)" in out
 
 
 # --- show ----------------------------------------------------------------------------
@@ -290,16 +295,17 @@ def test_ls_hides_archived_unless_all(runs, repo):
 def test_show_everything_about_a_run(runs, repo):
     small = runs["small"]
     out = ok(invoke(repo.path, "show", prefix(runs, "small")))
-    for text in (small.id, "small", "mnist", "finished", "cnn", runs["child"].id, "lr = 0.01", "layers = 2",
+    for text in (small.id, small.handle, "small", "mnist", "finished", "cnn", runs["child"].handle, "lr = 0.01",
+                 "layers = 2",
                  "subset=train", "subset=val", "0..2", "weights.bin", "model", "300 B"):
         assert text in out, text
     train = next(line for line in out.splitlines() if "subset=train" in line)
-    assert re.search(r"\b3\b", train) and "0.25" in train and "1 " in train  # count, last, max
+    assert train.split()[2:] == ["3", "0..2", "0.25", "0.25", "1"]  # count, steps, last, min, max
 
 
 def test_show_child_names_parent_and_no_sequences(runs, repo):
     out = ok(invoke(repo.path, "show", runs["child"].id))
-    assert runs["small"].id in out and "failed" in out
+    assert runs["small"].handle in out and "failed" in out
     assert "sequences: (none)" in out and "artifacts: (none)" in out
 
 
@@ -307,8 +313,10 @@ def test_show_prefix_errors(runs, repo):
     common = os.path.commonprefix([r.id for r in runs.values()])
     result = invoke(repo.path, "show", common)
     assert result.exit_code == 1 and "ambiguous" in result.stderr and "3 runs match" in result.stderr
+    for run in runs.values():  # the candidates, with their names
+        assert run.handle in result.stderr and run.id in result.stderr and run.name in result.stderr
     result = invoke(repo.path, "show", "zzzz")
-    assert result.exit_code == 1 and "no run id starts with 'zzzz'" in result.stderr
+    assert result.exit_code == 1 and "no run id or handle starts with 'zzzz'" in result.stderr
     result = invoke(repo.path, "show", "f" * 24)
     assert result.exit_code == 1 and "Error: " in result.stderr
 
@@ -318,7 +326,7 @@ def test_show_prefix_errors(runs, repo):
 
 def test_query_table(runs, repo):
     out = ok(invoke(repo.path, "query", "run.hparams.lr >= 0.01"))
-    assert _ids_in(out, runs) == ["small", "child"]
+    assert _ids_in(out, runs) == ["small", "child"]  # creation order
     assert "hparams.lr" in out
 
 
@@ -360,7 +368,7 @@ def test_query_to_file(runs, repo, tmp_path, fmt):
     elif fmt == "json":
         assert len(json.loads(target.read_text())) == 7
     else:
-        assert runs["small"].id in target.read_text()
+        assert runs["small"].handle in target.read_text()
 
 
 def test_query_parquet_to_stdout_when_not_a_terminal(runs, repo, tmp_path):
@@ -437,7 +445,7 @@ def test_export_empty_selection(runs, repo, tmp_path):
 
 def test_rm_with_yes(runs, repo):
     out = ok(invoke(repo.path, "rm", "--yes", prefix(runs, "small"), runs["child"].id))
-    assert f"deleted {runs['small'].id}" in out
+    assert f"deleted {runs['small'].handle} ({runs['small'].id})" in out
     assert [r.id for r in repo.runs()] == [runs["large"].id]
     assert not (repo.path / "artifacts" / runs["small"].id).exists()
 

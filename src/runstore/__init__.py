@@ -10,6 +10,7 @@
 
 from .errors import (
     ActiveRunError,
+    AmbiguousRunError,
     ConfigError,
     InvalidContextError,
     InvalidParamError,
@@ -58,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActiveRunError",
+    "AmbiguousRunError",
     "Callback",
     "Checkpoint",
     "ConfigError",

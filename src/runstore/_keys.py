@@ -6,9 +6,11 @@ A key is a full dotted path, looked up in this order:
 2. (typed runs) a default from the structured config: ``runs.typed(Config)``;
 3. run attributes: ``"name"``, ``"status"``, ``"id"`` (alias ``"run_id"``), ...;
 4. sequence summaries: ``"loss.last"`` (the run's only sequence named loss,
-   whatever its context) or ``"loss[subset=val].last"`` (``k=v`` pairs separated
-   by commas; nested context keys are dotted); fields are count, first_step,
-   last_step, last, min and max;
+   whatever its context) or ``"loss@subset=val.last"`` (``k=v`` pairs separated
+   by commas; nested context keys are dotted), also spelled
+   ``"loss[subset=val].last"`` (the bracket-free spelling needs no shell quoting:
+   zsh reads ``[...]`` as a glob); fields are count, first_step, last_step, last,
+   min and max;
 5. (runs with an implementation) an attribute of ``run.impl``.
 
 The typed-config and implementation state lives on the Run object itself
@@ -33,7 +35,8 @@ NO_DEFAULT: Any = type("NoDefault", (), {"__repr__": lambda self: "NO_DEFAULT"})
 ATTR_ALIASES = {"run_id": "id"}
 
 _SEQ_KEY = re.compile(
-    r"^(?P<name>[^\[\]]+?)(?:\[(?P<ctx>[^\[\]]*)\])?\.(?P<field>" + "|".join(SUMMARY_FIELDS) + r")$"
+    r"^(?P<name>[^\[\]@]+?)(?:\[(?P<ctx>[^\[\]]*)\]|@(?P<at>[^\[\]]+?))?\.(?P<field>"
+    + "|".join(SUMMARY_FIELDS) + r")$"
 )
 
 
@@ -54,22 +57,24 @@ class SeqKey:
 
     def spelling(self) -> str:
         ctx = ",".join(f"{k}={v}" for k, v in self.context)
-        return f"{self.name}[{ctx}].{self.field}" if ctx else f"{self.name}.{self.field}"
+        return f"{self.name}@{ctx}.{self.field}" if ctx else f"{self.name}.{self.field}"
 
 
 def parse_seq_key(key: str) -> SeqKey | None:
-    """``"loss[subset=val].last"`` -> SeqKey; None when ``key`` is not spelled like that."""
+    """``"loss@subset=val.last"`` or ``"loss[subset=val].last"`` -> SeqKey; None when
+    ``key`` is not spelled like that."""
     m = _SEQ_KEY.match(key)
     if m is None:
         return None
     pairs = []
-    if m.group("ctx"):
-        for part in m.group("ctx").split(","):
+    ctx = m.group("ctx") or m.group("at")
+    if ctx:
+        for part in ctx.split(","):
             if not part.strip():
                 continue
             k, eq, v = part.partition("=")
             if not eq or not k.strip():
-                raise ValueError(f"bad context {part!r} in key {key!r}: write name[key=value,...].field")
+                raise ValueError(f"bad context {part!r} in key {key!r}: write name@key=value,....field")
             pairs.append((k.strip(), v.strip()))
     return SeqKey(m.group("name"), tuple(pairs), m.group("field"))
 
@@ -157,7 +162,7 @@ def ambiguous_message(run_id: str, spec: SeqKey, contexts: list) -> str:
     first = next((c for c in contexts if c), None)
     if first:
         k, v = next(iter(first.items()))
-        example = f"; pick one, e.g. {spec.name}[{k}={v}].{spec.field}"
+        example = f"; pick one, e.g. {spec.name}@{k}={v}.{spec.field}"
     return (
         f"key {spec.spelling()!r} is ambiguous: run {run_id} has {len(contexts)} sequences named "
         f"{spec.name!r}, with contexts {shown}{example}"

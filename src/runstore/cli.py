@@ -14,51 +14,63 @@ repository that silently answers "no runs".
 
 from __future__ import annotations
 
-import io
-import json
-import math
-import os
-import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
 import click
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
 
-from .errors import MatchError, RepositoryError, RunNotFoundError, RunstoreError
+from .errors import RepositoryError, RunstoreError
 from .export import export as export_runs
-from .export import flat_table as _flat_table
-from .export import flatten_structs as _flatten_structs
 from .repo import Repo, default_path
 from .run import Run
 
 __all__ = ["cli"]
 
-# Fixed help width so `--help` is identical on every terminal; docs/cli.md
-# embeds it and a test compares the two.
-HELP_WIDTH = 88
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": HELP_WIDTH, "terminal_width": HELP_WIDTH}
+# Help is wrapped to the terminal (click measures it; $COLUMNS wins), at most
+# 100 columns so paragraphs stay readable; docs/cli.md embeds it at 80 columns
+# and a test compares the two.
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 class _State:
-    def __init__(self, repo_path: str | None, debug: bool) -> None:
+    def __init__(self, repo_path: str | None, debug: bool, color: bool = True) -> None:
         self.repo_path = repo_path
         self.debug = debug
+        self.color = color
 
     def repo(self) -> Repo:
         """The existing repository (never creates one)."""
-        return Repo(self.repo_path, create=False)
+        try:
+            return Repo(self.repo_path, create=False)
+        except RepositoryError as exc:
+            hint = _nearby_repository() if self.repo_path is None else None
+            if hint is None:
+                raise
+            raise RepositoryError(f"{exc}; did you mean --repo {hint}?") from None
+
+
+def _nearby_repository() -> str | None:
+    """A subdirectory of the current one that is a repository (``Repo("runs")`` in a script)."""
+    from ._storage.env import is_repository
+
+    try:
+        found = sorted(p.name for p in Path.cwd().iterdir() if p.is_dir() and is_repository(p))
+    except OSError:
+        return None
+    return found[0] if found else None
+
+
+COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "export", "rm", "archive",
+                 "unarchive", "tag", "check", "compact", "demo")
 
 
 class _Group(click.Group):
     """Lists commands in the order they are defined and turns library errors into one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+        order = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(self.commands, key=lambda name: order.get(name, len(order)))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -85,52 +97,8 @@ def _state() -> _State:
     return click.get_current_context().find_object(_State)
 
 
-# -- formatting ------------------------------------------------------------------
-
-
-def _fmt_time(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def _fmt_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.6g}"
-    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar
-        return _fmt_value(value.item())
-    if isinstance(value, datetime):  # Arrow timestamps (UTC) are shown in local time
-        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):  # tags
-        return ", ".join(value) or "-"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str, separators=(",", ":"))
-    return str(value)
-
-
-def _fmt_context(context: dict, prefix: str = "") -> str:
-    """``subset=val, fold=1``: the spelling of keys like ``loss[subset=val].last``."""
-    parts = []
-    for key, value in context.items():
-        if isinstance(value, dict) and value:
-            parts.append(_fmt_context(value, f"{prefix}{key}."))
-        else:
-            parts.append(f"{prefix}{key}={_fmt_value(value)}")
-    return ", ".join(parts) if parts else ("" if prefix else "-")
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _fmt_bytes(n: float) -> str:
@@ -141,119 +109,22 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _split_columns(spec: str | None) -> list[str]:
-    return [c.strip() for c in spec.split(",") if c.strip()] if spec else []
-
-
 # -- resolving run ids -------------------------------------------------------------
 
-_ID_LENGTH = 24
+def _resolve(repo: Repo, text: str) -> Run:
+    """The run named by a full id, a handle or a unique prefix of either (repo.get_run does it)."""
+    if not text.strip():
+        raise click.BadParameter("a run id or handle is required")
+    return repo.get_run(text)
 
 
-def _resolve(repo: Repo, prefix: str) -> Run:
-    """The run whose id is ``prefix`` or starts with it (must be unique, like git)."""
-    prefix = prefix.strip().lower()
-    if len(prefix) == _ID_LENGTH:
-        return repo.get_run(prefix)
-    if not prefix:
-        raise click.BadParameter("a run id (or a unique prefix of one) is required")
-    matches = [run for run in repo.runs() if run.id.startswith(prefix)]
-    if not matches:
-        raise RunNotFoundError(f"no run id starts with {prefix!r} in {repo.path}; list them with `runstore ls`")
-    if len(matches) > 1:
-        shown = ", ".join(run.id for run in matches[:5]) + (", ..." if len(matches) > 5 else "")
-        raise RunNotFoundError(
-            f"run id prefix {prefix!r} is ambiguous: {len(matches)} runs match ({shown}); type more characters"
-        )
-    return matches[0]
-
-
-def _resolve_all(repo: Repo, prefixes: Iterable[str]) -> list[Run]:
+def _resolve_all(repo: Repo, texts: Iterable[str]) -> list[Run]:
     runs: list[Run] = []
-    for prefix in prefixes:
-        run = _resolve(repo, prefix)
+    for text in texts:
+        run = _resolve(repo, text)
         if run not in runs:
             runs.append(run)
     return runs
-
-
-# -- Arrow helpers (tables of runs or sequences) -------------------------------------
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-TABLE_ROWS = 1000  # a screen table beyond this is unreadable and slow; csv/json/parquet have no limit
-
-
-def _table_to_rich(table, title: str | None = None) -> Table:
-    flat = _flatten_structs(table.slice(0, TABLE_ROWS))
-    out = Table(title=title, header_style="bold")
-    for name in flat.column_names:
-        out.add_column(name, overflow="fold", no_wrap=name in ("id", "run_id"))
-    # The long form has unix-second timestamps and NaN for "no epoch".
-    special = {"timestamp": lambda v: _fmt_time(v) if v is not None else "-",
-               "epoch": lambda v: "-" if v is None or math.isnan(v) else _fmt_value(v)}
-    formats = [special.get(name, _fmt_value) for name in flat.column_names]
-    for row in flat.to_pylist():
-        out.add_row(*(fmt(v) for fmt, v in zip(formats, row.values())))
-    return out
-
-
-def _write_table(table, fmt: str, output: str | None) -> None:
-    """Write an Arrow table as table/csv/json/parquet/arrow to ``output`` or stdout."""
-    import pyarrow as pa
-
-    if fmt == "table":
-        if output:
-            with open(output, "w", encoding="utf-8") as f:
-                Console(file=f, width=10_000, highlight=False, markup=False).print(_table_to_rich(table))
-        else:
-            _console().print(_table_to_rich(table))
-        if table.num_rows > TABLE_ROWS:
-            click.echo(f"showing the first {TABLE_ROWS} of {table.num_rows} rows; "
-                       "use --format csv/json/parquet for all of them", err=True)
-        return
-    if fmt in ("parquet", "arrow") and output is None and sys.stdout.isatty():
-        raise click.UsageError(f"refusing to write binary {fmt} to a terminal; use -o FILE or redirect stdout")
-    sink: Any = output if output else io.BytesIO()
-    if fmt == "csv":
-        from pyarrow import csv as pacsv
-
-        pacsv.write_csv(_flat_table(table), sink)
-    elif fmt == "json":
-        rows = [_json_safe(row) for row in table.to_pylist()]
-        text = json.dumps(rows, indent=1, default=str) + "\n"
-        if output:
-            Path(output).write_text(text, encoding="utf-8")
-        else:
-            sink.write(text.encode())
-    elif fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, sink)
-    elif fmt == "arrow":
-        with pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-    if not output:
-        stream = sys.stdout.buffer  # click's get_binary_stream is deprecated (click 8.5)
-        stream.write(sink.getvalue())
-        stream.flush()
 
 
 # -- the command group ---------------------------------------------------------------
@@ -268,15 +139,18 @@ def _write_table(table, fmt: str, output: str | None) -> None:
     show_envvar=True,
     help="Repository directory [default: ./.runstore].",
 )
+@click.option("--no-color", is_flag=True, help="No colour (also when $NO_COLOR is set or output is not a "
+              "terminal).")
 @click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
 @click.version_option(package_name="runstore", message="runstore %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, repo_path: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, repo_path: str | None, no_color: bool, debug: bool) -> None:
     """runstore: an embedded repository of machine-learning runs.
 
-    Run ids may be shortened to any unique prefix, as in git.
+    A run is named by its 8-character handle (the id column of `runstore ls`), its
+    full id, or any unique prefix of either.
     """
-    ctx.obj = _State(repo_path, debug)
+    ctx.obj = _State(repo_path, debug, color=not no_color)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -299,163 +173,6 @@ def init(path: str | None) -> None:
 
 
 # -- ls / show / query / export -------------------------------------------------------
-
-_LS_FIXED = ("id", "name", "experiment", "status", "created", "duration")
-
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("query", required=False, default="")
-@click.option("--columns", "-c", metavar="KEYS", help="Extra columns, comma separated: hparams.lr,loss.last,...")
-@click.option("--sort", "sort_key", metavar="KEY", help="Sort by a column key (e.g. loss.last, created_at).")
-@click.option("--reverse", "-r", is_flag=True, help="Reverse the order.")
-@click.option("--limit", "-n", type=click.IntRange(min=0), metavar="N", help="Show at most N runs.")
-@click.option("--all", "-a", "show_all", is_flag=True, help="Include archived runs.")
-def ls(query: str, columns: str | None, sort_key: str | None, reverse: bool, limit: int | None,
-       show_all: bool) -> None:
-    """List runs (matching QUERY) as a table.
-
-    QUERY uses the query language, e.g. "run.hparams.lr < 0.01 and run.status == 'finished'".
-    Column and sort keys use the run.get spelling: a param path (hparams.lr), a run
-    attribute (status), or a sequence summary (loss.last, loss[subset=val].max).
-    """
-    keys = _split_columns(columns)
-    repo = _state().repo()
-    runs = repo.query(query or None)
-    if not show_all:
-        runs = runs.filter(archived=False)
-    try:
-        if sort_key:
-            runs = runs.sort(sort_key, reverse=reverse)
-        elif reverse:
-            runs = runs[::-1]
-        if limit is not None:
-            runs = runs[:limit]
-        extra = {key: _column(runs, key) for key in keys}
-    except (KeyError, MatchError) as exc:  # unknown or ambiguous key: the message names the candidates
-        raise click.BadParameter(str(exc.args[0] if exc.args else exc), param_hint="--columns/--sort") from None
-    fixed = {key: runs.to_list(key, default=None)
-             for key in ("id", "name", "experiment", "status", "archived", "created_at", "duration")}
-    table = Table(header_style="bold")
-    for name in _LS_FIXED:
-        table.add_column(name, no_wrap=name in ("id", "created"), overflow="fold")
-    for key in keys:
-        table.add_column(key, overflow="fold", justify="right")
-    for i in range(len(runs)):
-        status = fixed["status"][i] + (" (archived)" if fixed["archived"][i] else "")
-        row = [fixed["id"][i], fixed["name"][i] or "-", fixed["experiment"][i], status,
-               _fmt_time(fixed["created_at"][i]), _fmt_duration(fixed["duration"][i])]
-        row += [_fmt_value(extra[key][i]) for key in keys]
-        table.add_row(*row)
-    console = _console()
-    console.print(table)
-    console.print(_plural(len(runs), "run"), style="dim")
-
-
-def _column(runs, key: str) -> list:
-    """Values of ``key`` (None where a run lacks it); an error if no run has it (a typo)."""
-    values = runs.to_list(key, default=None)
-    if values and all(v is None for v in values):
-        runs.to_list(key)  # raises KeyError with the library's suggestions when the key is unknown
-    return values
-
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("run_id")
-def show(run_id: str) -> None:
-    """Show one run: attributes, params, sequences and artifacts.
-
-    RUN_ID may be any unique prefix of the id.
-    """
-    repo = _state().repo()
-    run = _resolve(repo, run_id)
-    console = _console()
-
-    attrs = Table(show_header=False, box=None, pad_edge=False, title=f"run {run.id}", title_justify="left")
-    attrs.add_column(style="bold")
-    attrs.add_column(overflow="fold")
-    children = [child.id for child in run.children]
-    for key, value in (
-        ("id", run.id),
-        ("name", run.name or "-"),
-        ("experiment", run.experiment),
-        ("status", run.status),
-        ("tags", ", ".join(run.tags) or "-"),
-        ("description", run.description or "-"),
-        ("parent", run.parent or "-"),
-        ("children", ", ".join(children) or "-"),
-        ("archived", "yes" if run.archived else "no"),
-        ("created", _fmt_time(run.created_at)),
-        ("ended", _fmt_time(run.ended_at)),
-        ("duration", _fmt_duration(run.duration)),
-        ("host", f"{run.hostname} (pid {run.pid})"),
-    ):
-        attrs.add_row(key, value)
-    console.print(attrs)
-
-    console.print()
-    tree = Tree(Text("params", style="bold"))
-    _params_tree(tree, run.params)
-    if not run.params:
-        tree.add(Text("(none)"))
-    console.print(tree)
-
-    console.print()
-    seqs = Table(title="sequences", title_justify="left", header_style="bold")
-    for name in ("name", "context", "count", "steps", "last", "min", "max"):
-        seqs.add_column(name, overflow="fold", justify="right" if name in ("count", "last", "min", "max") else "left")
-    # One query reads every summary of the run (run.sequence() per name would rescan).
-    for seq in repo.query_sequences(f"run.id == '{run.id}'"):
-        steps = "-" if seq.count == 0 else f"{seq.first_step}..{seq.last_step}"
-        seqs.add_row(seq.name, _fmt_context(seq.context), str(seq.count), steps,
-                     _fmt_value(seq.last), _fmt_value(seq.min), _fmt_value(seq.max))
-    console.print(seqs if seqs.row_count else Text("sequences: (none)", style="bold"))
-
-    console.print()
-    arts = Table(title="artifacts", title_justify="left", header_style="bold")
-    for name in ("name", "kind", "size", "created", "path"):
-        arts.add_column(name, overflow="fold")
-    for art in run.artifacts:
-        path = art.get("path") or "-"
-        if path.startswith(str(repo.path) + os.sep):  # inside the repository: shorter, and still exact
-            path = os.path.relpath(path, repo.path)
-        arts.add_row(art["name"], art.get("kind") or "-", _fmt_bytes(art.get("size") or 0),
-                     _fmt_time(art.get("created_at")), path)
-    console.print(arts if arts.row_count else Text("artifacts: (none)", style="bold"))
-
-
-def _params_tree(node: Tree, params: Any) -> None:
-    if isinstance(params, dict):
-        for key, value in params.items():
-            if isinstance(value, dict) and value:
-                _params_tree(node.add(Text(str(key), style="bold")), value)
-            else:
-                node.add(Text(f"{key} = {_fmt_value(value)}"))
-
-
-FORMATS = ("table", "csv", "json", "parquet", "arrow")
-
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("query")
-@click.option("--sequences", "-s", is_flag=True, help="Output matching sequences in long form (one row per point).")
-@click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="Output format.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
-def query(query: str, sequences: bool, fmt: str, output: str | None) -> None:
-    """Print the runs (or with --sequences the points) matching QUERY.
-
-    An empty QUERY ("") matches everything, archived runs included.  Runs come one row
-    per run: id, name, experiment, status, tags, created_at, ended_at and every param as
-    a dotted column.  Sequences come in long form, one row per point: run_id, name,
-    context.<key> columns, step, value, epoch (NaN: none), timestamp (unix seconds).
-    """
-    repo = _state().repo()
-    collection = repo.query_sequences(query or None) if sequences else repo.query(query or None)
-    _write_table(collection.to_arrow(), fmt, output)
-    if output:
-        noun = ("sequence" if sequences else "run") + ("" if len(collection) == 1 else "s")
-        click.echo(f"wrote {len(collection)} {noun} to {output}", err=True)
-
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("dest", type=click.Path(file_okay=False))
@@ -504,7 +221,7 @@ def _progress():
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def rm(run_ids: tuple[str, ...], yes: bool) -> None:
     """Delete runs, with their sequences and artifacts."""
@@ -512,37 +229,37 @@ def rm(run_ids: tuple[str, ...], yes: bool) -> None:
     runs = _resolve_all(repo, run_ids)
     if not yes:
         for run in runs:
-            click.echo(f"  {run.id}  {run.name or '-'}  ({run.experiment}, {run.status})")
+            click.echo(f"  {run.handle}  {run.name or '-'}  ({run.experiment}, {run.status}, {run.id})")
         noun = "run" if len(runs) == 1 else f"{len(runs)} runs"
         click.confirm(f"Delete {'this' if len(runs) == 1 else 'these'} {noun}?", abort=True)
     for run in runs:
         repo.delete_run(run.id)
-        click.echo(f"deleted {run.id}")
+        click.echo(f"deleted {run.handle} ({run.id})")
 
 
 def _set_archived(run_ids: tuple[str, ...], value: bool) -> None:
     repo = _state().repo()
     for run in _resolve_all(repo, run_ids):
         run.archived = value
-        click.echo(f"{'archived' if value else 'unarchived'} {run.id}")
+        click.echo(f"{'archived' if value else 'unarchived'} {run.handle} ({run.id})")
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
 def archive(run_ids: tuple[str, ...]) -> None:
     """Archive runs: hidden from `ls` unless --all, kept in queries and exports."""
     _set_archived(run_ids, True)
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
 def unarchive(run_ids: tuple[str, ...]) -> None:
     """Unarchive runs."""
     _set_archived(run_ids, False)
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN")
 @click.argument("tags", nargs=-1, required=True, metavar="TAG...")
 @click.option("--remove", is_flag=True, help="Remove the tags instead of adding them.")
 def tag(run_id: str, tags: tuple[str, ...], remove: bool) -> None:
@@ -553,7 +270,7 @@ def tag(run_id: str, tags: tuple[str, ...], remove: bool) -> None:
             run.remove_tag(name)
         else:
             run.add_tag(name)
-    click.echo(f"{run.id} tags: {', '.join(run.tags) or '(none)'}")
+    click.echo(f"{run.handle} tags: {', '.join(run.tags) or '(none)'}")
 
 
 # -- maintenance ---------------------------------------------------------------------
@@ -590,3 +307,11 @@ def demo() -> None:
     from .demo import run_demo
 
     run_demo(path=_state().repo_path)
+
+
+# Commands that live in their own modules (registered in the order `--help` lists them).
+from . import _cli_runs, _cli_show  # noqa: E402
+
+cli.add_command(_cli_runs.ls)
+cli.add_command(_cli_runs.query)
+cli.add_command(_cli_show.show)

@@ -6,7 +6,7 @@ and ``to_arrow`` work on the table's columns; Run objects are only created when
 you iterate, index, or pass a callable that needs them.
 
 >>> runs = repo.query("run.experiment == 'mnist'")            # doctest: +SKIP
->>> best = runs.filter(hparams__lr=(1e-4, 1e-2)).sort("loss[subset=val].min")[0]  # doctest: +SKIP
+>>> best = runs.filter(hparams__lr=(1e-4, 1e-2)).sort("loss@subset=val.min")[0]  # doctest: +SKIP
 >>> runs.group_by("hparams.model", count=len)                 # doctest: +SKIP
 """
 

@@ -21,6 +21,14 @@ class RunNotFoundError(RunstoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class AmbiguousRunError(RunNotFoundError):
+    """A short handle or id prefix names several runs; ``candidates`` holds their ids."""
+
+    def __init__(self, message: str, candidates: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.candidates = list(candidates or [])
+
+
 class SequenceNotFoundError(RunstoreError, KeyError):
     """The run has no sequence with that name and context."""
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 
-from . import _lifecycle
+from . import _handles, _lifecycle
 from ._gc import gc_paused
 from ._storage import records as _rec
 from ._storage.env import open_environment
+from ._storage.keys import run_created_at
 from .errors import RunNotFoundError
 from .run import Run
 from .sequence import Sequence
@@ -64,11 +65,17 @@ class Repo:
         return hash(self.path)
 
     # -- runs ----------------------------------------------------------------------
-    def get_run(self, run_id: str) -> Run:
-        """A view of a stored run (resume it with ``Run(repo, run_id=...)`` to track)."""
-        for run in _lifecycle.live_runs():  # the live object of this process, if any
-            if run.id == run_id and run.repo == self:
-                return run
+    def get_run(self, run: str) -> Run:
+        """A view of a stored run (resume it with ``Run(repo, run_id=...)`` to track).
+
+        ``run`` is the full id, the 8-character handle shown by ``runstore ls``,
+        or a unique prefix of either; a prefix naming several runs raises
+        :class:`~runstore.AmbiguousRunError` listing them.
+        """
+        run_id = self.resolve(run)
+        for live in _lifecycle.live_runs():  # the live object of this process, if any
+            if live.id == run_id and live.repo == self:
+                return live
         env = self._env
         with env.read() as txn:
             record = _rec.get_record(env, txn, run_id)
@@ -76,6 +83,24 @@ class Repo:
                 raise RunNotFoundError(f"no run {run_id} in {self.path}; list them with `runstore ls`")
             params = _rec.get_params(env, txn, run_id)
         return Run._view(self, run_id, record, params)
+
+    def resolve(self, run: str) -> str:
+        """The full id of the run named by ``run`` (id, handle or unique prefix of either)."""
+        if not isinstance(run, str):
+            raise TypeError(f"a run id must be a string such as run.id or its handle, got {run!r}")
+
+        def ids() -> list[str]:
+            env = self._env
+            with env.read() as txn:
+                return _rec.run_ids(env, txn)
+
+        def describe(run_id: str) -> tuple[str | None, float]:
+            env = self._env
+            with env.read() as txn:
+                record = _rec.get_record(env, txn, run_id) or {}
+            return record.get("name"), run_created_at(run_id)
+
+        return _handles.resolve(run, ids, describe, str(self.path))
 
     def runs(self) -> list[Run]:
         """Every run, in creation order."""

@@ -329,6 +329,13 @@ class Run:
         return self._id
 
     @property
+    def handle(self) -> str:
+        """The 8-character short name of the run shown by ``runstore ls`` (see runstore._handles)."""
+        from ._handles import handle
+
+        return handle(self._id)
+
+    @property
     def name(self) -> str | None:
         return self._rec()["name"]
 
@@ -476,7 +483,7 @@ class Run:
     def get(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         """A value by dotted key: a param (``"hparams.lr"``), else an attribute
         (``"status"``), else a sequence summary (``"loss.last"``,
-        ``"loss[subset=val].max"``). ``KeyError`` naming the closest keys when
+        ``"loss@subset=val.max"``). ``KeyError`` naming the closest keys when
         found nowhere, unless ``default`` is given (a callable is called with the run)."""
         from ._keys import run_get
 

@@ -48,6 +48,11 @@ def scan_runs(env: Environment, txn) -> list[tuple[str, dict, dict]]:
     return out
 
 
+def run_ids(env: Environment, txn) -> list[str]:
+    """Every run id, in creation order (keys only: no record is decoded)."""
+    return [run_id_of(key) for key in txn.cursor(db=env.dbs["runs"]).iternext(values=False)]
+
+
 def count_runs(env: Environment, txn) -> int:
     return txn.stat(env.dbs["runs"])["entries"]
 

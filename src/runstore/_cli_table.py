@@ -1,0 +1,298 @@
+"""Terminal tables that fit: column priorities, truncation with an ellipsis, compact numbers.
+
+rich's own tables fold a cell that does not fit, one character per line in the
+worst case, and break numbers and ids (``0./78/37/5``).  Here the widths are
+decided before anything is printed, the way ``gh`` and ``git log --oneline``
+do it:
+
+1. every column has a natural width (its widest cell or header) and a minimum:
+   a *fixed* column (an id, a number, a time, a status) never gets narrower
+   than its widest cell, only its header may be shortened; a *text* column
+   (a name, an experiment, tags) can shrink to a few characters, with ``…``;
+2. columns are taken in priority order while their minimums fit; the rest are
+   dropped and named in a footer (``--wide`` keeps all, ``--columns`` chooses);
+3. the space left is handed out in priority order, up to natural widths.
+
+So no line is longer than the terminal and no number, id or word is broken
+across lines.  Colour comes from rich (which respects ``NO_COLOR``); with
+``plain=True`` there is no header rule and no style at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from rich.cells import cell_len
+from rich.console import Console
+from rich.text import Text
+
+GAP = 2  # spaces between columns
+PREFERRED_TEXT = 24  # a name wider than this yields to the next column before it is shown whole
+ELLIPSIS = "…"
+STATUS_STYLES = {"running": "blue", "finished": "green", "failed": "red", "killed": "yellow"}
+
+
+# -- terminal ----------------------------------------------------------------------------------
+def terminal_width(stream: Any = None) -> int | None:
+    """Columns to fit: ``$COLUMNS``, else the terminal's width, else None (not a terminal: no limit)."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    stream = stream if stream is not None else sys.stdout
+    try:
+        if stream.isatty():
+            return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
+def is_terminal(stream: Any = None) -> bool:
+    stream = stream if stream is not None else sys.stdout
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def console(*, color: bool = True, width: int | None = None, stderr: bool = False) -> Console:
+    """A console writing to this invocation's stdout (the test runner swaps sys.stdout).
+
+    markup=False and highlight=False: names, keys and tags print as typed.  rich
+    turns colour off by itself when NO_COLOR is set or the stream is not a terminal.
+    """
+    return Console(highlight=False, markup=False, no_color=not color or None, stderr=stderr,
+                   width=width or 10_000, soft_wrap=True, emoji=False)
+
+
+# -- formatting of cells -----------------------------------------------------------------------
+_EXP = re.compile(r"e([+-])0*(\d)")
+
+
+def fmt_number(value: Any, width: int = 9) -> str:
+    """A number in at most ``width`` characters where possible: significant digits, then scientific.
+
+    >>> fmt_number(0.788753), fmt_number(3e-05), fmt_number(1234567.891), fmt_number(1500)
+    ('0.788753', '3e-5', '1.23457e6', '1500')
+    """
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        text = str(value)
+        return text if len(text) <= width else _compact(f"{value:.{max(width - 5, 1)}e}")
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if value == int(value) and abs(value) < 10 ** min(width, 15):
+            return str(int(value)) if abs(value) >= 1 or value == 0 else f"{value:g}"
+        for digits in (6, 5, 4, 3, 2):
+            text = _compact(f"{value:.{digits}g}")
+            if len(text) <= width:
+                return text
+        return _compact(f"{value:.1e}")
+    return str(value)
+
+
+def _compact(text: str) -> str:
+    return _EXP.sub(lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), text)
+
+
+def fmt_ago(ts: float | None, now: float | None = None) -> str:
+    """``"3 min ago"``; a date once it is more than 30 days old."""
+    if ts is None or (isinstance(ts, float) and math.isnan(ts)):
+        return "-"
+    delta = (time.time() if now is None else now) - ts
+    if delta < 0:
+        return "just now" if delta > -60 else fmt_time(ts)
+    if delta < 60:
+        return f"{int(delta)} s ago"
+    if delta < 90 * 60:
+        return f"{int(delta // 60)} min ago"
+    if delta < 36 * 3600:
+        return f"{int(delta // 3600)} h ago"
+    if delta < 30 * 86400:
+        return f"{int(delta // 86400)} d ago"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
+
+
+def fmt_time(ts: float | None) -> str:
+    """Local time, to the second."""
+    if ts is None or (isinstance(ts, float) and math.isnan(ts)):
+        return "-"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_when(ts: float | None, absolute: bool) -> str:
+    return fmt_time(ts) if absolute else fmt_ago(ts)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def fmt_value(value: Any, width: int = 9) -> str:
+    """Any cell value: numbers compact, missing as ``-``, lists of strings joined."""
+    if value is None:
+        return "-"
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar
+        value = value.item()
+    if isinstance(value, (int, float)):
+        return fmt_number(value, width)
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return ", ".join(value) or "-"
+    if isinstance(value, (dict, list, tuple)):
+        import json
+
+        return json.dumps(value, default=str, separators=(",", ":"))
+    return " ".join(str(value).split())  # a newline inside a cell would break the row
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+# -- tables ------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Column:
+    """One column: its header, its formatted cells and how it may be fitted.
+
+    ``priority``: lower is kept first.  ``fixed``: never narrower than its widest
+    cell (ids, numbers, times, statuses).  ``styles``: a rich style per cell.
+    """
+
+    header: str
+    cells: list[str]
+    priority: int = 50
+    fixed: bool = False
+    justify: str = "left"
+    styles: list[str | None] | None = None
+    min_width: int = 8
+
+    def natural(self) -> int:
+        return max([cell_len(self.header)] + [cell_len(c) for c in self.cells])
+
+    def preferred(self) -> int:
+        if self.fixed:
+            return self.natural()
+        return min(self.natural(), max(self.minimum(), PREFERRED_TEXT))
+
+    def minimum(self) -> int:
+        widest = max([0] + [cell_len(c) for c in self.cells])
+        header = min(cell_len(self.header), 6)
+        if self.fixed:
+            return max(widest, header, 1)
+        return min(self.natural(), max(self.min_width, header))
+
+
+@dataclasses.dataclass
+class Layout:
+    columns: list[Column]  # kept, in display order
+    widths: list[int]
+    dropped: list[str]     # headers of the columns left out
+
+
+def fit(columns: Sequence[Column], width: int | None, wide: bool = False) -> Layout:
+    """Choose the columns and widths so that a row is at most ``width`` cells wide.
+
+    In priority order each column takes its preferred width (the whole header and
+    every number; text up to ``PREFERRED_TEXT``) when that fits, else its minimum,
+    else it is dropped; what is left over then widens text columns in priority order.
+    """
+    if width is None or wide:
+        return Layout(list(columns), [c.natural() for c in columns], [])
+    order = sorted(range(len(columns)), key=lambda i: (columns[i].priority, i))
+    widths: dict[int, int] = {}
+    used = 0
+    for i in order:
+        col = columns[i]
+        gap = GAP if widths else 0
+        for candidate in (col.preferred(), col.minimum()):
+            if used + gap + candidate <= width:
+                widths[i] = candidate
+                used += gap + candidate
+                break
+    spare = width - used
+    for i in sorted(widths, key=lambda i: (columns[i].priority, i)):
+        grow = min(spare, columns[i].natural() - widths[i])
+        widths[i] += grow
+        spare -= grow
+    shown = sorted(widths)
+    dropped = [columns[i].header for i in range(len(columns)) if i not in widths]
+    return Layout([columns[i] for i in shown], [widths[i] for i in shown], dropped)
+
+
+def _cell(text: str, width: int, justify: str, style: str | None = None) -> Text:
+    cell = Text(text, style=style or "", no_wrap=True, overflow="ellipsis")
+    if cell_len(text) > width:
+        cell.truncate(width, overflow="ellipsis")
+    pad = width - cell.cell_len
+    if justify == "right":
+        return Text(" " * pad) + cell
+    cell.append(" " * pad)
+    return cell
+
+
+def render(layout: Layout, *, plain: bool = False) -> list[Text]:
+    """The lines of a fitted table (header, an optional rule, rows); trailing spaces trimmed."""
+    cols, widths = layout.columns, layout.widths
+    lines = []
+    header = Text(" " * GAP).join(
+        _cell(c.header, w, c.justify, None if plain else "bold") for c, w in zip(cols, widths))
+    lines.append(header)
+    if not plain:
+        lines.append(Text(" " * GAP).join(Text("─" * w, style="dim") for w in widths))
+    rows = max([0] + [len(c.cells) for c in cols])
+    for r in range(rows):
+        parts = []
+        for c, w in zip(cols, widths):
+            style = None if plain or c.styles is None else c.styles[r]
+            parts.append(_cell(c.cells[r] if r < len(c.cells) else "", w, c.justify, style))
+        lines.append(Text(" " * GAP).join(parts))
+    for line in lines:
+        line.rstrip()
+    return lines
+
+
+def status_styles(statuses: Sequence[str]) -> list[str | None]:
+    return [STATUS_STYLES.get(s.split()[0] if s else "") for s in statuses]
+
+
+def dropped_note(dropped: Sequence[str], what: str = "columns") -> str:
+    """``hidden to fit: experiment, created (--wide or --columns KEYS)``."""
+    return f"hidden to fit: {', '.join(dropped)} (--wide or --columns KEYS)"
+
+
+def footer_lines(text: str, width: int | None) -> list[str]:
+    """A footer note wrapped at spaces (never inside a word); a word longer than a line is cut with …."""
+    if width is None or cell_len(text) <= width:
+        return [text]
+    import textwrap
+
+    lines = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+    return [line if cell_len(line) <= width else line[: width - 1] + ELLIPSIS for line in lines]
+
+
+def utc_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
