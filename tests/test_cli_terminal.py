@@ -67,15 +67,17 @@ COMMANDS = [
     ["query", ""], ["query", "run.hparams.seed < 3", "--sequences"], ["query", "", "--columns", "hparams.lr"],
     ["show", "{handle}"], ["--help"], ["ls", "--help"], ["query", "--help"], ["show", "--help"],
     ["export", "--help"], ["tag", "{handle}", "best"], ["archive", "{handle}"], ["unarchive", "{handle}"],
-    ["check"],
+    ["check"], ["diff", "{handle}", "{handle2}"], ["diff", "{handle}", "{handle2}", "--all", "--full-ids"],
+    ["tail", "{handle}"], ["plot", "", "--metric", "loss@subset=train"], ["experiments", "--metric", "acc.max"],
+    ["experiments", "--absolute"],
 ]
 
 
 @pytest.mark.parametrize("width", [80, 120])
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: "-".join(a)[:40])
 def test_every_command_fits(wide_repo, args, width):
-    first = wide_repo.query("")[0]
-    args = [a.replace("{handle}", first.handle) for a in args]
+    first, second = wide_repo.query("")[:2]
+    args = [a.replace("{handle}", first.handle).replace("{handle2}", second.handle) for a in args]
     out = ok(invoke(wide_repo, *args, width=width))
     assert out.strip()
     assert_fits(out, width)

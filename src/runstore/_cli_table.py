@@ -54,6 +54,19 @@ def terminal_width(stream: Any = None) -> int | None:
     return None
 
 
+def terminal_rows(stream: Any = None) -> int | None:
+    env = os.environ.get("LINES", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    stream = stream if stream is not None else sys.stdout
+    try:
+        if stream.isatty():
+            return os.get_terminal_size(stream.fileno()).lines
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
 def is_terminal(stream: Any = None) -> bool:
     stream = stream if stream is not None else sys.stdout
     try:

@@ -130,7 +130,7 @@ def _resolve_all(repo: Repo, texts: Iterable[str]) -> list[Run]:
 # -- the command group ---------------------------------------------------------------
 
 
-@click.group(cls=_Group, context_settings=CONTEXT)
+@click.group(name="runstore", cls=_Group, context_settings=CONTEXT)
 @click.option(
     "--repo",
     "repo_path",
@@ -310,8 +310,12 @@ def demo() -> None:
 
 
 # Commands that live in their own modules (registered in the order `--help` lists them).
-from . import _cli_runs, _cli_show  # noqa: E402
+from . import _cli_compare, _cli_live, _cli_runs, _cli_show  # noqa: E402
 
 cli.add_command(_cli_runs.ls)
 cli.add_command(_cli_runs.query)
 cli.add_command(_cli_show.show)
+cli.add_command(_cli_compare.diff)
+cli.add_command(_cli_live.tail)
+cli.add_command(_cli_live.plot)
+cli.add_command(_cli_compare.experiments)
