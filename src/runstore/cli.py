@@ -165,11 +165,21 @@ def init(path: str | None) -> None:
     try:
         repo = Repo(target, create=False)
         click.echo(f"{repo.path} is already a runstore repository ({_plural(len(repo), 'run')})")
+        return
     except RepositoryError:
         if target.exists() and not target.is_dir():
             raise RepositoryError(f"{target} exists and is not a directory; choose another path") from None
-        repo = Repo(target)
-        click.echo(f"Initialized an empty runstore repository in {repo.path}")
+    existed = target.is_dir()
+    repo = Repo(target, create=True)  # asked for by name: a non-empty directory is fine here
+    made = sorted(p.name for p in repo.path.iterdir() if p.name in ("data.mdb", "lock.mdb", "repo.lock", "artifacts"))
+    where = "in the existing directory" if existed else "in a new directory"
+    click.echo(f"Initialized an empty runstore repository {where} {repo.path} ({', '.join(made)})")
+    if path is not None or _state().repo_path:
+        shown = path if path is not None else _state().repo_path
+        use = f"`runstore --repo {shown} ls`, or export RUNSTORE_REPO={repo.path}"
+    else:
+        use = "`runstore ls` in this directory"
+    click.echo(f"Track runs with Run(repo={str(repo.path)!r}); look at them with {use}")
 
 
 # -- ls / show / query / export -------------------------------------------------------
@@ -298,15 +308,19 @@ def compact() -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-def demo() -> None:
+@click.option("--fresh", is_flag=True, help="Train a new set of runs even if the demo's runs are there (as "
+              "experiment demo-2, ...).")
+def demo(fresh: bool) -> None:
     """Train a small model into the repository, then query it.
 
     Logistic regression in NumPy at several learning rates, tracked into --repo (or
-    $RUNSTORE_REPO, or ./.runstore, created if missing), then a query over the runs.
+    $RUNSTORE_REPO, or ./.runstore, created if missing), then a query over the runs and
+    the commands to try next.  Run it again and it only shows the runs it made before.
     """
     from .demo import run_demo
 
-    run_demo(path=_state().repo_path)
+    state = _state()
+    run_demo(path=state.repo_path, fresh=fresh, repo_hint=state.repo_path)
 
 
 # Commands that live in their own modules (registered in the order `--help` lists them).

@@ -347,7 +347,8 @@ def _repr_table(runs: RunCollection, limit: int = 8) -> str:
     src, rows = runs._src, runs._rows[:limit]
     table = src.table
     columns = [("id", "id"), ("name", "name"), ("experiment", "experiment"), ("status", "status")]
-    columns += [(".".join(map(str, p)), p) for p in table.param_paths()[:3]]
+    varying, constant = _params_by_variation(table, runs._rows)
+    columns += [(".".join(map(str, p)), p) for p in (varying[:4] or [p for p, _ in constant[:3]])]
     cells = []
     for title, what in columns:
         col = table.attr(what) if isinstance(what, str) else table.param(what)
@@ -361,4 +362,22 @@ def _repr_table(runs: RunCollection, limit: int = 8) -> str:
         lines.append("  " + "  ".join(col[i].ljust(w) for col, w in zip(cells, widths)).rstrip())
     if n > limit:
         lines.append(f"  ... {n - limit} more")
+    if varying and constant and n > 1:
+        same = ", ".join(f"{'.'.join(map(str, p))}={display(v)}" for p, v in constant)
+        lines.append(f"  same in all {n}: {same if len(same) <= 100 else same[:97] + '...'}")
     return "\n".join(lines)
+
+
+def _params_by_variation(table: Any, rows: np.ndarray, sample: int = 2000) -> tuple[list, list]:
+    """(paths of the params whose values differ across the rows, most distinct values first;
+    (path, value) of those that are the same in every row), each group in table order."""
+    rows = rows[:sample]
+    varying, constant = [], []
+    for i, path in enumerate(table.param_paths()):
+        values = table.param(path).take(rows).to_pylist(MISSING)
+        distinct = len({repr(v) for v in values})
+        if distinct > 1:
+            varying.append((-distinct, i, path))
+        elif values and values[0] is not MISSING:
+            constant.append((path, values[0]))
+    return [path for _, _, path in sorted(varying)], constant

@@ -58,32 +58,93 @@ def train(run: Run, lr: float, epochs: int, batch_size: int, seed: int) -> dict:
     return {"val_loss": val_loss, "val_acc": val_acc}
 
 
-def run_demo(path: str | os.PathLike | None = None, epochs: int = 20, quiet: bool = False) -> Repo:
+def run_demo(path: str | os.PathLike | None = None, epochs: int = 20, quiet: bool = False, *,
+             fresh: bool = False, repo_hint: str | None = None) -> Repo:
     """Train one run per learning rate into ``path`` (default: the default
-    repository, ``./.runstore``), then print a query over them."""
+    repository, ``./.runstore``), then print a query over them.
+
+    Idempotent: when the repository already holds the demo's finished runs, nothing
+    is trained again (``fresh=True`` trains a new set as experiment ``demo-2``, ...).
+    ``repo_hint`` is the ``--repo`` to show in the suggested next commands."""
     say = (lambda *a: None) if quiet else print
     repo = Repo(path)
-    say(f"runstore demo: logistic regression on a generated data set, repository {repo.path}")
-    started = time.perf_counter()
-    for lr in LEARNING_RATES:
-        with Run(repo=repo, experiment="demo", name=f"logreg-lr{lr:g}", tags=["demo", "numpy"]) as run:
-            run["hparams"] = {"lr": lr, "epochs": epochs, "batch_size": 32, "model": {"kind": "logreg", "dim": 20}}
-            final = train(run, lr, epochs, batch_size=32, seed=0)
-            say(f"  run {run.id}  lr={lr:<6g} val_loss={final['val_loss']:.4f}  val_acc={final['val_acc']:.3f}")
-    say(f"trained {len(LEARNING_RATES)} runs in {time.perf_counter() - started:.2f}s")
+    experiment = "demo"
+    done = _finished_demo_runs(repo, experiment)
+    if done and fresh:
+        n = 2
+        while _has_experiment(repo, f"demo-{n}"):
+            n += 1
+        experiment = f"demo-{n}"
+    elif done:
+        say(f"runstore demo: {repo.path} already has the demo's {len(done)} finished runs (experiment 'demo'); "
+            "nothing to train (runstore demo --fresh trains a new set)")
+    if not done or fresh:
+        say(f"runstore demo: logistic regression on a generated data set, repository {repo.path}")
+        started = time.perf_counter()
+        for lr in LEARNING_RATES:
+            with Run(repo=repo, experiment=experiment, name=f"logreg-lr{lr:g}", tags=["demo", "numpy"]) as run:
+                run["hparams"] = {"lr": lr, "epochs": epochs, "batch_size": 32,
+                                  "model": {"kind": "logreg", "dim": 20}}
+                final = train(run, lr, epochs, batch_size=32, seed=0)
+                say(f"  run {run.handle}  lr={lr:<6g} val_loss={final['val_loss']:.4f}  "
+                    f"val_acc={final['val_acc']:.3f}")
+        say(f"trained {len(LEARNING_RATES)} runs in {time.perf_counter() - started:.2f}s")
+    _show_query(repo, experiment, say)
+    _next_commands(repo, experiment, repo_hint, say)
+    return repo
 
-    query = "run.experiment == 'demo' and run.hparams.lr >= 0.01 and seq.name == 'acc'"
+
+def _finished_demo_runs(repo: Repo, experiment: str) -> list:
+    names = {f"logreg-lr{lr:g}" for lr in LEARNING_RATES}
+    runs = repo.query(f"run.experiment == {experiment!r} and run.status == 'finished'")
+    found = {r.name: r for r in runs if r.name in names}
+    return list(found.values()) if len(found) == len(names) else []
+
+
+def _has_experiment(repo: Repo, experiment: str) -> bool:
+    return len(repo.query(f"run.experiment == {experiment!r}")) > 0
+
+
+def _next_commands(repo: Repo, experiment: str, repo_hint: str | None, say) -> None:
+    import shlex
+
+    rs = "runstore" + (f" --repo {shlex.quote(repo_hint)}" if repo_hint else "")
+    runs = repo.query(f"run.experiment == {experiment!r}")
+    best = max(runs, key=lambda r: r.get("acc@subset=val.last", default=0.0), default=None)
+    other = min(runs, key=lambda r: r.get("acc@subset=val.last", default=0.0), default=None)
+    where = f"\"run.experiment == '{experiment}'\""
+    lines = [
+        f"{rs} ls",
+        f"{rs} show {best.handle}" if best else f"{rs} show <handle>",
+        f"{rs} diff {best.handle} {other.handle}" if best and other else f"{rs} diff <handle> <handle>",
+        f"{rs} plot {where} --metric loss@subset=val",
+        f"{rs} experiments --metric acc@subset=val.max",
+    ]
+    try:
+        from .cli import cli
+
+        if "ui" in cli.commands:
+            lines.append(f"{rs} ui")
+    except ImportError:  # pragma: no cover - the CLI ships with runstore
+        pass
+    say("\nnext, try:")
+    for cmd in lines:
+        say(f"  {cmd}")
+
+
+def _show_query(repo: Repo, experiment: str, say) -> None:
+    query = f"run.experiment == {experiment!r} and run.hparams.lr >= 0.01 and seq.name == 'acc'"
     t = time.perf_counter()
     runs = repo.query(query)
     ms = (time.perf_counter() - t) * 1000
     say(f"\nrepo.query({query!r}) -> {len(runs)} runs in {ms:.1f} ms")
     seqs = repo.query_sequences(
-        "seq.name == 'acc' and seq.context.subset == 'val' and run.experiment == 'demo' and run.hparams.lr >= 0.01"
+        f"seq.name == 'acc' and seq.context.subset == 'val' and run.experiment == {experiment!r} "
+        "and run.hparams.lr >= 0.01"
     )
-    rows = sorted(((s.run["hparams"]["lr"], s.last, s.max, s.run.id) for s in seqs), key=lambda r: -r[1])
+    rows = sorted(((s.run["hparams"]["lr"], s.last, s.max, s.run.handle) for s in seqs), key=lambda r: -r[1])
     say(f"  {'lr':>8}  {'val acc (last)':>14}  {'val acc (best)':>14}  run")
     for lr, last, best, rid in rows:
         say(f"  {lr:>8g}  {last:>14.3f}  {best:>14.3f}  {rid}")
     table = seqs.to_arrow()
     say(f"\nthe same curves as one Arrow table: {table.num_rows} rows, columns {table.column_names}")
-    return repo

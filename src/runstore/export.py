@@ -37,7 +37,7 @@ def flatten_structs(table):
 
 
 def flat_table(table):
-    """Structs become dotted columns, lists/maps JSON strings: what CSV can hold."""
+    """Structs become dotted columns, lists/maps JSON strings, times ISO 8601 UTC: what CSV can hold."""
     table = flatten_structs(table)
     columns = []
     for column in table.columns:
@@ -45,8 +45,38 @@ def flat_table(table):
         if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind) or pa.types.is_null(kind):
             values = [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()]
             column = pa.array(values, type=pa.string())
+        elif pa.types.is_timestamp(kind):
+            column = _iso_utc(column)
         columns.append(column)
     return pa.table(columns, names=table.column_names)
+
+
+def _iso_utc(column):
+    """``2026-11-23T04:45:20.123456Z``: one spelling of time in every CSV file."""
+    utc = pc.cast(column, pa.timestamp("us", tz="UTC"))
+    return pc.binary_join_element_wise(pc.strftime(utc, format="%Y-%m-%dT%H:%M:%S"), pa.scalar("Z"), "")
+
+
+def _runs_table(table):
+    """The runs file: ``run_id`` (the join key, typed as in the points files) first."""
+    names = ["run_id" if n == "id" else n for n in table.column_names]
+    table = table.rename_columns(names)
+    return table.set_column(0, "run_id", pc.cast(table["run_id"], pa.string())) if names[0] == "run_id" else table
+
+
+def _points_table(table):
+    """The points files: ``run_id`` a plain string (as in runs), ``timestamp`` a UTC timestamp."""
+    if "run_id" in table.column_names:
+        i = table.column_names.index("run_id")
+        table = table.set_column(i, "run_id", pc.cast(table["run_id"], pa.string()))
+    if "timestamp" in table.column_names and pa.types.is_floating(table.schema.field("timestamp").type):
+        i = table.column_names.index("timestamp")
+        seconds = table["timestamp"].to_numpy()
+        micros = np.round(seconds * 1e6).astype("int64")
+        mask = ~np.isfinite(seconds)
+        ts = pa.array(micros, type=pa.int64(), mask=mask if mask.any() else None).cast(pa.timestamp("us", tz="UTC"))
+        table = table.set_column(i, "timestamp", ts)
+    return table
 
 
 def _partition_value(value: str) -> str:
@@ -104,8 +134,8 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
 
             pacsv.write_csv(flat_table(table), path)
 
-    write(runs.to_arrow(), runs_file)
-    table = sequences.to_arrow()
+    write(_runs_table(runs.to_arrow()), runs_file)
+    table = _points_table(sequences.to_arrow())
     if table.num_rows == 0:
         on_progress(0, 0)
         return ExportResult(len(runs), len(sequences), 0)
@@ -123,8 +153,9 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
         part = table.slice(lo, hi - lo)
         if partition_by == "run":
             # Hive convention: the partition column lives in the path, not in the file.
+            # The partition column is in the path (hive) and also in the file, so a file
+            # read on its own still says which run it holds; readers unify the two.
             path = seq_dir / f"run_id={run_id}" / f"part-0.{fmt}"
-            part = part.drop_columns(["run_id"])
         else:
             experiment = experiment_of.get(run_id) or "default"
             path = seq_dir / f"experiment={_partition_value(experiment)}" / f"{run_id}.{fmt}"

@@ -28,21 +28,53 @@ def default_path() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
 
 
+def _check_target(path: Path, explicit: bool) -> None:
+    """Refuse to turn a file, or (unless asked) a directory holding other things, into a repository.
+
+    ``Repo(".")`` in a project folder would otherwise quietly put data.mdb among the
+    sources; a new repository gets a missing or empty directory unless ``create=True``.
+    """
+    from ._storage.env import is_repository
+    from .errors import RepositoryError
+
+    if is_repository(path):
+        return
+    if path.exists() and not path.is_dir():
+        raise RepositoryError(f"{path} is a file, not a runstore repository; choose a directory path")
+    if explicit or not path.is_dir():
+        return
+    try:
+        entries = sorted(p.name for p in path.iterdir())
+    except OSError:
+        return
+    if entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise RepositoryError(
+            f"{path} is a directory with other files ({shown}) and not a runstore repository; "
+            f"use a new or empty directory (e.g. {path / '.runstore'}), or pass create=True "
+            "(`runstore init PATH`) to make it one anyway"
+        )
+
+
 class Repo:
     """A repository of runs in one directory.
 
-    ``Repo(path)`` opens it (creating it unless ``create=False``);
+    ``Repo(path)`` opens it, creating it when the directory is missing or empty
+    (``create=True`` also makes a non-empty directory a repository; ``create=False``
+    only opens an existing one);
     ``Repo()`` uses ``$RUNSTORE_REPO``, else ``./.runstore``.
     Several ``Repo`` objects, threads and processes may use one repository at once.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True,
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool | None = None,
                  flush_interval: float = 1.0, map_size: int | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
         self.flush_interval = float(flush_interval)
         if self.flush_interval <= 0:
             raise ValueError("flush_interval must be a positive number of seconds")
-        self._env_obj = open_environment(self.path, create=create, map_size=map_size)
+        if create is not False:
+            _check_target(self.path, explicit=create is True)
+        self._env_obj = open_environment(self.path, create=create is not False, map_size=map_size)
         self.path = self._env_obj.path
         self._pid = os.getpid()
         self._query_cache = None  # the query layer's column cache (runstore.query.columns)

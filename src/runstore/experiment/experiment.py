@@ -231,11 +231,17 @@ class Experiment:
         store = self.repo if isinstance(self.repo, Repo) else Repo(self.repo)
         total = sum(t.repeat for t in self.trials)
         results = []
-        with Progress(total, f"experiment {self.name}", enabled=self.progress) as bar:
-            for trial in self.trials:
-                results.append(self._run_trial(store, trial, bar, rerun_finished))
-            for result in results:
-                bar.note(_summary_line(result))
+        self._finished_now = 0  # repeats finished by this call, for the Ctrl-C line
+        try:
+            with Progress(total, f"experiment {self.name}", enabled=self.progress) as bar:
+                for trial in self.trials:
+                    results.append(self._run_trial(store, trial, bar, rerun_finished))
+                for result in results:
+                    bar.note(_summary_line(result))
+        except KeyboardInterrupt:
+            from ._announce import interrupted
+
+            raise interrupted(self._finished_now, 1) from None
         return results
 
     def _run_trial(self, repo: Any, trial: Trial, bar: Progress, rerun_finished: bool) -> TrialResult:
@@ -340,6 +346,8 @@ class Experiment:
             return status, None
         if not run.closed:
             run.close(status.run_status or "finished")
+        if run.status == "finished":
+            self._finished_now = getattr(self, "_finished_now", 0) + 1
         results = pipeline.run_metrics
         shown = ", ".join(f"{k}={float(v):.4g}" for k, v in list(results.items())[:3] if _number(v))
         bar.advance(f"{label}: {status.value}{' (' + shown + ')' if shown else ''}, run {run.id}")

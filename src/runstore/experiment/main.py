@@ -33,6 +33,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ..errors import ConfigError
+from . import _announce
 from ._history import effective_status, is_live, runs_of, same_config
 from ._progress import Progress
 from .config import build_config, parse_override, split_sweep, to_container
@@ -113,6 +114,8 @@ def main(
                 rerun_finished=args.rerun_finished,
                 new_run=args.new_run,
                 schema=schema,
+                script=script,
+                quiet=args.quiet,
             )
             return _run_jobs(fn, store, jobs, options, sweep=args.multirun)
 
@@ -131,6 +134,8 @@ class _Options:
     rerun_finished: bool
     new_run: bool
     schema: Any
+    script: str = "main"
+    quiet: bool = False
 
 
 def _parser(script: str, fn: Callable[..., Any], schema: Any) -> argparse.ArgumentParser:
@@ -157,6 +162,8 @@ def _parser(script: str, fn: Callable[..., Any], schema: Any) -> argparse.Argume
     parser.add_argument("--repo", metavar="PATH", help="the repository (default: $RUNSTORE_REPO or ./.runstore)")
     parser.add_argument("--experiment", metavar="NAME", help="the experiment the runs belong to")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config(s) and exit")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no start and end lines on stderr")
     return parser
 
 
@@ -208,16 +215,19 @@ def _run_jobs(fn: Callable[[Any, Any], Any], repo: Any, jobs: list[_Job], opts: 
             run[opts.params_key] = job.params
             run["attempt"] = attempt
             runs.append(run)
+            _announce.say(_announce.start_line(opts.script, run, repo, resumed=action == "resume"), opts.quiet)
             try:
                 fn(run, OmegaConf.to_object(job.cfg) if opts.schema is not None else job.cfg)
             except KeyboardInterrupt:
                 run.close("killed")
-                raise
+                raise _announce.interrupted(counts["finished"], 1) from None
             except SystemExit as exc:  # sys.exit() in the function: its code says how it went
                 run.close("finished" if exc.code in (0, None) else "failed")
+                _announce.say(_announce.end_line(opts.script, run), opts.quiet)
                 raise
             except Exception as exc:
                 run.close("failed")
+                _announce.say(_announce.end_line(opts.script, run), opts.quiet)
                 if not sweep:
                     raise
                 failures.append((job, exc))
@@ -226,6 +236,7 @@ def _run_jobs(fn: Callable[[Any, Any], Any], repo: Any, jobs: list[_Job], opts: 
                 continue
             if not run.closed:
                 run.close("finished")
+            _announce.say(_announce.end_line(opts.script, run), opts.quiet)
             counts["finished"] += 1
             bar.advance(f"{job.label}: {run.status} run {run.id}")
         if sweep:
