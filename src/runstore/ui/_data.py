@@ -37,12 +37,6 @@ class UIError(RunstoreError, ValueError):
     """A request the UI cannot serve (bad parameter); the message says which and why."""
 
 
-def handle(run_id: str) -> str:
-    """The run's short handle (8 characters): the random end of the id, which stays
-    unique where the time-ordered start does not."""
-    return run_id[-8:]
-
-
 def quote(text: str) -> str:
     """A string literal of the query language (Python escapes)."""
     return repr(str(text))
@@ -156,7 +150,7 @@ class UIRepo:
         keys = list(BASE_COLUMNS) + [c for c in columns if c not in BASE_COLUMNS]
         table = page.to_arrow(*keys) if len(page) else _empty_page(keys)
         table = js_friendly(table)
-        handles = pa.array([handle(i) for i in table.column("id").to_pylist()], pa.string())
+        handles = pa.array([r.handle for r in page], pa.string())
         table = table.add_column(1, "handle", handles)
         return table, len(runs)
 
@@ -169,8 +163,17 @@ class UIRepo:
             counts[k] = counts.get(k, 0) + 1
         return [{"value": k, "count": c} for k, c in sorted(counts.items(), key=lambda kv: -kv[1])]
 
-    def ids(self, q: str | None) -> list[str]:
-        return self.repo.query(q or None).ids
+    def ids(self, q: str | None, sort: str | None = None, desc: bool = True, offset: int = 0,
+            limit: int | None = None) -> list[str]:
+        """Run ids matching a query, in the table's order (a slice of it for shift-click ranges)."""
+        runs = self.repo.query(q or None)
+        if sort:
+            runs = runs.sort(sort, reverse=desc)
+        elif desc:
+            runs = runs[::-1]
+        if offset < 0 or (limit is not None and limit < 0):
+            raise UIError("offset and limit must be >= 0")
+        return runs[offset: None if limit is None else offset + limit].ids
 
     def schema(self) -> dict:
         """Keys for autocomplete and the column picker: run attributes, param paths (those that
@@ -222,18 +225,18 @@ class UIRepo:
                          "first_step": s.first_step, "last_step": s.last_step, "last": _num(s.last),
                          "min": _num(s.min), "max": _num(s.max),
                          "system": name.startswith(("__system", "system/", "sys/"))})
-        children = [{"id": c.id, "handle": handle(c.id), "name": c.name, "status": c.status}
+        children = [{"id": c.id, "handle": c.handle, "name": c.name, "status": c.status}
                     for c in run.children]
         parent = None
         if run.parent:
             try:
                 p = self.repo.get_run(run.parent)
-                parent = {"id": p.id, "handle": handle(p.id), "name": p.name, "status": p.status}
+                parent = {"id": p.id, "handle": p.handle, "name": p.name, "status": p.status}
             except RunstoreError:
-                parent = {"id": run.parent, "handle": handle(run.parent), "name": None, "status": "deleted"}
+                parent = {"id": run.parent, "handle": run.parent[:8], "name": None, "status": "deleted"}
         artifacts = [{k: a.get(k) for k in ("name", "kind", "size", "created_at")} for a in run.artifacts]
         return {
-            "id": run.id, "handle": handle(run.id), "name": run.name, "experiment": run.experiment,
+            "id": run.id, "handle": run.handle, "name": run.name, "experiment": run.experiment,
             "description": run.description, "status": run.status, "tags": list(run.tags),
             "created_at": run.created_at, "ended_at": run.ended_at, "duration": run.duration,
             "archived": run.archived, "hostname": run.hostname, "pid": run.pid,
@@ -319,7 +322,7 @@ class UIRepo:
             seqs = [found[i] for i in exact]
             reader = lambda a, b: [s.numpy() for s in seqs[a:b]]  # noqa: E731
         run_ids = list(dict.fromkeys(s.run.id for s in seqs))
-        info = self._run_info(run_ids, [k for k in (p["group"], p["color"]) if k])
+        info = self._run_info(run_ids, {f: p[f] for f in ("group", "color") if p[f]})
         lo, hi = p["range"] if p["range"] else (None, None)
         if p["x"] == "step" and lo is not None:
             span = max(1.0, hi - lo)
@@ -331,7 +334,7 @@ class UIRepo:
         for i, s in enumerate(seqs):
             rid = s.run.id
             last = s.last_step if s.last_step is not None else -1
-            series.append({"run": rid, "handle": handle(rid), "run_name": info[rid]["name"],
+            series.append({"run": rid, "handle": s.run.handle, "run_name": info[rid]["name"],
                            "status": info[rid]["status"], "name": s.name, "context": s.context,
                            "count": s.count, "cursor": (last // w) * w if w > 1 else last + 1,
                            "since": since.get(rid),
@@ -342,7 +345,7 @@ class UIRepo:
             return meta, self._grouped_stream(p, seqs, reader, info, w, meta)
         return meta, self._series_stream(p, seqs, reader, info, w, meta)
 
-    def _run_info(self, run_ids: list[str], keys: list[str]) -> dict:
+    def _run_info(self, run_ids: list[str], keys: dict[str, str]) -> dict:
         info = {rid: {} for rid in run_ids}
         if not run_ids:
             return info
@@ -350,7 +353,7 @@ class UIRepo:
         t = js_friendly(runs.to_arrow("id", "name", "status", "created_at"))
         for rid, name, status, created in zip(*(t.column(c).to_pylist() for c in ("id", "name", "status", "created_at"))):
             info[rid].update(name=name, status=status, created_at=created)
-        for key, field in zip(keys, ("group", "color")):
+        for field, key in keys.items():
             for rid, v in zip(runs.ids, runs.to_list(key, default=None)):
                 info[rid][field] = v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, default=str)
         return info
@@ -387,8 +390,11 @@ class UIRepo:
 
     def _series_stream(self, p, seqs, reader, info, w, meta) -> Iterator[bytes]:
         ydtype = pa.float32() if p["precision"] == 32 else pa.float64()
-        schema = pa.schema([("series", pa.int32()), ("x", pa.float64()), ("y", ydtype)],
-                           metadata={"runstore": json.dumps(meta, default=str)})
+        fields = [("series", pa.int32()), ("x", pa.float64()), ("y", ydtype)]
+        with_step = p["x"] != "step"  # live clients cut at a step cursor; in step mode x is the step
+        if with_step:
+            fields.append(("step", pa.float64()))
+        schema = pa.schema(fields, metadata={"runstore": json.dumps(meta, default=str)})
         since = {s["run"]: s["since"] for s in meta["series"] if s["since"] is not None}
 
         def gen():
@@ -397,8 +403,10 @@ class UIRepo:
             yield sink.take()
             for sid, steps, x, y in self._points(p, seqs, reader, info, since):
                 idx = _curves.pick_indices(sid, steps, y, w)
-                batch = pa.record_batch([pa.array(sid[idx]), pa.array(x[idx]), pa.array(y[idx]).cast(ydtype)],
-                                        schema=schema)
+                cols = [pa.array(sid[idx]), pa.array(x[idx]), pa.array(y[idx]).cast(ydtype)]
+                if with_step:
+                    cols.append(pa.array(steps[idx].astype(np.float64)))
+                batch = pa.record_batch(cols, schema=schema)
                 writer.write_batch(batch)
                 yield sink.take()
             writer.close()

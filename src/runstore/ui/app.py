@@ -69,7 +69,11 @@ def create_app(repo: Repo | str | os.PathLike, *, host: str = "127.0.0.1", token
         return JSONResponse(await _threaded(ui.groups, request.query_params.get("q"), key))
 
     async def ids(request: Request) -> Response:
-        return JSONResponse(await _threaded(ui.ids, request.query_params.get("q")))
+        qp = request.query_params
+        limit = _int(qp, "limit", -1)
+        return JSONResponse(await _threaded(
+            ui.ids, qp.get("q"), qp.get("sort") or None, qp.get("desc", "1") not in ("0", "false"),
+            _int(qp, "offset", 0), None if limit == -1 else limit))
 
     async def run_detail(request: Request) -> Response:
         return JSONResponse(await _threaded(ui.run_detail, request.path_params["run_id"]))

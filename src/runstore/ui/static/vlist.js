@@ -1,0 +1,57 @@
+// A virtual list: fixed row height, only the rows in view (plus a small margin) are in the
+// DOM, whatever the total (100,000 runs, 1,000 legend entries).
+
+import { visibleRange } from "./format.js";
+
+export class VirtualList {
+  // body: a scrollable element; renderRow(i) returns an element for row i.
+  constructor(body, { rowHeight = 28, total = 0, renderRow, onRange = () => {} }) {
+    this.body = body;
+    this.rowHeight = rowHeight;
+    this.total = total;
+    this.renderRow = renderRow;
+    this.onRange = onRange;
+    this.spacer = document.createElement("div");
+    this.spacer.style.position = "relative";
+    this.body.replaceChildren(this.spacer);
+    this.range = [0, -1];
+    this._frame = 0;
+    this._onScroll = () => {
+      if (this._frame) return;
+      this._frame = requestAnimationFrame(() => { this._frame = 0; this.render(); });
+    };
+    this.body.addEventListener("scroll", this._onScroll, { passive: true });
+    this.setTotal(total);
+  }
+
+  setTotal(total) {
+    this.total = total;
+    this.spacer.style.height = `${total * this.rowHeight}px`;
+    this.render(true);
+  }
+
+  // Re-render the rows in view; force re-creates them even when the range did not change.
+  render(force = false) {
+    const [first, last] = visibleRange(this.body.scrollTop, this.body.clientHeight || 600, this.rowHeight, this.total);
+    if (!force && first === this.range[0] && last === this.range[1]) return;
+    this.range = [first, last];
+    const rows = [];
+    for (let i = first; i <= last; i++) {
+      const el = this.renderRow(i);
+      el.style.top = `${i * this.rowHeight}px`;
+      el.style.height = `${this.rowHeight}px`;
+      rows.push(el);
+    }
+    this.spacer.replaceChildren(...rows);
+    this.onRange(first, last);
+  }
+
+  rowCount() {
+    return this.spacer.childElementCount;
+  }
+
+  destroy() {
+    this.body.removeEventListener("scroll", this._onScroll);
+    if (this._frame) cancelAnimationFrame(this._frame);
+  }
+}
