@@ -82,6 +82,8 @@ def js_friendly(table: pa.Table) -> pa.Table:
                                     {"s": 1.0, "ms": 1e3, "ns": 1e9}[t.unit])
         elif pa.types.is_integer(t) and t.bit_width == 64:
             col = col.cast(pa.float64())
+        elif pa.types.is_list(t) and pa.types.is_null(t.value_type):
+            col = col.cast(pa.list_(pa.string()))  # lists that are all empty (tags of untagged runs)
         elif pa.types.is_struct(t) or pa.types.is_map(t) or (pa.types.is_list(t) and not pa.types.is_string(t.value_type)):
             col = pa.array([None if v is None else json.dumps(v, default=str) for v in col.to_pylist()], pa.string())
         elif pa.types.is_null(t):

@@ -288,7 +288,7 @@ export class RunsPage {
   // Live: refetch the pages in view while they show running runs (and now and then anyway,
   // for new runs); the table is not reloaded and the scroll position stays.
   async live() {
-    if (this.hook.runs.error) return;
+    if (this.hook.runs.error || this.editing) return;  // never redraw under an open tag editor
     this.tick += 1;
     const [a, b] = this.vlist.range;
     let running = false;
@@ -305,7 +305,7 @@ export class RunsPage {
       } catch (e) { return; }
     }
     this.hook.runs.liveUpdates = (this.hook.runs.liveUpdates || 0) + 1;
-    this.vlist.render(true);
+    if (!this.editing) this.vlist.render(true);
   }
 
   // -- rows -----------------------------------------------------------------------------------
@@ -355,18 +355,20 @@ export class RunsPage {
 
   editTags(cell, r) {
     const input = el("input", { class: "tags-edit", type: "text", "aria-label": "tags" });
+    this.editing = true;
+    const done = () => { this.editing = false; this.vlist.render(true); };
     input.value = (r.tags || []).join(", ");
     cell.replaceChildren(input);
     input.focus();
     input.addEventListener("keydown", async (e) => {
-      if (e.key === "Escape") this.vlist.render(true);
+      if (e.key === "Escape") done();
       if (e.key !== "Enter") return;
       const tags = input.value.split(",").map((t) => t.trim()).filter(Boolean);
       const res = await sendJSON(`/api/runs/${r.id}`, "PATCH", { tags });
       r.tags = res.tags;
-      this.vlist.render(true);
+      done();
     });
-    input.addEventListener("blur", () => this.vlist.render(true));
+    input.addEventListener("blur", () => { if (this.editing) done(); });
   }
 
   async onSelect(i, id, checked, shift) {
