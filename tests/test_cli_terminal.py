@@ -92,6 +92,39 @@ def test_every_command_fits(wide_repo, args, width):
                 pytest.fail(f"a number was cut: {number!r} in {line!r}")
 
 
+@pytest.mark.parametrize("width", [80, 120])
+def test_maintenance_commands_fit(tmp_path, monkeypatch, width):
+    """init, demo, export, rm, compact, and an ambiguous name, with a short repository path."""
+    monkeypatch.chdir(tmp_path)
+    env = {"COLUMNS": str(width), "RUNSTORE_REPO": None}
+    runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
+    outputs = []
+    for args in (["init", "r"], ["--repo", "d", "demo"], ["--repo", "d", "demo"], ["--repo", "d", "export", "x"],
+                 ["--repo", "d", "compact"], ["--repo", "d", "experiments"]):
+        result = runner.invoke(cli, args, env=env)
+        assert result.exit_code == 0, (args, result.output)
+        outputs.append(result.stdout + result.stderr)
+    repo = Repo("d", create=False)
+    victim = repo.query("")[0]
+    result = runner.invoke(cli, ["--repo", "d", "rm", victim.handle], input="y\n", env=env)
+    assert result.exit_code == 0
+    outputs.append(result.output)
+    runs = repo.runs()
+    for width_prefix in range(1, 9):  # an ambiguous prefix: its error lists the candidates within the width
+        groups = {}
+        for run in runs:
+            groups.setdefault(run.handle[:width_prefix], []).append(run)
+        shared = [k for k, v in groups.items() if len(v) > 1]
+        if shared:
+            break
+    if shared:
+        result = runner.invoke(cli, ["--repo", "d", "show", shared[0]], env=env)
+        assert result.exit_code == 1 and "ambiguous" in result.stderr
+        outputs.append(result.stderr)
+    for out in outputs:
+        assert_fits(out, width)
+
+
 def test_ls_at_80_columns_keeps_numbers_whole_and_names_what_it_hides(wide_repo):
     out = ok(invoke(wide_repo, "ls", "--columns", "throughput.last,grad_norm.last,hparams.lr"))
     assert_fits(out, 80)
@@ -190,7 +223,8 @@ def test_ambiguous_prefix_lists_candidates(wide_repo):
     assert len(info.value.candidates) == 25
     message = str(info.value)
     assert "25 runs match" in message and "and 17 more" in message
-    assert runs[0].handle in message and runs[0].name in message and "created" in message
+    assert runs[0].handle in message and runs[0].name[:39] in message and "created" in message
+    assert all(len(line) <= 80 for line in message.splitlines())
     first = {}
     for run in runs:
         first.setdefault(run.handle[0], []).append(run)
@@ -198,7 +232,7 @@ def test_ambiguous_prefix_lists_candidates(wide_repo):
     result = invoke(wide_repo, "show", letter)
     assert result.exit_code == 1 and "ambiguous" in result.stderr
     for run in pair:
-        assert run.handle in result.stderr and run.name in result.stderr
+        assert run.handle in result.stderr and run.name[:39] in result.stderr
     with pytest.raises(RunNotFoundError):
         wide_repo.get_run("uuuu")  # u is not in the alphabet
 

@@ -67,7 +67,7 @@ def test_init_says_what_it_created(tmp_path):
     (target / "README").write_text("x")
     result = CliRunner().invoke(cli, ["init", str(target)])
     assert result.exit_code == 0, result.output
-    assert f"Initialized an empty runstore repository in the existing directory {target}" in result.stdout
+    assert f"Initialized an empty runstore repository in the existing directory:\n  {target}\n" in result.stdout
     assert "data.mdb" in result.stdout and f"--repo {target}" in result.stdout
 
 
@@ -184,7 +184,7 @@ def test_demo_is_idempotent_and_says_what_to_try(tmp_path):
     assert any(r.handle in first.stdout.split("next, try:")[1] for r in runs)
     second = CliRunner().invoke(cli, ["--repo", str(target), "demo"])
     assert second.exit_code == 0
-    assert "already has the demo's 5 finished runs" in second.stdout and "trained" not in second.stdout
+    assert "already has the demo's 5 runs" in second.stdout and "trained" not in second.stdout
     assert len(Repo(target, create=False)) == 5
     fresh = CliRunner().invoke(cli, ["--repo", str(target), "demo", "--fresh"])
     assert fresh.exit_code == 0 and "trained 5 runs" in fresh.stdout

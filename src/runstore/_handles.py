@@ -92,8 +92,11 @@ def ambiguous_message(text: str, found: list[str], describe: Callable[[str], tup
     lines = [f"{text!r} is ambiguous: {len(found)} runs match; type more characters or use one of:"]
     for run_id in found[:shown]:
         name, created = describe(run_id)
-        when = datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S")
-        lines.append(f"  {handle(run_id)}  {run_id}  {name or '-'}  (created {when})")
+        when = datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M")
+        name = name or "-"
+        if len(name) > 40:  # one candidate per line, within 80 columns
+            name = name[:39] + "…"
+        lines.append(f"  {handle(run_id)}  {name:<40}  created {when}")
     if len(found) > shown:
         lines.append(f"  ... and {len(found) - shown} more")
     return "\n".join(lines)

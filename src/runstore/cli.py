@@ -14,6 +14,7 @@ repository that silently answers "no runs".
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -97,6 +98,15 @@ def _state() -> _State:
     return click.get_current_context().find_object(_State)
 
 
+def _shown(repo: Repo) -> str:
+    """The repository's path as short as it is exact: relative when it is under the current directory."""
+    try:
+        rel = os.path.relpath(repo.path)
+    except ValueError:
+        return str(repo.path)
+    return rel if not rel.startswith("..") else str(repo.path)
+
+
 def _plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
@@ -164,7 +174,7 @@ def init(path: str | None) -> None:
     target = Path(path) if path is not None else Path(_state().repo_path or default_path())
     try:
         repo = Repo(target, create=False)
-        click.echo(f"{repo.path} is already a runstore repository ({_plural(len(repo), 'run')})")
+        click.echo(f"{_shown(repo)} is already a runstore repository ({_plural(len(repo), 'run')})")
         return
     except RepositoryError:
         if target.exists() and not target.is_dir():
@@ -172,14 +182,11 @@ def init(path: str | None) -> None:
     existed = target.is_dir()
     repo = Repo(target, create=True)  # asked for by name: a non-empty directory is fine here
     made = sorted(p.name for p in repo.path.iterdir() if p.name in ("data.mdb", "lock.mdb", "repo.lock", "artifacts"))
-    where = "in the existing directory" if existed else "in a new directory"
-    click.echo(f"Initialized an empty runstore repository {where} {repo.path} ({', '.join(made)})")
-    if path is not None or _state().repo_path:
-        shown = path if path is not None else _state().repo_path
-        use = f"`runstore --repo {shown} ls`, or export RUNSTORE_REPO={repo.path}"
-    else:
-        use = "`runstore ls` in this directory"
-    click.echo(f"Track runs with Run(repo={str(repo.path)!r}); look at them with {use}")
+    where = "the existing directory" if existed else "a new directory"
+    shown = str(target)
+    click.echo(f"Initialized an empty runstore repository in {where}:\n  {repo.path}\n  ({', '.join(made)})")
+    look = f"`runstore --repo {shown} ls`" if (path is not None or _state().repo_path) else "`runstore ls` here"
+    click.echo(f"Track runs with Run(repo={shown!r}); look at them with {look}")
 
 
 # -- ls / show / query / export -------------------------------------------------------
@@ -239,7 +246,9 @@ def rm(run_ids: tuple[str, ...], yes: bool) -> None:
     runs = _resolve_all(repo, run_ids)
     if not yes:
         for run in runs:
-            click.echo(f"  {run.handle}  {run.name or '-'}  ({run.experiment}, {run.status}, {run.id})")
+            name = run.name or "-"
+            name = name if len(name) <= 32 else name[:31] + "…"  # one run per line, within 80 columns
+            click.echo(f"  {run.handle}  {name}  ({run.experiment}, {run.status})")
         noun = "run" if len(runs) == 1 else f"{len(runs)} runs"
         click.confirm(f"Delete {'this' if len(runs) == 1 else 'these'} {noun}?", abort=True)
     for run in runs:
@@ -294,9 +303,9 @@ def check() -> None:
     for problem in problems:
         click.echo(f"problem: {problem}")
     if problems:
-        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found in {repo.path}", err=True)
+        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found in {_shown(repo)}", err=True)
         raise click.exceptions.Exit(1)
-    click.echo(f"ok: {_plural(len(repo), 'run')} in {repo.path}, no problems found")
+    click.echo(f"ok: {_plural(len(repo), 'run')} in {_shown(repo)}, no problems found")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -304,7 +313,7 @@ def compact() -> None:
     """Reclaim the space of deleted runs (needs the repository to itself)."""
     repo = _state().repo()
     before, after = repo.compact()
-    click.echo(f"compacted {repo.path}: {_fmt_bytes(before)} -> {_fmt_bytes(after)}")
+    click.echo(f"compacted {_shown(repo)}: {_fmt_bytes(before)} -> {_fmt_bytes(after)}")
 
 
 @cli.command(context_settings=CONTEXT)

@@ -76,10 +76,12 @@ def run_demo(path: str | os.PathLike | None = None, epochs: int = 20, quiet: boo
             n += 1
         experiment = f"demo-{n}"
     elif done:
-        say(f"runstore demo: {repo.path} already has the demo's {len(done)} finished runs (experiment 'demo'); "
-            "nothing to train (runstore demo --fresh trains a new set)")
+        say(f"runstore demo: nothing to train, the repository already has the demo's {len(done)} runs\n"
+            f"  {repo.path}\n"
+            "  (experiment 'demo'; runstore demo --fresh trains a new set)")
     if not done or fresh:
-        say(f"runstore demo: logistic regression on a generated data set, repository {repo.path}")
+        say(f"runstore demo: logistic regression on generated data, experiment {experiment!r}, into")
+        say(f"  {repo.path}")
         started = time.perf_counter()
         for lr in LEARNING_RATES:
             with Run(repo=repo, experiment=experiment, name=f"logreg-lr{lr:g}", tags=["demo", "numpy"]) as run:
@@ -137,7 +139,7 @@ def _show_query(repo: Repo, experiment: str, say) -> None:
     t = time.perf_counter()
     runs = repo.query(query)
     ms = (time.perf_counter() - t) * 1000
-    say(f"\nrepo.query({query!r}) -> {len(runs)} runs in {ms:.1f} ms")
+    say(f"\nrepo.query() selected {len(runs)} runs in {ms:.1f} ms:\n  {query}")
     seqs = repo.query_sequences(
         f"seq.name == 'acc' and seq.context.subset == 'val' and run.experiment == {experiment!r} "
         "and run.hparams.lr >= 0.01"
@@ -147,4 +149,5 @@ def _show_query(repo: Repo, experiment: str, say) -> None:
     for lr, last, best, rid in rows:
         say(f"  {lr:>8g}  {last:>14.3f}  {best:>14.3f}  {rid}")
     table = seqs.to_arrow()
-    say(f"\nthe same curves as one Arrow table: {table.num_rows} rows, columns {table.column_names}")
+    say(f"\nthe same curves as one Arrow table (seqs.to_arrow()), {table.num_rows} rows:\n"
+        f"  {', '.join(table.column_names)}")
