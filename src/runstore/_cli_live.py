@@ -11,7 +11,7 @@ import numpy as np
 from rich.text import Text
 
 from . import _cli_table as T
-from ._cli_runs import color_on, state
+from ._cli_runs import color_on, run_sequences, state
 from ._keys import parse_seq_key
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -55,8 +55,7 @@ def _wanted(name: str, context: dict, filters: list) -> bool:
 def _tail_table(repo: Any, run: Any, filters: list, width: int | None, plain: bool) -> Any:
     from rich.console import Group
 
-    seqs = repo.query_sequences(f"run.id == '{run.id}'")
-    rows = [(key, seq) for key, seq in zip(seqs.keys, seqs) if _wanted(key[1], key[2], filters)]
+    rows = [((rid, n, c), seq) for rid, n, c, seq in run_sequences(repo, [run.id]) if _wanted(n, c, filters)]
     names = [n + (f"@{_ctx(c)}" if c else "") for _, n, c in (key for key, _ in rows)]
     spark_w = SPARK_WIDTH if width is None else max(8, min(SPARK_WIDTH, width - 60))
     cols = [

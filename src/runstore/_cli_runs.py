@@ -97,13 +97,11 @@ def common_metrics(repo: Any, run_ids: Sequence[str], limit: int = AUTO_METRICS)
     """
     if not run_ids:
         return []
-    listed = ", ".join(f"'{i}'" for i in run_ids)
-    seqs = repo.query_sequences(f"run.id in [{listed}]")
     counts: collections.Counter = collections.Counter()
     contexts: dict[str, set] = collections.defaultdict(set)
     last: dict[tuple, dict] = collections.defaultdict(dict)
     order: dict[tuple, int] = {}
-    for (run_id, name, context), seq in zip(seqs.keys, seqs):
+    for run_id, name, context, seq in run_sequences(repo, run_ids):
         if seq.count == 0:
             continue
         ctx = _spell_context(context)
@@ -118,6 +116,24 @@ def common_metrics(repo: Any, run_ids: Sequence[str], limit: int = AUTO_METRICS)
         spelled = name if len(contexts[name]) == 1 or not ctx else f"{name}@{ctx}"
         values = [last[(name, ctx)].get(i) for i in run_ids]
         out.append((spelled, f"{spelled}.last", values))
+    return out
+
+
+def run_sequences(repo: Any, run_ids: Sequence[str]) -> list[tuple[str, str, dict, Any]]:
+    """(run id, name, context, Sequence) of the given runs' sequences.
+
+    A few runs (the 20 of ``ls``, one of ``tail``) read their own sequence records, so
+    the cost does not grow with the repository; many runs share one query, which
+    reads every sequence summary once."""
+    if len(run_ids) > 100:
+        listed = ", ".join(f"'{i}'" for i in run_ids)
+        seqs = repo.query_sequences(f"run.id in [{listed}]")
+        return [(rid, name, ctx, seq) for (rid, name, ctx), seq in zip(seqs.keys, seqs)]
+    out = []
+    for run_id in run_ids:
+        run = repo.get_run(run_id)
+        for name, ctx in run.sequences():
+            out.append((run_id, name, ctx, run.sequence(name, ctx)))
     return out
 
 

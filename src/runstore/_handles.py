@@ -20,6 +20,7 @@ get handles for free.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import datetime
 from typing import Callable, Iterable, Sequence
@@ -32,6 +33,7 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lowercase
 _HEX = frozenset("0123456789abcdef")
 
 
+@functools.lru_cache(maxsize=1 << 18)  # resolving a handle hashes every id: remember them
 def handle(run_id: str) -> str:
     """The 8-character handle of a run id (``"k3m9x2qa"``)."""
     digest = hashlib.blake2b(bytes.fromhex(run_id[12:]), digest_size=5).digest()
