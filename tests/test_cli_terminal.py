@@ -326,7 +326,9 @@ def test_real_pty(wide_repo, columns):
     code, out = _pty_run(["--repo", str(wide_repo.path), "ls"], columns)
     assert code == 0, out
     assert_fits(out, columns)
-    assert "\x1b[" in out  # colour on a terminal
+    assert re.search(r"\x1b\[[0-9;]*32m(\x1b\[[0-9;]*m)*finished", out)  # green: finished
+    assert re.search(r"\x1b\[[0-9;]*31m(\x1b\[[0-9;]*m)*failed", out)  # red: failed
+    assert re.search(r"\x1b\[[0-9;]*33m(\x1b\[[0-9;]*m)*killed", out)  # yellow: killed
     assert "─" in out  # the header rule of a terminal table
     plain = ANSI.sub("", out)
     newest = wide_repo.query("")[-1]

@@ -294,7 +294,10 @@ def status_styles(statuses: Sequence[str]) -> list[str | None]:
 
 def dropped_note(dropped: Sequence[str], what: str = "columns") -> str:
     """``hidden to fit: experiment, created (--wide or --columns KEYS)``."""
-    return f"hidden to fit: {', '.join(dropped)} (--wide or --columns KEYS)"
+    names = list(dropped)
+    if len(names) > 6:  # a long list is a paragraph nobody reads: name a few, count the rest
+        names = names[:4] + [f"{len(names) - 4} more"]
+    return f"hidden to fit: {', '.join(names)} (--wide or --columns KEYS)"
 
 
 def footer_lines(text: str, width: int | None) -> list[str]:

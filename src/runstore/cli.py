@@ -62,8 +62,8 @@ def _nearby_repository() -> str | None:
     return found[0] if found else None
 
 
-COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "export", "rm", "archive",
-                 "unarchive", "tag", "check", "compact", "demo")
+COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "ui", "export", "rm",
+                 "archive", "unarchive", "tag", "check", "compact", "demo")
 
 
 class _Group(click.Group):
