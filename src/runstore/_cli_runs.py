@@ -351,7 +351,7 @@ def ls(query: str, columns: str | None, sort_key: str | None, reverse: bool, lim
             base["duration"]]
     footer = [_ls_footer(len(runs), total, hidden, sort_key, reverse)]
     if not keys and extra:
-        footer.append(f"metrics show last values (--sort {raw_extra and next(iter(raw_extra))} -r)")
+        footer.append(f"metrics show last values (sort: --sort {next(iter(raw_extra))})")
     raw = None
     if fmt in ("csv", "json"):
         raw = {"id": runs.ids, "name": runs.to_list("name", default=None),
