@@ -360,7 +360,8 @@ def ls(query: str, columns: str | None, sort_key: str | None, reverse: bool, lim
                "created_at": [T.utc_iso(t) for t in runs.to_list("created_at", default=None)],
                "duration": runs.to_list("duration", default=None), **raw_extra}
     if not len(runs) and fmt not in ("csv", "json"):
-        click.echo(footer[0])
+        empty = not query and not len(repo)
+        click.echo(footer[0] + ("; track one with Run(...), or try `runstore demo`" if empty else ""))
         return
     emit(cols, footer, fmt=fmt, wide=wide, color=color_on(), raw=raw)
 
