@@ -74,13 +74,17 @@ export class CurveChart {
     this.abort = new AbortController();
     const t0 = performance.now();
     const { table, bytes } = await getArrow("/api/curves", this.body(), this.abort.signal);
+    const t1 = performance.now();
     this.meta = tableMeta(table);
     const n = this.meta.grouped ? this.meta.groups.length : this.meta.series.length;
     this.series = splitSeries(table, n).map((s) => s || { x: new Float64Array(0), y: new Float64Array(0) });
-    this.fetchMs = performance.now() - t0;
+    this.fetchMs = t1 - t0;
+    this.decodeMs = performance.now() - t1;
     this.bytes = bytes;
     this.points = table.numRows;
+    const t2 = performance.now();
     this.draw();
+    this.onStats({ drawMs: performance.now() - t2, decodeMs: this.decodeMs });
   }
 
   colors() {
@@ -156,6 +160,8 @@ export class CurveChart {
                    bucket: this.meta.bucket, yScale: this.opts.yScale || "linear", smooth: this.opts.smooth || 0,
                    grouped: this.meta.grouped, x: this.opts.x || "step", zoomed: !!this.range,
                    canvases: this.box.querySelectorAll("canvas").length });
+    // uPlot paints in the next animation frame: report when that frame has run
+    requestAnimationFrame(() => this.onStats({ paintedAt: performance.now() }));
   }
 
   drawBands(u, colors) {
