@@ -26,19 +26,31 @@ from .errors import (
     SequenceNotFoundError,
     StorageFullError,
 )
-from .experiment import (
-    Callback,
-    Checkpoint,
-    EarlyStopping,
-    Experiment,
-    MetricsCSV,
-    Pipeline,
-    RunStatus,
-    insert_value,
-    load_config,
-    main,
-    multiply,
-)
+# The experiment layer (omegaconf, yaml, ...) is imported on first use of one of
+# its names, not by ``import runstore``: a training script that only tracks should
+# not pay ~100 ms for a config system it does not use (issue 22).
+_LAZY = {
+    name: ".experiment"
+    for name in ("Callback", "Checkpoint", "EarlyStopping", "Experiment", "MetricsCSV", "Pipeline",
+                 "RunStatus", "insert_value", "load_config", "main", "multiply")
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runstore' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 from .fluent import (
     active_run,
     end_run,

@@ -291,7 +291,9 @@ def arrow_column(col: Column, key: str, table: RunTable) -> Any:
     arr = col.to_arrow()
     if key in DATE_ATTRS and not table.param((key,)).present().any() and pa.types.is_floating(arr.type):
         micros = np.round(np.nan_to_num(col.num, nan=0.0) * 1e6).astype(np.int64)
-        arr = pa.array(micros, type=pa.timestamp("us", tz="UTC"), mask=~col.num_mask)
+        from . import _arrow
+
+        arr = _arrow.numeric(micros, pa.timestamp("us", tz="UTC"), ~col.num_mask)
     return arr
 
 
@@ -327,7 +329,9 @@ def build_arrow(src: Source, rows: np.ndarray, keys: tuple, callables: dict) -> 
         else:
             columns[name] = Column.from_values([_plain(v) for v in results]).to_arrow()
     if not columns:
-        return pa.table({"id": pa.array([table.ids[r] for r in rows], type=pa.string())})
+        from . import _arrow
+
+        return pa.table({"id": _arrow.strings([table.ids[r] for r in rows])})
     return pa.table(columns)
 
 

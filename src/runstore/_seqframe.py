@@ -16,6 +16,8 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
+from . import _arrow
+
 from .query.column import display
 from .query.columns import SeqTable, leaf_paths, walk
 
@@ -133,7 +135,7 @@ class SequenceCollection:
         cols = [_dictionary(values, typ, seq_index) for values, typ in per_seq]
         for j, typ in ((0, pa.int64()), (1, pa.float64()), (2, pa.float64()), (3, pa.float64())):
             data = np.concatenate([a[j] for a in arrays]) if arrays else np.empty(0)
-            cols.append(pa.array(data, type=typ))
+            cols.append(_arrow.numeric(data, typ))
         return pa.Table.from_arrays(cols, names=names)
 
     def to_pandas(self) -> Any:
@@ -246,8 +248,8 @@ def _dictionary(values: list, typ: Any, seq_index: np.ndarray) -> Any:
     per_seq = np.array([index[v] if v is not None else -1 for v in values], dtype=np.int32)
     idx = per_seq[seq_index] if len(seq_index) else np.empty(0, dtype=np.int32)
     mask = idx < 0
-    indices = pa.array(idx, type=pa.int32(), mask=mask if mask.any() else None)
-    return pa.DictionaryArray.from_arrays(indices, pa.array(uniq, type=typ))
+    # Built from buffers: pa.array/from_arrays would import pandas (see _arrow.py).
+    return _arrow.dictionary(np.maximum(idx, 0), _arrow.from_values(uniq, typ), mask)
 
 
 def _chunked(arrays: list, counts: np.ndarray, per_seq: list, names: list) -> Any:
@@ -255,18 +257,19 @@ def _chunked(arrays: list, counts: np.ndarray, per_seq: list, names: list) -> An
 
     longest = int(counts.max())
     zeros = np.zeros(longest, dtype=np.int32)
-    nulls = pa.nulls(longest, pa.int32())
+    all_null = np.ones(longest, dtype=bool)
     columns = []
     for values, typ in per_seq:
         chunks = []
+        empty = _arrow.from_values([], typ)
         for v, c in zip(values, counts.tolist()):
             if v is None:
-                chunks.append(pa.DictionaryArray.from_arrays(nulls.slice(0, c), pa.array([], type=typ), safe=False))
+                chunks.append(_arrow.dictionary(zeros[:c], empty, all_null[:c]))
             else:
-                chunks.append(pa.DictionaryArray.from_arrays(pa.array(zeros[:c]), pa.array([v], type=typ), safe=False))
+                chunks.append(_arrow.dictionary(zeros[:c], _arrow.from_values([v], typ)))
         columns.append(pa.chunked_array(chunks, type=pa.dictionary(pa.int32(), typ)))
     for j, typ in ((0, pa.int64()), (1, pa.float64()), (2, pa.float64()), (3, pa.float64())):
-        columns.append(pa.chunked_array([pa.array(a[j], type=typ) for a in arrays], type=typ))
+        columns.append(pa.chunked_array([_arrow.numeric(a[j], typ) for a in arrays], type=typ))
     return pa.Table.from_arrays(columns, names=names)
 
 

@@ -160,9 +160,9 @@ class Column:
 
     def pa_cats(self) -> Any:
         if self._pa_cats is None:
-            import pyarrow as pa
+            from .. import _arrow
 
-            self._pa_cats = pa.array(self.cats, type=pa.string())
+            self._pa_cats = _arrow.strings(list(self.cats))
         return self._pa_cats
 
     def present(self) -> np.ndarray:
@@ -294,16 +294,23 @@ class Column:
         kinds = self.kinds()
         if not kinds:
             return pa.nulls(self.n)
+        # The common kinds are built from buffers: pa.array would import pandas (see _arrow.py).
+        from .. import _arrow
+
         if kinds in (["int"], ["float"]):
-            data = self.ints if self.ints is not None else self.num
-            return pa.array(data, mask=~self.num_mask)
+            if self.ints is not None:
+                return _arrow.numeric(self.ints, pa.int64(), ~self.num_mask)
+            return _arrow.numeric(self.num, pa.float64(), ~self.num_mask)
         if kinds == ["bool"]:
-            return pa.array(self.bools, mask=~self.bool_mask)
+            return _arrow.numeric(self.bools, pa.bool_(), ~self.bool_mask)
         if kinds == ["str"]:
             values = np.where(self.codes >= 0, self.cats[np.maximum(self.codes, 0)] if len(self.cats) else None, None)
-            return pa.array(values, type=pa.string())
+            return _arrow.strings(values.tolist())
         values = self.to_pylist()
         if kinds == ["object"]:
+            lists = _arrow.string_lists(values)  # tags
+            if lists is not None:
+                return lists
             try:
                 return pa.array(values)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):

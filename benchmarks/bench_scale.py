@@ -1,0 +1,292 @@
+"""Scale benchmarks (issue 22): cold paths and costs that grow with the repository.
+
+Run:  python benchmarks/bench_scale.py [--quick] [--dir DIR] [--runs N] [--big-points N] [--only NAMES]
+
+Every figure is printed beside its target, as a ratio to a baseline measured
+in the same process or against a stated floor:
+
+- import:   ``import runstore`` in a fresh process (target <= 80 ms), beside
+            ``import numpy`` alone (the floor runstore cannot go under).
+- arrow:    first ``query_sequences(...).to_arrow()`` in a fresh process over
+            1,000 runs x 100 steps, pyarrow import included (target <= 40 ms),
+            and whether pandas got imported (target: it does not).
+- cold:     a fresh process opens a repository of N runs x 3 metrics (default
+            100,000; cached under DIR) and runs a first param query (target
+            <= 100 ms), a first summary query (<= 100 ms); its RSS (<= 250 MB)
+            and the query columns' memory per sequence summary (<= 200 B).
+- build:    1,000 runs x 10 steps x 1 metric, each closed: ms per run (target
+            <= 0.5 ms), beside this disk's fsync latency (the floor of one
+            durable commit).
+- lookup:   ``run.sequence(name, ctx)`` for each of 3,000 sequences of a stored
+            run, beside the query path for the same sequences.
+- big:      one run, ``track_many`` of BIG points in 1 M chunks: write points/s
+            (target >= 20 M/s incl. fsync), full read vs ``np.copy`` of the same
+            bytes (target >= 0.5), bytes per point on disk (target <= 12).
+
+Repositories are generated once under DIR (default /tmp/runstore-bench) and
+reused; building the 100,000-run one takes a few minutes the first time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def fresh(code: str, repeat: int = 5) -> list[dict]:
+    """Run ``code`` in ``repeat`` fresh interpreters; each prints one JSON object."""
+    out = []
+    for _ in range(repeat):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def med(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def spread(rows: list[dict], key: str, scale: float = 1e3, unit: str = "ms") -> str:
+    vals = sorted(r[key] * scale for r in rows)
+    return f"{statistics.median(vals):.1f} {unit} (min {vals[0]:.1f}, max {vals[-1]:.1f})"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def row(label: str, value: str, note: str = "") -> None:
+    print(f"  {label:<52} {value:>34}  {note}")
+
+
+# -- repositories ------------------------------------------------------------------
+def build_runs(path: Path, n: int, steps: int, metrics: int = 3) -> None:
+    """``n`` runs x ``metrics`` metrics x ``steps`` steps (reused when complete)."""
+    from runstore import Repo, Run
+
+    marker = path / ".complete"
+    if marker.exists():
+        return
+    repo = Repo(path, create=True)
+    rng = np.random.default_rng(0)
+    names = ("loss", "acc", "lr")[:metrics]
+    t = time.perf_counter()
+    for i in range(n):
+        run = Run(repo=repo, experiment=("mnist", "cifar", "imagenet")[i % 3], name=f"run-{i}")
+        run["hparams"] = {"lr": float(10 ** rng.uniform(-4, -1)), "batch_size": int(2 ** rng.integers(4, 9)),
+                          "model": ("lstm", "gru", "cnn")[i % 3]}
+        vals = rng.random(steps)
+        for name in names:
+            run.track_many(vals, name=name, context={"subset": "train"})
+        run.close()
+        if i and i % 10_000 == 0:
+            print(f"  ... {i} runs in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    marker.touch()
+
+
+# -- workloads ---------------------------------------------------------------------
+def bench_import(repeat: int) -> None:
+    print("import")
+    rs = fresh("import time,json;t=time.perf_counter();import runstore;"
+               "print(json.dumps({'t':time.perf_counter()-t}))", repeat)
+    npy = fresh("import time,json;t=time.perf_counter();import numpy;"
+                "print(json.dumps({'t':time.perf_counter()-t}))", repeat)
+    heavy = fresh("import json,sys,runstore;print(json.dumps({'m':sorted({m.split('.')[0] for m in sys.modules} & "
+                  "{'pyarrow','pandas','polars','omegaconf','yaml','click','rich','lark'})}))", 1)[0]["m"]
+    row("import runstore (fresh process)", spread(rs, "t"), f"target <= 80 ms: {verdict(med(rs, 't') <= 0.080)}")
+    row("import numpy alone (the floor)", spread(npy, "t"))
+    row("heavy modules loaded by import runstore", ", ".join(heavy) or "none")
+
+
+def bench_arrow(base: Path, repeat: int) -> None:
+    print("first to_arrow, 1,000 runs x 100 steps")
+    path = base / "arrow-1000x100"
+    build_runs(path, 1000, 100, metrics=1)
+    code = (
+        "import time,json,sys;t=time.perf_counter();from runstore import Repo;"
+        f"r=Repo({str(path)!r});tab=r.query_sequences(\"seq.name=='loss'\").to_arrow();"
+        "e=time.perf_counter()-t;"
+        "print(json.dumps({'t':e,'rows':tab.num_rows,'pandas':'pandas' in sys.modules}))"
+    )
+    rows = fresh(code, repeat)
+    row("open + first to_arrow (fresh process)", spread(rows, "t"), f"target <= 40 ms: {verdict(med(rows, 't') <= 0.040)}")
+    row("pandas imported on the Arrow path", str(any(r["pandas"] for r in rows)), "target: False")
+    from runstore import Repo
+
+    repo = Repo(path)
+    repo.query_sequences("seq.name=='loss'").to_arrow()
+    t = time.perf_counter()
+    for _ in range(5):
+        repo.query_sequences("seq.name=='loss'").to_arrow()
+    row("warm to_arrow (same process, baseline)", f"{(time.perf_counter() - t) / 5 * 1e3:.1f} ms")
+
+
+def bench_cold(base: Path, n: int, repeat: int) -> None:
+    print(f"cold open, {n:,} runs x 3 metrics")
+    path = base / f"scale-{n}x3"
+    t = time.perf_counter()
+    build_runs(path, n, 10, metrics=3)
+    if time.perf_counter() - t > 1:
+        print(f"  (built in {time.perf_counter() - t:.0f} s)")
+    code = (
+        "import time,json,resource;t0=time.perf_counter();from runstore import Repo;"
+        f"r=Repo({str(path)!r});c=r.query('run.hparams.lr < 0.01');n1=len(c);t1=time.perf_counter();"
+        "from runstore.query.columns import cache_for;"
+        "rss0=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "s=r.query_sequences(\"seq.name == 'loss' and seq.last < 0.5\");n2=len(s);t2=time.perf_counter();"
+        "t3=time.perf_counter();r.query('run.hparams.lr < 0.01');r.query_sequences(\"seq.last < 0.5\");"
+        "t4=time.perf_counter();"
+        "rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "b=cache_for(r)._base;nb=getattr(b,'nbytes',lambda:None)();"
+        "print(json.dumps({'open_q':t1-t0,'seq_q':t2-t1,'warm':t4-t3,'rss':rss*1024,'rss0':rss0*1024,"
+        "'nseq':b.n,'nbytes':nb}))"
+    )
+    rows = fresh(code, repeat)
+    row("open + first param query", spread(rows, "open_q"), f"target <= 100 ms: {verdict(med(rows, 'open_q') <= 0.1)}")
+    row("first summary query", spread(rows, "seq_q"), f"target <= 100 ms: {verdict(med(rows, 'seq_q') <= 0.1)}")
+    row("warm param + summary query", spread(rows, "warm"))
+    rss = med(rows, "rss")
+    row("peak RSS after both", f"{rss / 2**20:.0f} MB", f"target <= 250 MB: {verdict(rss <= 250 * 2**20)}")
+    nseq = rows[0]["nseq"]
+    per = (med(rows, "rss") - med(rows, "rss0")) / max(nseq, 1)
+    row("RSS growth of the summary query per sequence", f"{per:.0f} B")
+    if rows[0]["nbytes"] is not None:
+        nb = rows[0]["nbytes"] / max(nseq, 1)
+        row("summary columns per sequence (typed arrays)", f"{nb:.0f} B", f"target <= 200 B: {verdict(nb <= 200)}")
+
+
+def fsync_latency(path: Path, n: int = 50) -> float:
+    """Median seconds of one 4 KiB write + fdatasync on this disk."""
+    f = path / "fsync-probe"
+    fd = os.open(f, os.O_CREAT | os.O_WRONLY, 0o600)
+    times = []
+    try:
+        for i in range(n):
+            os.pwrite(fd, b"x" * 4096, (i % 8) * 4096)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        f.unlink()
+    return statistics.median(times)
+
+
+def bench_build(base: Path, n: int, repeat: int) -> None:
+    from runstore import Repo, Run
+
+    print(f"build, {n:,} runs x 10 steps x 1 metric, closing each")
+    per = []
+    for k in range(repeat):
+        with tempfile.TemporaryDirectory(dir=base) as d:
+            repo = Repo(Path(d) / "r")
+            vals = np.arange(10, dtype=np.float64)
+            t = time.perf_counter()
+            for i in range(n):
+                run = Run(repo=repo, experiment="e")
+                run.track_many(vals, name="loss")
+                run.close()
+            per.append((time.perf_counter() - t) / n)
+    lat = fsync_latency(base)
+    per.sort()
+    row("per run", f"{statistics.median(per) * 1e3:.2f} ms (min {per[0] * 1e3:.2f}, max {per[-1] * 1e3:.2f})",
+        f"target <= 0.5 ms: {verdict(statistics.median(per) <= 0.0005)}")
+    row("this disk's fdatasync latency (floor of one commit)", f"{lat * 1e3:.2f} ms",
+        f"= {statistics.median(per) / lat:.1f} fsyncs' worth per run")
+
+
+def bench_lookup(base: Path, nseq: int) -> None:
+    from runstore import Repo, Run
+
+    print(f"run.sequence(name, ctx) over {nseq:,} sequences of a stored run")
+    path = base / f"lookup-{nseq}"
+    if not (path / ".complete").exists():
+        repo = Repo(path, create=True)
+        with Run(repo=repo) as run:
+            for i in range(nseq):
+                run.track(float(i), name=f"m{i % 100}", context={"k": i // 100})
+        (path / ".complete").touch()
+    repo = Repo(path)
+    run = repo.runs()[0]
+    keys = [(f"m{i % 100}", {"k": i // 100}) for i in range(nseq)]
+    t = time.perf_counter()
+    for name, ctx in keys:
+        run.sequence(name, ctx)
+    loop = time.perf_counter() - t
+    t = time.perf_counter()
+    len(repo.query_sequences(f"run.id == '{run.id}'"))
+    q = time.perf_counter() - t
+    row("loop of run.sequence lookups", f"{loop * 1e3:.1f} ms", f"({loop / nseq * 1e6:.1f} µs each)")
+    row("query path for the same sequences (baseline)", f"{q * 1e3:.1f} ms", f"ratio {loop / q:.1f}x")
+
+
+def bench_big(base: Path, points: int) -> None:
+    from runstore import Repo, Run
+
+    print(f"big sequence, {points:,} points via track_many in 1 M chunks")
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        repo = Repo(Path(d) / "r")
+        chunk = np.random.default_rng(0).random(1_000_000)
+        t = time.perf_counter()
+        with Run(repo=repo) as run:
+            for _ in range(points // len(chunk)):
+                run.track_many(chunk, name="x")
+        w = time.perf_counter() - t
+        size = os.stat(Path(d) / "r" / "data.mdb").st_blocks * 512
+        seq = repo.runs()[0].sequence("x")
+        t = time.perf_counter()
+        vals = seq.values() if hasattr(seq, "values") and callable(seq.values) else seq.to_numpy()["values"]
+        r = time.perf_counter() - t
+        src = np.empty(points, dtype=np.float64)
+        src[:] = 1.0
+        t = time.perf_counter()
+        np.copy(src)
+        c = time.perf_counter() - t
+        del vals
+    row("write incl. fsync", f"{points / w / 1e6:.1f} M points/s", f"target >= 20 M/s: {verdict(points / w >= 20e6)}")
+    row("full read vs np.copy of the values", f"{c / r:.2f}", f"target >= 0.5: {verdict(c / r >= 0.5)}")
+    row("disk per point", f"{size / points:.1f} B", f"target <= 12 B: {verdict(size / points <= 12)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (10,000 runs, 10 M points, 3 repeats)")
+    ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "runstore-bench"))
+    ap.add_argument("--runs", type=int, default=None, help="runs in the cold-open repository (default 100,000)")
+    ap.add_argument("--big-points", type=int, default=None, help="points of the big sequence (default 100 M)")
+    ap.add_argument("--only", default="import,arrow,cold,build,lookup,big")
+    args = ap.parse_args()
+    base = Path(args.dir)
+    base.mkdir(parents=True, exist_ok=True)
+    repeat = 3 if args.quick else 5
+    runs = args.runs or (10_000 if args.quick else 100_000)
+    big = args.big_points or (10_000_000 if args.quick else 100_000_000)
+    only = set(args.only.split(","))
+    print(f"bench_scale.py (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
+    if "import" in only:
+        bench_import(repeat)
+    if "arrow" in only:
+        bench_arrow(base, repeat)
+    if "cold" in only:
+        bench_cold(base, runs, repeat)
+    if "build" in only:
+        bench_build(base, 1000, repeat)
+    if "lookup" in only:
+        bench_lookup(base, 3000)
+    if "big" in only:
+        bench_big(base, big)
+
+
+if __name__ == "__main__":
+    main()
