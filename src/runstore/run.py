@@ -192,9 +192,9 @@ class Run:
         if self._writable:
             return self._sequence(name, context)
         ctx = _values.canonical_context(context, _values.check_name(name))
-        for seq in self._stored_sequences():
-            if seq.name == name and seq.context == ctx:
-                return seq
+        seq = self._stored_index().get((name, _values.freeze(ctx)))
+        if seq is not None:
+            return seq
         raise SequenceNotFoundError(
             f"run {self.id} has no sequence {_values.describe(name, ctx)}; it has {self.sequences()}"
         )
@@ -510,6 +510,17 @@ class Run:
         with env.read() as txn:
             rows = _rec.scan_sequences(env, txn, self._id)
         return [Sequence(self, s.pop("name"), s.pop("context"), seq_id, s, False) for _, seq_id, s in rows]
+
+    def _stored_index(self) -> dict:
+        """(name, frozen context) -> stored Sequence, rebuilt only when sequence data
+        changed (the repository's sequence version): a loop of ``run.sequence``
+        lookups over a run's sequences is one scan, not one scan per lookup."""
+        version = self.repo._versions()[1]
+        cached = getattr(self, "_stored_idx", None)
+        if cached is None or cached[0] != version:
+            index = {(seq.name, _values.freeze(seq.context)): seq for seq in self._stored_sequences()}
+            cached = self._stored_idx = (version, index)
+        return cached[1]
 
     def sequences(self) -> list[tuple[str, dict]]:
         """Every (name, context) of the run, in creation order."""
