@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute below; pandas used to import it as a side effect)
 
 from runstore import Repo, RunstoreError
 
