@@ -54,7 +54,16 @@ def key_values(runs: Any, key: str) -> list:
             runs.to_list(key)  # raises KeyError with the library's suggestions when no run has the key
         return values
     except (KeyError, MatchError) as exc:
-        raise click.BadParameter(str(exc.args[0] if exc.args else exc), param_hint="--columns/--sort") from None
+        raise click.BadParameter(cli_advice(str(exc.args[0] if exc.args else exc)), param_hint="--columns/--sort") from None
+
+
+def cli_advice(message: str) -> str:
+    """The library's key errors end with Python advice ("pass default=..."); a shell user
+    gets advice they can act on instead."""
+    head, sep, _ = message.partition("; pass default=")
+    if not sep:
+        return message
+    return head + "; check the spelling (`runstore show RUN` lists a run's params and sequences)"
 
 
 def id_column(ids: Sequence[str], full: bool, header: str = "id") -> T.Column:
@@ -335,7 +344,7 @@ def ls(query: str, columns: str | None, sort_key: str | None, reverse: bool, lim
         try:
             selected = selected.sort(sort_key, reverse=reverse)
         except (KeyError, MatchError) as exc:
-            raise click.BadParameter(str(exc.args[0] if exc.args else exc), param_hint="--sort") from None
+            raise click.BadParameter(cli_advice(str(exc.args[0] if exc.args else exc)), param_hint="--sort") from None
     elif not reverse:
         selected = selected[::-1]  # newest first
     total = len(selected)

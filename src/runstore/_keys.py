@@ -25,6 +25,7 @@ import dataclasses
 import difflib
 import inspect
 import re
+from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigError, MatchError
@@ -32,7 +33,25 @@ from .query.column import MISSING
 from .query.columns import RUN_ATTRS, SUMMARY_FIELDS, walk
 
 NO_DEFAULT: Any = type("NoDefault", (), {"__repr__": lambda self: "NO_DEFAULT"})()
-ATTR_ALIASES = {"run_id": "id"}
+ATTR_ALIASES = {"run_id": "id", "hash": "id"}
+#: Keys computed from the run rather than stored: HydraFlow's ``run_dir``.
+DERIVED_KEYS = ("run_dir",)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """HydraFlow's ``RunInfo``: the id, the artifacts folder and the job (experiment) name."""
+
+    run_id: str
+    run_dir: Path
+    job_name: str | None = None
+
+
+def derived(run: Any, key: str) -> Any:
+    """``run_dir``: the run's artifacts folder (a Path; not created by asking)."""
+    if key == "run_dir":
+        return Path(run.repo.path) / "artifacts" / run.id
+    return MISSING
 
 _SEQ_KEY = re.compile(
     r"^(?P<name>[^\[\]@]+?)(?:\[(?P<ctx>[^\[\]]*)\]|@(?P<at>[^\[\]]+?))?\.(?P<field>"
@@ -126,6 +145,8 @@ def _lookup(run: Any, key: str) -> Any:
     attr = ATTR_ALIASES.get(key, key)
     if attr in RUN_ATTRS:
         return getattr(run, attr)
+    if key in DERIVED_KEYS:
+        return derived(run, key)
     spec = parse_seq_key(key)
     if spec is not None:
         value = _summary(run, spec)
@@ -169,13 +190,15 @@ def ambiguous_message(run_id: str, spec: SeqKey, contexts: list) -> str:
     )
 
 
-def missing_key_message(key: str, subject: str, candidates: list) -> str:
-    """``subject`` reads before the key: "run 01ab... has no key" or "no run has the key"."""
+def missing_key_message(key: str, subject: str, candidates: list, advice: str | None = None) -> str:
+    """``subject`` reads before the key: "run 01ab... has no key" or "no run has the key".
+
+    ``advice`` replaces the closing "pass default=..." (the CLI gives its own advice)."""
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.5)
     hint = f"; closest keys: {', '.join(close)}" if close else ""
     return (
         f"{subject} {key!r} (not a param, a run attribute or a sequence summary){hint}; "
-        "pass default=... to get a value instead"
+        + (advice if advice is not None else "pass default=... to get a value instead")
     )
 
 
@@ -183,7 +206,7 @@ def candidates_for_run(run: Any) -> list:
     from .query.columns import leaf_paths
 
     out = [".".join(map(str, p)) for p in leaf_paths([_param_tree(run)])]
-    out += list(RUN_ATTRS)
+    out += list(RUN_ATTRS) + list(DERIVED_KEYS)
     try:
         for name, ctx in run.sequences():
             out.append(f"{name}.last")

@@ -70,10 +70,16 @@ def key_column(src: Source, rows: np.ndarray, key: str, check: bool = True) -> C
     if attr in RUN_ATTRS:
         known = True
         col = col.coalesce(table.attr(attr).take(rows))
+    if key in _keys.DERIVED_KEYS:
+        known = True
+        col, _ = _fill_per_run(src, rows, col, lambda run: _keys.derived(run, key))
     spec = _keys.parse_seq_key(key)
     if spec is not None and not col.present().all():
-        seqcol = seq_summary_column(src, spec)
-        known |= bool(seqcol.present().any())
+        # Only the selected rows that lack the key as a param need a summary, and only
+        # they can make it ambiguous: a run outside the selection must not matter.
+        need = rows[~col.present()]
+        seqcol = seq_summary_column(src, spec, need)
+        known |= bool(seqcol.present().any()) or _has_sequence_name(src, spec.name)
         col = col.coalesce(seqcol.take(rows))
     if src.impl_factory is not None and "." not in key:
         col, found = _fill_per_run(
@@ -98,12 +104,26 @@ def _fill_per_run(src: Source, rows: np.ndarray, col: Column, get: Callable) -> 
     return (Column.from_values(values), True) if found else (col, False)
 
 
-def seq_summary_column(src: Source, spec: _keys.SeqKey) -> Column:
-    """``loss[subset=val].last`` for every row of the table, from the sequence summaries."""
+def _has_sequence_name(src: Source, name: str) -> bool:
+    """Does any run of the table have a sequence called ``name`` (the key is not a typo)?"""
+    table = src.table
+    if table.runs is not None:
+        return any(n == name for run in table.runs for n, _ in run.sequences())
+    _, seqs = cache_for(src.repo).tables(True)
+    names = seqs.base.column("name")
+    return names.codes is not None and names.cat_index().get(name) is not None
+
+
+def seq_summary_column(src: Source, spec: _keys.SeqKey, rows: np.ndarray | None = None) -> Column:
+    """``loss[subset=val].last`` for the table's rows, from the sequence summaries.
+
+    Only ``rows`` (all when None) are filled and checked for ambiguity: a run with
+    several matching sequences is an error only when it is asked about."""
     table = src.table
     n = table.n
     if table.runs is not None:  # standalone table: ask each run
-        values = [_keys._summary(run, spec) for run in table.runs]
+        wanted = set(range(n) if rows is None else np.asarray(rows).tolist())
+        values = [_keys._summary(run, spec) if i in wanted else MISSING for i, run in enumerate(table.runs)]
         return Column.from_values(values)
     _, seqs = cache_for(src.repo).tables(True)
     base = seqs.base
@@ -117,7 +137,12 @@ def seq_summary_column(src: Source, spec: _keys.SeqKey) -> Column:
         sel = sel[np.fromiter((spec.matches(spec.name, c) for c in ctxs), dtype=bool, count=len(sel))]
     lookup = table.index
     ridx = np.fromiter((lookup.get(base.run_ids[i], -1) for i in sel), dtype=np.int64, count=len(sel))
-    sel, ridx = sel[ridx >= 0], ridx[ridx >= 0]
+    keep = ridx >= 0
+    if rows is not None:
+        wanted = np.zeros(n, dtype=bool)
+        wanted[np.asarray(rows, dtype=np.int64)] = True
+        keep &= wanted[np.maximum(ridx, 0)]
+    sel, ridx = sel[keep], ridx[keep]
     counts = np.bincount(ridx, minlength=n)
     if (counts > 1).any():
         row = int(np.flatnonzero(counts > 1)[0])

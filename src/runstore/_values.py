@@ -27,19 +27,42 @@ def coerce_value(value: Any, name: str, context: dict | None) -> float:
     """A tracked value as a float, or InvalidValueError naming the sequence."""
     if isinstance(value, (int, float)):  # bool and int/float subclasses
         return _as_float(value, name, context)
+    if isinstance(value, enum.Enum):
+        raise InvalidValueError(
+            f"cannot track the enum member {value!r} in {describe(name, context)}: track a number; "
+            "an Enum is accepted as the *name* of a metric, not as its value"
+        )
     item = getattr(value, "item", None)
     if callable(item):  # NumPy scalars and 0-d arrays, torch / jax scalars
         try:
-            value = item()
+            got = item()
         except (ValueError, TypeError, RuntimeError):
-            value = None  # e.g. an array with several elements: reported below
-        if isinstance(value, (int, float)):
-            return _as_float(value, name, context)
+            got = None  # e.g. an array with several elements: reported below
+        if isinstance(got, (int, float)):
+            return _as_float(got, name, context)
+    what = type(value).__name__
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        try:
+            what += f" of shape {tuple(shape)}"
+        except TypeError:
+            pass
+        advice = (f"track() takes one number; for an array of points use "
+                  f"run.track_many(values, name={name!r}, steps=...)")
+    else:
+        advice = ("a tracked value must be a number (int, float, bool, a NumPy scalar, a 0-d array "
+                  "or anything with .item()); use track_many() for arrays")
     raise InvalidValueError(
-        f"cannot track a {type(value).__name__} in {describe(name, context)}: a tracked value must be a "
-        "number (int, float, bool, a NumPy scalar, a 0-d array or anything with .item()); "
-        "use track_many() for arrays. Nothing tracked before was affected"
+        f"cannot track a {what} in {describe(name, context)}: {advice}. Nothing tracked before was affected"
     )
+
+
+def metric_name(name: Any) -> Any:
+    """An Enum member names a metric by its value (by its name when the value is not a
+    string), as the Experiment Manager's ``Metric.TRAIN_LOSS`` does; other names pass."""
+    if isinstance(name, enum.Enum):
+        return name.value if isinstance(name.value, str) else name.name
+    return name
 
 
 def _as_float(value: float | int, name: str, context: dict | None) -> float:
@@ -77,6 +100,8 @@ def coerce_step(step: Any, name: str, context: dict | None, what: str = "step") 
 
 # -- names and contexts -----------------------------------------------------------
 def check_name(name: Any) -> str:
+    if isinstance(name, enum.Enum):
+        name = metric_name(name)
     if not isinstance(name, str) or not name:
         raise InvalidContextError(f"a sequence name must be a non-empty string, got {name!r}")
     return name

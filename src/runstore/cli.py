@@ -161,6 +161,29 @@ def cli(ctx: click.Context, repo_path: str | None, no_color: bool, debug: bool) 
     full id, or any unique prefix of either.
     """
     ctx.obj = _State(repo_path, debug, color=not no_color)
+    _show_query_warnings()
+
+
+def _show_query_warnings() -> None:
+    """Print a QueryWarning as one plain line on stderr (not Python's file:line form),
+    every time: a typo in two commands deserves two hints."""
+    import warnings
+
+    from .errors import QueryWarning
+
+    previous = warnings.showwarning
+    if getattr(previous, "_runstore", False):  # installed by an earlier command in this process
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, QueryWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show._runstore = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+    warnings.simplefilter("always", QueryWarning)
 
 
 @cli.command(context_settings=CONTEXT)

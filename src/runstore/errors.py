@@ -89,3 +89,10 @@ class ActiveRunError(RunstoreError, RuntimeError):
 class MatchError(RunstoreError, ValueError):
     """Exactly one match was expected: ``RunCollection.get`` found no run or several,
     or a key such as ``"loss.last"`` names several sequences of one run."""
+
+
+class QueryWarning(UserWarning):
+    """A query ran but names something no run has (a param path that may be a typo).
+
+    Not an error: the query's result is kept (the term matches nothing); the
+    warning names the key and the closest existing keys. The CLI prints it on stderr."""

@@ -28,14 +28,16 @@ closed with the outer run's status (their work was interrupted with it).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import _active
 from ._values import same_param_value
-from .errors import ActiveRunError, InvalidParamError, ParamChangedError
+from .errors import ActiveRunError, InvalidParamError, InvalidValueError, ParamChangedError
 from .repo import Repo
 from .run import Run
 
@@ -53,39 +55,22 @@ __all__ = [
 ]
 
 _STATUSES = ("finished", "failed", "killed")
+_log = logging.getLogger("runstore")
 
-# Per-thread stack of runs started through this module (innermost last).
+# The per-thread stack of active runs lives in runstore._active, shared with
+# @main and pipelines (their runs are pushed there while the user's code runs).
 # Runs never ended need no registry here: the core ends every live run at
 # interpreter exit (finished, or failed/killed after an uncaught exception).
-_local = threading.local()
+_stack = _active.stack
 # Params are read-modify-written at the top level of the run's params tree;
 # two threads logging into one (shared parent) run must not lose an update.
 _params_lock = threading.RLock()
-
-
-def _stack() -> list[Run]:
-    """This thread's active runs, innermost last, with closed runs dropped."""
-    stack = getattr(_local, "stack", None)
-    if stack is None:
-        stack = _local.stack = []
-    # Find the outermost closed run: everything above it was nested inside
-    # a run that has ended, so it ends too, with the same status.
-    for i, run in enumerate(stack):
-        if run.closed:
-            status = run.status if run.status in _STATUSES else "finished"
-            for orphan in reversed(stack[i + 1 :]):
-                if not orphan.closed:
-                    orphan.close(status=status)
-            del stack[i:]
-            break
-    return stack
+# set_experiment() / set_tracking_uri(): the process-wide defaults of start_run (MLflow's rule).
+_defaults: dict[str, Any] = {"experiment": None, "repo": None}
 
 
 def _reset_after_fork() -> None:
-    # An LMDB environment must never be used across fork(); the child starts
-    # with no active runs instead of inheriting handles it must not touch.
-    global _local, _params_lock
-    _local = threading.local()
+    global _params_lock
     _params_lock = threading.RLock()
 
 
@@ -112,6 +97,8 @@ def start_run(
     run_id: str | None = None,
     repo: Repo | str | os.PathLike[str] | None = None,
     description: str | None = None,
+    *,
+    run_name: str | None = None,
 ) -> Run:
     """Start (or resume, with ``run_id``) a run and make it this thread's active run.
 
@@ -125,9 +112,16 @@ def start_run(
     :class:`~runstore.Repo` or a path; ``None`` means the default repository
     (``$RUNSTORE_REPO`` or ``./.runstore``).
 
+    ``run_name`` is MLflow's spelling of ``name``; :func:`set_experiment` and
+    :func:`set_tracking_uri` set the defaults of ``experiment`` and ``repo``.
+
     Raises :class:`~runstore.errors.ActiveRunError` when a run is active and
     ``nested`` is false.
     """
+    if run_name is not None:
+        if name is not None and name != run_name:
+            raise InvalidParamError(f"pass either name= or run_name= (MLflow's spelling), not both: {name!r} / {run_name!r}")
+        name = run_name
     stack = _stack()
     parent = stack[-1] if stack else None
     if parent is not None and not nested:
@@ -140,6 +134,10 @@ def start_run(
         repo = parent.repo
     if experiment is None and parent is not None and run_id is None:
         experiment = parent.experiment
+    if repo is None:
+        repo = _defaults["repo"]
+    if experiment is None and run_id is None:
+        experiment = _defaults["experiment"]
     tag_list = _tag_list(tags)
 
     if run_id is not None:
@@ -188,9 +186,19 @@ def end_run(status: str = "finished") -> None:
 
 
 def _current() -> Run:
-    """The active run; as in MLflow, logging without one starts one."""
+    """The active run; as in MLflow, logging without one starts one, but says so:
+    a call that was meant for another run (one made by ``@main`` in another thread,
+    say) must not land in a stray run without a word."""
     stack = _stack()
-    return stack[-1] if stack else start_run()
+    if stack:
+        return stack[-1]
+    run = start_run()
+    _log.warning(
+        "runstore: no active run, so this call started run %s (experiment %r) in repository %s; "
+        "call runstore.start_run(...) (or log inside @runstore.main / a Pipeline) to choose the run",
+        run.id, run.experiment, run.repo.path,
+    )
+    return run
 
 
 def log_metric(
@@ -211,6 +219,11 @@ def log_metrics(
     context: Mapping[str, Any] | None = None,
 ) -> None:
     """Track several metrics at one step on the active run (``Run.log_metrics``)."""
+    if not isinstance(metrics, Mapping):
+        raise InvalidValueError(
+            f"log_metrics takes a dict of name -> value, got {type(metrics).__name__}; "
+            "for one value use log_metric(name, value)"
+        )
     _current().log_metrics(dict(metrics), step=step, epoch=epoch, context=context)
 
 

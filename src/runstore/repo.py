@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 
 from . import _handles, _lifecycle
@@ -175,6 +175,24 @@ class Repo:
 
         return run_query(self, query)
 
+    # Aim's names for the same things.
+    @classmethod
+    def from_path(cls, path: str | os.PathLike, **kwargs: Any) -> "Repo":
+        """Aim's spelling of ``Repo(path)``."""
+        return cls(path, **kwargs)
+
+    def iter_runs(self) -> Iterator[Run]:
+        """Every run, in creation order (Aim's ``repo.iter_runs()``)."""
+        return iter(self.runs())
+
+    def query_runs(self, query: str | None = None) -> "RunCollection":
+        """Aim's name for :meth:`query`."""
+        return self.query(query)
+
+    def query_metrics(self, query: str | None = None) -> "SequenceCollection":
+        """Aim's name for :meth:`query_sequences`."""
+        return self.query_sequences(query)
+
     def query_sequences(self, query: str | None = None) -> "SequenceCollection":
         """Sequences matching a query, e.g. ``"seq.name == 'loss' and run.hparams.lr < 0.01"``."""
         from .query import sequence_query
@@ -232,6 +250,7 @@ class Repo:
             rows = _rec.scan_sequences(env, txn)
         for _, _, summary in rows:
             summary.pop("blocks", None)
+            summary.pop("sorted_steps", None)
         return rows
 
     def _read_sequence(self, run_id: str, seq_id: int) -> tuple:

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from .repo import Repo
 
 STATUSES = ("running", "finished", "failed", "killed")
+# The Experiment Manager (seed 003) and MLflow name the same outcomes differently.
+_STATUS_ALIASES = {"completed": "finished", "FINISHED": "finished", "FAILED": "failed", "KILLED": "killed",
+                   "aborted": "killed"}
 _NAN = float("nan")
 _NO_DEFAULT = object()
 _coerce_value = _values.coerce_value
@@ -62,8 +65,14 @@ class Run:
         description: str | None = None,
         parent: "Run | str | None" = None,
         flush_interval: float | None = None,
+        run_hash: str | None = None,
     ) -> None:
         from .repo import Repo
+
+        if run_hash is not None:  # Aim's name for run_id
+            if run_id is not None and run_id != run_hash:
+                raise InvalidParamError(f"pass run_id or run_hash (Aim's name for it), not both: {run_id!r} / {run_hash!r}")
+            run_id = run_hash
 
         self.repo = repo if isinstance(repo, Repo) else Repo(repo)
         self._init_state(writable=True)
@@ -139,16 +148,24 @@ class Run:
         return self
 
     # -- tracking (the hot path) ---------------------------------------------------
-    def track(self, value: Any, name: str, step: int | None = None, epoch: int | float | None = None,
-              context: dict | None = None) -> None:
+    def track(self, value: Any, name: str | None = None, step: int | None = None,
+              epoch: int | float | None = None, context: dict | None = None) -> None:
         """Append ``value`` to the sequence (name, context); ``step`` defaults to
-        that sequence's last step + 1 (0 first)."""
+        that sequence's last step + 1 (0 first).
+
+        ``value`` may also be a dict (Aim's spelling): each key is tracked as its own
+        sequence with the same step, epoch and context. ``name`` may be an Enum
+        member (stored under its value)."""
         try:
             seq = self._seqs[name, frozenset(context.items()) if context else None]
         except (KeyError, TypeError, AttributeError):
+            if isinstance(value, dict):
+                return self._track_dict(value, name, step, epoch, context)
             seq = self._sequence(name, context)
         if type(value) is not float and type(value) is not int:
-            value = _coerce_value(value, name, seq.context)
+            if isinstance(value, dict):
+                return self._track_dict(value, name, step, epoch, context)
+            value = _coerce_value(value, seq.name, seq.context)
         if step is None:
             step = _NAN
         elif type(step) is not int:
@@ -157,6 +174,19 @@ class Run:
             seq._buf.fromlist([value, step, _NAN if epoch is None else epoch, _time()])
         except (TypeError, OverflowError):
             seq._reject(value, step, epoch)
+
+    def _track_dict(self, values: dict, name: Any, step: Any, epoch: Any, context: Any) -> None:
+        if name is not None:
+            raise InvalidValueError(
+                f"cannot track a dict in sequence {name!r}: call run.track({{...}}) without name= "
+                "to track each key as its own sequence"
+            )
+        for key in values:  # validate every name and value first: all or nothing
+            _values.check_name(_values.metric_name(key))
+            if not isinstance(values[key], (int, float)):
+                _coerce_value(values[key], _values.metric_name(key), context)
+        for key, item in values.items():
+            self.track(item, _values.metric_name(key), step, epoch, context)
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None, epoch: int | float | None = None,
                     context: dict | None = None) -> None:
@@ -172,6 +202,7 @@ class Run:
         """Append many points at once (NumPy arrays or sequences); all points get
         the current time as their timestamp."""
         seq = self._sequence(name, context)
+        name = seq.name
         vals = _numeric_array(values, f"values of {_values.describe(name, seq.context)}")
         n = len(vals)
         stp = None
@@ -188,7 +219,12 @@ class Run:
 
     def sequence(self, name: str, context: dict | None = None) -> Sequence:
         """The sequence (name, context): on a live run a handle whose ``append``
-        skips the lookup ``track`` does (created if new); on a view, the stored one."""
+        skips the lookup ``track`` does; on a view, the stored one.
+
+        A live run's handle for a new name stores nothing until its first point is
+        committed (reading it before raises SequenceNotFoundError); on a view a name
+        without points raises SequenceNotFoundError at once."""
+        name = _values.metric_name(name)
         if self._writable:
             return self._sequence(name, context)
         ctx = _values.canonical_context(context, _values.check_name(name))
@@ -196,13 +232,13 @@ class Run:
         if seq is not None:
             return seq
         raise SequenceNotFoundError(
-            f"run {self.id} has no sequence {_values.describe(name, ctx)}; it has {self.sequences()}"
+            f"run {self.id} has no {_values.describe(name, ctx)}; it has {self.sequences()}"
         )
 
     def _sequence(self, name: str, context: Any) -> Sequence:
         if not self._writable:
             raise self._closed_error()
-        _values.check_name(name)
+        name = _values.check_name(_values.metric_name(name))
         ctx = _values.canonical_context(context, name)
         key = (name, _values.freeze(ctx))
         with self._lock:
@@ -248,7 +284,7 @@ class Run:
         dirty = []
         for seq in self._seq_list:
             seq._take_buffer()
-            if seq._pending or seq._new:
+            if seq._pending:
                 dirty.append(seq)
         if not dirty and also is None:
             return None
@@ -268,7 +304,12 @@ class Run:
         return result
 
     def close(self, status: str = "finished") -> None:
-        """Flush, mark the run ``status`` and stop accepting points. Idempotent."""
+        """Flush, mark the run ``status`` and stop accepting points. Idempotent.
+
+        ``status`` is finished, failed or killed; ``"completed"`` (the Experiment
+        Manager's word) and a pipeline ``RunStatus`` are accepted too."""
+        status = getattr(status, "run_status", status) or "finished"  # a RunStatus member
+        status = _STATUS_ALIASES.get(status, status) if isinstance(status, str) else status
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         with self._lock:
@@ -327,6 +368,18 @@ class Run:
     @property
     def id(self) -> str:
         return self._id
+
+    @property
+    def hash(self) -> str:
+        """Aim's name for :attr:`id` (also ``run.hash`` in queries)."""
+        return self._id
+
+    @property
+    def info(self) -> "RunInfo":
+        """HydraFlow's ``RunInfo``: ``run_id``, ``run_dir`` (the artifacts folder), ``job_name``."""
+        from ._keys import RunInfo
+
+        return RunInfo(self._id, self.repo.path / "artifacts" / self._id, self.experiment)
 
     @property
     def handle(self) -> str:
@@ -451,9 +504,15 @@ class Run:
 
         self._params = env.write(work)
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str | tuple) -> Any:
+        """A param by dotted key (``run["hparams.lr"]``) or Aim's tuple key (``run["hparams", "lr"]``)."""
         node: Any = self._param_tree()
-        for part in key.split("."):
+        parts = _key_parts(key)
+        key = ".".join(map(str, parts))
+        for part in parts:
+            if isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+                node = node[part]
+                continue
             if not isinstance(node, dict) or part not in node:
                 raise KeyError(f"run {self._id} has no param {key!r}; top-level params: {sorted(self._param_tree())}")
             node = node[part]
@@ -522,6 +581,12 @@ class Run:
             cached = self._stored_idx = (version, index)
         return cached[1]
 
+    def metrics(self) -> list[Sequence]:
+        """The run's numeric sequences (Aim's ``run.metrics()``), in creation order."""
+        if self._writable:
+            self.flush()
+        return self._stored_sequences()
+
     def sequences(self) -> list[tuple[str, dict]]:
         """Every (name, context) of the run, in creation order."""
         if self._writable:
@@ -537,7 +602,7 @@ class Run:
             target = next((s for s in self._stored_sequences() if s.name == name and s.context == ctx), None)
             if target is None:
                 raise SequenceNotFoundError(
-                    f"run {self._id} has no sequence {_values.describe(name, ctx)}; it has {self.sequences()}"
+                    f"run {self._id} has no {_values.describe(name, ctx)}; it has {self.sequences()}"
                 )
             env = self.repo._env
             env.write(lambda txn: _rec.delete_sequence(env, txn, self._id, target._id))
@@ -600,6 +665,16 @@ class Run:
 
     def __hash__(self) -> int:
         return hash(self._id)
+
+
+def _key_parts(key: Any) -> tuple:
+    if isinstance(key, tuple):
+        if not key or not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in key):
+            raise KeyError(f"a tuple param key holds strings (and list indices), e.g. run['hparams', 'lr']; got {key!r}")
+        return tuple(p for k in key for p in (k.split(".") if isinstance(k, str) else (k,)))
+    if not isinstance(key, str):
+        raise KeyError(f"a param key is a dotted string or a tuple of strings, got {key!r}")
+    return tuple(key.split("."))
 
 
 def _opt_str(value: Any, what: str) -> str | None:

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 from array import array
 from time import time as _time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from . import _values
 from ._storage import blocks as _blocks
+from ._storage import locate as _locate
 from ._storage import records as _rec
 from ._storage.keys import run_key
-from .errors import InvalidValueError, RunClosedError
+from .errors import InvalidValueError, RunClosedError, SequenceNotFoundError
 
 if TYPE_CHECKING:
     from .run import Run
@@ -53,6 +54,19 @@ class _ClosedBuffer:
 
     def __len__(self) -> int:
         return 0
+
+
+class Points(NamedTuple):
+    """Part of a sequence (``seq[10:20]``, ``seq.range(100, 200)``): four aligned columns."""
+
+    steps: np.ndarray
+    values: np.ndarray
+    epochs: np.ndarray
+    timestamps: np.ndarray
+
+
+# Summary keys kept for storage, not shown to users.
+_INTERNAL = ("blocks", "sorted_steps")
 
 
 def _empty_summary() -> dict:
@@ -139,10 +153,9 @@ class Sequence:
         taken = len(self._pending)
         rows = self._pending[0] if taken == 1 else np.concatenate(self._pending) if taken else None
         if rows is None or not len(rows):
-            if self._new:  # an empty sequence asked for with run.sequence(): still record it
-                _rec.put_sequence(env, txn, self.run.id, self._id,
-                                  {"name": self.name, "context": self.context, **summary})
-            return (summary, self._tail, taken) if (self._new or taken) else None
+            # A sequence is stored with its first point: a rejected track() or a handle
+            # asked for and never written leaves nothing behind.
+            return (summary, self._tail, taken) if taken else None
         values = rows[:, 0].copy()
         steps = _resolve_steps(rows[:, 1], summary["last_step"])
         epochs = rows[:, 2].copy()
@@ -172,6 +185,7 @@ class Sequence:
 
         finite = values[~np.isnan(values)]
         new = dict(summary)
+        new["sorted_steps"] = _locate.steps_sorted_after(summary, steps)
         new["blocks"] = block_no
         if summary["count"] == 0:
             new["first_step"] = int(steps[0])
@@ -190,13 +204,60 @@ class Sequence:
     def _adopt(self, state: tuple) -> None:
         self._summary, self._tail, taken = state
         del self._pending[:taken]
-        self._new = False
+        self._new = self._summary["count"] == 0
 
     # -- reading --------------------------------------------------------------------
     def _columns(self) -> tuple:
+        self._require_points()
+        return self.run.repo._read_sequence(self.run.id, self._id)
+
+    def _require_points(self) -> None:
         if self.run._writable:
             self.run.flush()
-        return self.run.repo._read_sequence(self.run.id, self._id)
+        if self._summary["count"] == 0:
+            raise SequenceNotFoundError(
+                f"run {self.run.id} has no {_values.describe(self.name, self.context)}: nothing was "
+                "tracked in it yet (the handle can still append)"
+            )
+
+    # -- parts of a sequence, reading only the blocks that hold them ---------------------
+    def __getitem__(self, index: int | slice) -> Points:
+        """Points by position: ``seq[10:20]`` (a :class:`Points` of arrays), ``seq[-1]``
+        (a :class:`Points` of scalars). Only the blocks holding them are read."""
+        if isinstance(index, slice):
+            start, stop, stride = index.indices(self.count)
+            if stride == 1:
+                return Points(*self._read(lambda r, rec: _locate.read_positions(r, rec["count"], start, max(stop, start))))
+            picked = np.arange(start, stop, stride)
+            if not len(picked):
+                return Points(*_blocks.empty())
+            lo, hi = int(picked.min()), int(picked.max()) + 1
+            part = self._read(lambda r, rec: _locate.read_positions(r, rec["count"], lo, hi))
+            return Points(*(c[picked - lo] for c in part))
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+            n = self.count
+            i = int(index) + n if index < 0 else int(index)
+            if not 0 <= i < n:
+                raise IndexError(f"point {index} is out of range: {_values.describe(self.name, self.context)} has {n}")
+            cols = self._read(lambda r, rec: _locate.read_positions(r, rec["count"], i, i + 1))
+            return Points(int(cols[0][0]), float(cols[1][0]), float(cols[2][0]), float(cols[3][0]))
+        raise TypeError(f"sequence indices are integers or slices, not {type(index).__name__}")
+
+    def range(self, start_step: int | None = None, stop_step: int | None = None) -> Points:
+        """Points with ``start_step <= step < stop_step`` (None: unbounded), as Aim's
+        ``range``; a binary search over blocks finds them when steps never decrease."""
+        lo = None if start_step is None else _values.coerce_step(start_step, self.name, self.context, "start_step")
+        hi = None if stop_step is None else _values.coerce_step(stop_step, self.name, self.context, "stop_step")
+        return Points(*self._read(lambda r, rec: _locate.read_steps(r, bool(rec.get("sorted_steps")), lo, hi)))
+
+    def _read(self, work: Any) -> tuple:
+        self._require_points()
+        cols = _locate.with_reader(self.run.repo._env, self.run.id, self._id, work)
+        if cols is None:
+            raise SequenceNotFoundError(
+                f"run {self.run.id} has no {_values.describe(self.name, self.context)} any more (deleted?)"
+            )
+        return cols
 
     @property
     def steps(self) -> np.ndarray:
@@ -256,7 +317,7 @@ class Sequence:
         """count, first_step, last_step, last, min, max, first_ts, last_ts."""
         if self.run._writable:
             self.run.flush()
-        return {k: v for k, v in self._summary.items() if k != "blocks"}
+        return {k: v for k, v in self._summary.items() if k not in _INTERNAL}
 
     def __repr__(self) -> str:
         ctx = f", context={self.context}" if self.context else ""

@@ -222,16 +222,20 @@ class MetricsCSV(_FileCallback):
         self.rows = []
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> bool:
-        from .pipeline import _is_number
+        from .pipeline import scalar
 
         step = getattr(self.pipeline, "step", None)
         row: dict[str, Any] = {"epoch": epoch, "step": epoch if step is None else int(step)}
-        row.update({k: float(v) for k, v in metrics.items() if _is_number(v)})
+        for key, value in metrics.items():  # what the pipeline tracks: numbers, tensors, dicts of numbers
+            if isinstance(value, dict):
+                row.update({f"{key}@label={k}": scalar(v) for k, v in value.items() if scalar(v) is not None})
+            elif scalar(value) is not None:
+                row[key] = scalar(value)
         self.rows.append(row)
         return True
 
     def on_end(self, metrics: dict[str, Any]) -> None:
-        from .pipeline import _is_number
+        from .pipeline import scalar
 
         columns: list[str] = []
         for row in self.rows:
@@ -239,7 +243,7 @@ class MetricsCSV(_FileCallback):
         if not columns:
             columns = ["epoch", "step"]
         self._write(self.filename, lambda path: _write_csv(path, columns, self.rows))
-        final = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+        final = {k: scalar(v) for k, v in metrics.items() if scalar(v) is not None}
         status = getattr(self.pipeline, "status", None)
         final["status"] = status.value if status is not None else ""
         self._write(self.results_filename, lambda path: _write_csv(path, list(final), [final]))

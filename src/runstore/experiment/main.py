@@ -32,6 +32,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from .._active import activated
 from ..errors import ConfigError
 from . import _announce
 from ._history import effective_status, is_live, runs_of, same_config
@@ -217,7 +218,10 @@ def _run_jobs(fn: Callable[[Any, Any], Any], repo: Any, jobs: list[_Job], opts: 
             runs.append(run)
             _announce.say(_announce.start_line(opts.script, run, repo, resumed=action == "resume"), opts.quiet)
             try:
-                fn(run, OmegaConf.to_object(job.cfg) if opts.schema is not None else job.cfg)
+                # The run is the fluent API's active run while fn runs, so runstore.log_metric(...)
+                # inside it lands here, as mlflow.log_metric does inside hydraflow.main.
+                with activated(run):
+                    fn(run, OmegaConf.to_object(job.cfg) if opts.schema is not None else job.cfg)
             except KeyboardInterrupt:
                 run.close("killed")
                 raise _announce.interrupted(counts["finished"], 1) from None

@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from .._active import activated
+from ..errors import InvalidValueError
+
 if TYPE_CHECKING:
     from .callbacks import Callback
 
@@ -83,6 +86,10 @@ class Pipeline:
     an :class:`~runstore.Experiment` calls ``run()`` once per repeat.
     """
 
+    #: Class-level default of ``self.untracked_metrics``: ``"model"`` is where
+    #: :class:`~runstore.Checkpoint` looks for the model.
+    untracked_metrics: frozenset[str] | set[str] = frozenset({"model"})
+
     def __init__(
         self,
         config: Any = None,
@@ -106,6 +113,8 @@ class Pipeline:
         #: The step epoch metrics are tracked at; None tracks them at the epoch index.
         self.step: int | None = None
         self.stopped_epoch: int | None = None
+        #: Epoch metric names only handed to the callbacks, never tracked (a model, a plot).
+        self.untracked_metrics: set[str] = set(type(self).untracked_metrics)
         #: Close the run when ``run()`` ends (an Experiment relies on this).
         self.close_run = True
         self._stop_requested = False
@@ -149,6 +158,12 @@ class Pipeline:
 
         @functools.wraps(fn)
         def wrapper(self: Pipeline, *args: Any, **kwargs: Any) -> RunStatus:
+            # The pipeline's run is the fluent API's active run meanwhile, so
+            # runstore.log_metric(...) in user code lands in it (not in a stray run).
+            with activated(self.tracker):
+                return _run(self, *args, **kwargs)
+
+        def _run(self: Pipeline, *args: Any, **kwargs: Any) -> RunStatus:
             self.status = RunStatus.RUNNING
             self._stop_requested = False
             self.stopped_epoch = None
@@ -214,11 +229,12 @@ class Pipeline:
 
     # -- internals ----------------------------------------------------------------------------
     def _end_epoch(self, epoch: int) -> None:
-        numeric = {name: float(v) for name, v in self.epoch_metrics.items() if _is_number(v)}
-        if self.tracker is not None and numeric:
+        points = self._epoch_points()  # validates everything before anything is tracked
+        if self.tracker is not None and points:
             step = epoch if self.step is None else int(self.step)
-            for name, value in numeric.items():
-                self.tracker.track(value, name=name, step=step, epoch=epoch)
+            for name, context, value in points:
+                self.tracker.track(value, name=name, step=step, epoch=epoch, context=context)
+        numeric = {_column(name, context): value for name, context, value in points}
         self.history.append({"epoch": epoch, **numeric})
         keep_going = True
         for callback in self.callbacks:
@@ -229,6 +245,44 @@ class Pipeline:
         if not keep_going:
             self._stop_requested = True
             self.stopped_epoch = epoch
+
+    def _epoch_points(self) -> list[tuple[str, dict | None, float]]:
+        """(name, context, value) of every epoch metric to track.
+
+        Pipelines accept what ``run.track`` accepts (anything with ``.item()``, so 0-d
+        torch tensors too); a dict of numbers is one sequence per key with the key in
+        the context (``{"label": key}``); anything else raises instead of vanishing,
+        unless its name is in ``untracked_metrics``."""
+        points: list[tuple[str, dict | None, float]] = []
+        for name, value in self.epoch_metrics.items():
+            if name in self.untracked_metrics:
+                continue
+            number = scalar(value)
+            if number is not None:
+                points.append((name, None, number))
+            elif isinstance(value, dict) and value:
+                for key, item in value.items():
+                    number = scalar(item)
+                    if number is None or not isinstance(key, (str, int, bool)):
+                        raise self._untrackable(f"{name}[{key!r}]", item)
+                    points.append((name, {"label": key}, number))
+            else:
+                raise self._untrackable(name, value)
+        return points
+
+    def _untrackable(self, name: str, value: Any) -> InvalidValueError:
+        what = type(value).__name__
+        shape = getattr(value, "shape", None)
+        if shape is not None:
+            what += f" of shape {tuple(shape)}"
+            advice = ("arrays are not tracked by epoch_metrics yet (object sequences will hold them); "
+                      "track a summary number, or use self.tracker.track_many(...)")
+        else:
+            advice = "epoch metrics are tracked as numbers (or dicts of numbers, one sequence per key)"
+        return InvalidValueError(
+            f"{type(self).__name__}: epoch metric {name!r} is a {what}, which cannot be tracked: {advice}; "
+            f"to only hand it to the callbacks, declare it untracked: untracked_metrics = {{{name.split('[')[0]!r}, ...}}"
+        )
 
     def _end_callbacks(self, error: BaseException | None) -> None:
         """Call every ``on_end``; the first failure is raised after all ran."""
@@ -250,7 +304,7 @@ class Pipeline:
             return
         status = self.status or RunStatus.FAILED
         if status.finished:
-            results = {k: float(v) for k, v in self.run_metrics.items() if _is_number(v)}
+            results = {k: scalar(v) for k, v in self.run_metrics.items() if scalar(v) is not None}
             run["results"] = results
             run["stopped_early"] = status is RunStatus.STOPPED
             if status is RunStatus.STOPPED and self.stopped_epoch is not None:
@@ -265,10 +319,27 @@ class Pipeline:
         run.close(status=status.run_status or "failed")
 
 
-def _is_number(value: Any) -> bool:
-    """Numbers are tracked; anything else in the metrics (a model, a plot) only reaches callbacks."""
-    if isinstance(value, numbers.Real):  # bool, int, float, NumPy floats and ints
-        return True
-    if isinstance(value, np.ndarray):
-        return value.ndim == 0 and np.issubdtype(value.dtype, np.number)
-    return isinstance(value, np.generic) and np.issubdtype(value.dtype, np.number)
+def scalar(value: Any) -> float | None:
+    """``value`` as a float when ``run.track`` would accept it (numbers, NumPy scalars,
+    0-d arrays and tensors, anything whose ``.item()`` is a number), else None."""
+    if isinstance(value, bool) or isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (str, bytes, dict)):
+        return None
+    item = getattr(value, "item", None)
+    if callable(item):
+        size = getattr(value, "size", 1)
+        size = size() if callable(size) else size  # torch: a method; NumPy: an int
+        try:
+            if int(np.prod(size)) != 1:
+                return None
+            got = item()
+        except Exception:  # noqa: BLE001 - not a scalar, whatever the library says
+            return None
+        if isinstance(got, numbers.Real):
+            return float(got)
+    return None
+
+
+def _column(name: str, context: dict | None) -> str:
+    return name if not context else f"{name}@label={context['label']}"

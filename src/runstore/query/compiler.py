@@ -105,6 +105,8 @@ class _Resolver:
             head = path[0]
             if head == "params":
                 return Field("run", "param", "params", path[1:], ref.pos)
+            if head == "hash":  # Aim's name for the id
+                head = "id"
             if head in RUN_ATTRS:
                 if len(path) > 1:
                     raise self.error(
@@ -247,6 +249,59 @@ def evaluate(node: Any, frame: Frame) -> Any:
     if isinstance(node, Method):
         return ev.call(node.method, evaluate(node.target, frame), node.args, n)
     raise AssertionError(node)  # pragma: no cover
+
+
+def param_fields(node: Any) -> list[Field]:
+    """Every ``run.<param path>`` the plan reads, in query order."""
+    out: list[Field] = []
+
+    def visit(n: Any) -> None:
+        if isinstance(n, Field):
+            if n.level == "run" and n.source == "param" and n.path:
+                out.append(n)
+        elif isinstance(n, BoolOp):
+            for item in n.items:
+                visit(item)
+        elif isinstance(n, Compare):
+            for item in n.operands:
+                visit(item)
+        elif isinstance(n, (Not, Neg)):
+            visit(n.item)
+        elif isinstance(n, Arith):
+            visit(n.left)
+            visit(n.right)
+        elif isinstance(n, Method):
+            visit(n.target)
+
+    visit(node)
+    return out
+
+
+def warn_unknown_params(plan: Plan, runs: RunTable) -> None:
+    """A QueryWarning for every param path no run of the repository has: the query
+    still runs (the term is empty), but a typo such as ``run.hparams.lrr`` is not silent."""
+    import difflib
+    import warnings
+
+    from ..errors import QueryWarning
+
+    if not runs.n:
+        return
+    seen: set[tuple] = set()
+    for f in param_fields(plan.node):
+        if f.path in seen or runs.has_param(f.path):
+            continue
+        seen.add(f.path)
+        spelled = "run." + ("params." if f.name == "params" else "") + ".".join(map(str, f.path))
+        known = [".".join(map(str, p)) for p in runs.param_paths()]
+        # Prefixes count too: run.hparams (a dict) is a valid thing to compare or test.
+        known += sorted({".".join(map(str, p[:i])) for p in runs.param_paths() for i in range(1, len(p))})
+        close = difflib.get_close_matches(".".join(map(str, f.path)), known, n=3, cutoff=0.6)
+        hint = f"; closest existing keys: {', '.join('run.' + c for c in close)}" if close else ""
+        warnings.warn(
+            QueryWarning(f"no run in the repository has the param {spelled} (its terms match nothing){hint}"),
+            stacklevel=4,
+        )
 
 
 def run_mask(plan: Plan, runs: RunTable, seqs: SeqTable | None) -> np.ndarray:

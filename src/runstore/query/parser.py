@@ -119,6 +119,23 @@ def suggest(word: str, choices: Any) -> str:
     return "expected one of: " + ", ".join(sorted(choices))
 
 
+# Names a new user writes bare that live under ``run`` (MLflow's ``params.lr``).
+_RUN_WORDS = ("params", "hparams", "config", "cfg", "metrics", "tags", "name", "status", "experiment",
+              "id", "hash", "created_at", "ended_at", "duration", "description", "parent", "archived")
+
+
+def unknown_name_message(word: str) -> str:
+    """A bare word: a run field written without ``run.``, a string left unquoted, or a typo."""
+    close = difflib.get_close_matches(word, list(ROOTS), n=3, cutoff=0.6)
+    if close:
+        return f"unknown name {word!r}: did you mean {' or '.join(close)}?"
+    if word in _RUN_WORDS or word.startswith(("param", "hparam")):
+        return (f"unknown name {word!r}: params and run attributes are reached through run, "
+                f"e.g. run.{word}... (write run.params.lr for the param lr)")
+    return (f"unknown name {word!r}: a query starts from run or seq (or metric); to compare with "
+            f"the text {word!r}, quote it: '{word}' (e.g. run.status == 'finished')")
+
+
 _TOKEN_WORDS = {
     "NAME": "a name",
     "NUMBER": "a number",
@@ -307,9 +324,7 @@ class _ToAst(Transformer):
     def name(self, tok):
         word = str(tok)
         if word not in ROOTS:
-            raise _CompileError(
-                _tpos(tok), f"unknown name {word!r}: {suggest(word, ROOTS)}", QueryNameError
-            )
+            raise _CompileError(_tpos(tok), unknown_name_message(word), QueryNameError)
         return Ref("seq" if word == "metric" else word, (), _tpos(tok))
 
     def attr(self, target, tok):
