@@ -61,3 +61,23 @@ export function column(table, name) {
   if (!col) return new Array(table.numRows).fill(null);
   return col.toArray();
 }
+
+// Read an Arrow IPC stream record batch by record batch as it arrives, so a page can draw
+// the first curves before the last ones have left the server.  onSchema(meta) is called
+// once, onBatch(batch) for each record batch; resolves to the number of bytes read.
+export async function streamArrow(url, body, signal, onSchema, onBatch) {
+  const res = await check(await fetch(url, {
+    method: "POST", credentials: "same-origin", signal,
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  }));
+  let bytes = 0;
+  const counted = res.body.pipeThrough(new TransformStream({
+    transform(chunk, ctl) { bytes += chunk.byteLength; ctl.enqueue(chunk); },
+  }));
+  const reader = await window.Arrow.RecordBatchReader.from(counted);
+  await reader.open();
+  const raw = reader.schema.metadata.get("runstore");
+  onSchema(raw ? JSON.parse(raw) : {}, reader.schema);
+  for await (const batch of reader) onBatch(batch);
+  return bytes;
+}

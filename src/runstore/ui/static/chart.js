@@ -4,7 +4,7 @@
 // painted on the canvas under the lines; zooming refetches the visible range; running
 // runs append points with a per-series `since` cursor.
 
-import { getArrow, tableMeta } from "./api.js";
+import { getArrow, streamArrow, tableMeta } from "./api.js";
 import { withAlpha } from "./colors.js";
 import { formatNumber } from "./format.js";
 
@@ -73,18 +73,48 @@ export class CurveChart {
     if (this.abort) this.abort.abort();
     this.abort = new AbortController();
     const t0 = performance.now();
-    const { table, bytes } = await getArrow("/api/curves", this.body(), this.abort.signal);
-    const t1 = performance.now();
-    this.meta = tableMeta(table);
-    const n = this.meta.grouped ? this.meta.groups.length : this.meta.series.length;
-    this.series = splitSeries(table, n).map((s) => s || { x: new Float64Array(0), y: new Float64Array(0) });
-    this.fetchMs = t1 - t0;
-    this.decodeMs = performance.now() - t1;
-    this.bytes = bytes;
-    this.points = table.numRows;
-    const t2 = performance.now();
-    this.draw();
-    this.onStats({ drawMs: performance.now() - t2, decodeMs: this.decodeMs });
+    let parts = [];
+    let last = 0;
+    let decode = 0;
+    // Draw the first record batch as soon as it arrives (the server sends one per 128
+    // curves), then once more with everything: redrawing on every batch would paint the
+    // growing data again and again and finish later.
+    const flush = (final) => {
+      const td = performance.now();
+      if (parts.length) {
+        for (const batch of parts) {
+          const split = splitSeries(batch, this.series.length);
+          split.forEach((s, i) => { if (s) this.series[i] = this.merge(this.series[i], s); });
+        }
+        parts = [];
+      }
+      decode += performance.now() - td;
+      if (final || !this.u) {
+        last = td;
+        this.points = this.series.reduce((a, s) => a + s.x.length, 0);
+        this.draw(final);
+      }
+    };
+    this.bytes = await streamArrow("/api/curves", this.body(), this.abort.signal, (meta) => {
+      this.meta = meta;
+      const n = meta.grouped ? meta.groups.length : meta.series.length;
+      this.series = Array.from({ length: n }, () => ({ x: new Float64Array(0), y: new Float64Array(0) }));
+    }, (batch) => {
+      parts.push(batch);
+      if (!this.u) flush(false);
+    });
+    this.fetchMs = performance.now() - t0;
+    flush(true);
+    this.onStats({ decodeMs: decode, complete: true, loadMs: performance.now() - t0 });
+  }
+
+  // Append the points of one series that arrived in another batch (a series never spans
+  // batches from the server, but a live reply may add to it).
+  merge(old, add) {
+    if (!old.x.length) return add;
+    const out = {};
+    for (const k of Object.keys(add)) out[k] = concatTyped(old[k], add[k]);
+    return out;
   }
 
   colors() {
@@ -120,7 +150,7 @@ export class CurveChart {
     return { xmin, xmax, ymin, ymax };
   }
 
-  draw() {
+  draw(final = true) {
     const colors = this.colors();
     const ext = this.extent();
     const xr = this.range ? [this.range[0], this.range[1]] : [ext.xmin, ext.xmax];
@@ -156,12 +186,13 @@ export class CurveChart {
     this.tip = document.createElement("div");
     this.tip.className = "tip";
     this.u.over.append(this.marker, this.tip);
+    if (!final) { requestAnimationFrame(() => this.onStats({ paintedAt: performance.now() })); return; }
     this.onStats({ series: this.series.length, points: this.points, fetchMs: this.fetchMs, bytes: this.bytes,
                    bucket: this.meta.bucket, yScale: this.opts.yScale || "linear", smooth: this.opts.smooth || 0,
                    grouped: this.meta.grouped, x: this.opts.x || "step", zoomed: !!this.range,
                    canvases: this.box.querySelectorAll("canvas").length });
     // uPlot paints in the next animation frame: report when that frame has run
-    requestAnimationFrame(() => this.onStats({ paintedAt: performance.now() }));
+    requestAnimationFrame(() => this.onStats({ paintedAt: performance.now(), completePaintedAt: performance.now() }));
   }
 
   drawBands(u, colors) {

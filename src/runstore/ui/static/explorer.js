@@ -19,7 +19,7 @@ export class ExplorerPage {
     this.runColors = new Map();   // run id -> colour index, stable across charts
     this.valueColors = new Map(); // colour-key value -> colour
     this.legendItems = [];
-    hook.explorer = { charts: {}, mounted: 0, metrics: 0, opts: this.opts, firstPaintMs: null, legendRows: 0 };
+    hook.explorer = { charts: {}, mounted: 0, metrics: 0, opts: this.opts, firstPaintMs: null, completePaintMs: null, legendRows: 0 };
     this.build();
     this.loadMetrics();
     this.timer = setInterval(() => this.live(), 2000);
@@ -123,6 +123,8 @@ export class ExplorerPage {
         Object.assign(stats, st, { mounted: true });
         // time from navigation start to the first chart painted (the benchmark reads it)
         if (this.hook.explorer.firstPaintMs === null && st.paintedAt !== undefined) this.hook.explorer.firstPaintMs = st.paintedAt;
+        // ... and to the first chart painted with all of its curves
+        if (!this.hook.explorer.completePaintMs && st.completePaintedAt !== undefined) this.hook.explorer.completePaintMs = st.completePaintedAt;
         this.updateLegend(entry.chart);
       },
     });
