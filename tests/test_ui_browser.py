@@ -173,6 +173,13 @@ def test_runs_explorer_run_and_compare_pages(browser, served):
     assert sorted(repo.get_run(first_id).refresh().tags) == ["keep", "reviewed"]
     p.shot("runs.png")
 
+    # live: a change to a running run shows up without reloading the page
+    updates = p.state("window.__runstore.runs.liveUpdates || 0")
+    repo.get_run(live.id).add_tag("seen-live")
+    p.wait(f"document.querySelector('#runs-body .vrow[data-id=\"{live.id}\"]').textContent.includes('seen-live')")
+    assert p.state("window.__runstore.runs.liveUpdates") > updates
+    assert p.state("window.__runstore.runs.total") == 18  # same table, same query
+
     # the explorer: one canvas per metric, 18 series each
     page.click("#open-explorer")
     p.wait("window.__runstore.page === 'explorer' && window.__runstore.explorer.metrics === 4")
@@ -188,6 +195,15 @@ def test_runs_explorer_run_and_compare_pages(browser, served):
     page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
     p.wait("[...document.querySelectorAll('.marker')].filter(m => m.style.display === 'block').length === 1")
     assert page.locator(".tip:visible").inner_text()
+
+    # zoom: drag across a chart; the range is fetched again (at full resolution here)
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + 40, steps=5)
+    page.mouse.up()
+    p.wait("window.__runstore.explorer.charts['loss[subset=train]'].zoomed === true")
+    page.dblclick(".chart-box[data-key='loss[subset=train]'] .u-over")
+    p.wait("window.__runstore.explorer.charts['loss[subset=train]'].zoomed === false")
 
     # log scale (lr has values <= 0: drawn as gaps, no error), then asinh
     page.select_option("#y-scale", "log")
