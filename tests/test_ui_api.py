@@ -311,3 +311,10 @@ def test_token_on_loopback_is_enforced_too(ui_repo):
     c = TestClient(create_app(ui_repo[0], token="abc"), base_url=LOCAL)
     assert c.get("/api/runs").status_code == 401
     assert c.get("/api/runs", headers={"authorization": "Bearer abc"}).status_code == 200
+
+
+def test_no_gzip_for_a_browser_on_the_same_machine(ui_repo):
+    c = TestClient(create_app(ui_repo[0]), base_url=LOCAL, client=("127.0.0.1", 50000))
+    r = c.post("/api/curves", json={"runs": ui_repo[1], "name": "loss", "context": {"subset": "train"}},
+               headers={"accept-encoding": "gzip"})
+    assert r.status_code == 200 and "content-encoding" not in r.headers
