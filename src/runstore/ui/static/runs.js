@@ -265,7 +265,7 @@ export class RunsPage {
       this.count.textContent = `${this.total.toLocaleString()} run${this.total === 1 ? "" : "s"}`;
       this.hook.runs.total = this.total;
       if (first || this.vlist.total !== this.total) this.vlist.setTotal(this.total);
-      else this.vlist.render(true);
+      else this.vlist.render(false, true);
       this.hook.runs.rendered = this.vlist.rowCount();
     })();
     this.loading.set(p, job);
@@ -318,6 +318,7 @@ export class RunsPage {
     const row = el("div", { class: "vrow", "data-index": String(i) });
     row.style.width = `${this.rowWidth}px`;
     if (!r) {
+      row.dataset.placeholder = "1";  // rebuilt when its page arrives
       row.append(el("div", { class: "cell muted" }, "…"));
       return row;
     }

@@ -30,19 +30,29 @@ export class VirtualList {
     this.render(true);
   }
 
-  // Re-render the rows in view; force re-creates them even when the range did not change.
-  render(force = false) {
+  // Re-render the rows in view; force re-creates them all (the data changed), otherwise rows
+  // still in view are kept and only the ones scrolled in are built.
+  // fill = true rebuilds only the placeholder rows (a page of data arrived).
+  render(force = false, fill = false) {
     const [first, last] = visibleRange(this.body.scrollTop, this.body.clientHeight || 600, this.rowHeight, this.total);
-    if (!force && first === this.range[0] && last === this.range[1]) return;
+    if (!force && !fill && first === this.range[0] && last === this.range[1]) return;
     this.range = [first, last];
-    const rows = [];
+    const old = force ? new Map() : this.rows || new Map();
+    const rows = new Map();
     for (let i = first; i <= last; i++) {
-      const el = this.renderRow(i);
-      el.style.top = `${i * this.rowHeight}px`;
-      el.style.height = `${this.rowHeight}px`;
-      rows.push(el);
+      let el = old.get(i);
+      if (!el || el.dataset.placeholder) {
+        if (el) el.remove();
+        el = this.renderRow(i);
+        el.style.top = `${i * this.rowHeight}px`;
+        el.style.height = `${this.rowHeight}px`;
+      }
+      rows.set(i, el);
     }
-    this.spacer.replaceChildren(...rows);
+    for (const [i, el] of old) if (!rows.has(i)) el.remove();
+    if (force) this.spacer.replaceChildren(...rows.values());
+    else for (const el of rows.values()) if (el.parentNode !== this.spacer) this.spacer.append(el);
+    this.rows = rows;
     this.onRange(first, last);
   }
 
