@@ -23,6 +23,7 @@ from .errors import (
     RunClosedError,
     RunNotFoundError,
     RunstoreError,
+    QueryWarning,
     SequenceNotFoundError,
     StorageFullError,
 )
@@ -34,6 +35,13 @@ _LAZY = {
     for name in ("Callback", "Checkpoint", "EarlyStopping", "Experiment", "MetricsCSV", "Pipeline",
                  "RunStatus", "insert_value", "load_config", "main", "multiply")
 }
+# MLflow's remaining fluent names and seed 002's manager (pandas only when search_runs runs).
+_LAZY.update({
+    name: "._mlflow"
+    for name in ("MLflowManager", "get_experiment_by_name", "log_dict", "log_figure", "log_text",
+                 "search_runs", "set_experiment", "set_tracking_uri")
+})
+_LAZY.update({"RunCollection": ".collections", "SequenceCollection": ".collections"})
 
 
 def __getattr__(name: str):
@@ -70,6 +78,17 @@ from .sequence import Sequence
 __version__ = "0.1.0"
 
 __all__ = [
+    "MLflowManager",
+    "QueryWarning",
+    "RunCollection",
+    "SequenceCollection",
+    "get_experiment_by_name",
+    "log_dict",
+    "log_figure",
+    "log_text",
+    "search_runs",
+    "set_experiment",
+    "set_tracking_uri",
     "ActiveRunError",
     "AmbiguousRunError",
     "Callback",

@@ -331,8 +331,11 @@ def default_columns(src: Source) -> list[tuple[str, str, tuple]]:
     return out
 
 
-def build_arrow(src: Source, rows: np.ndarray, keys: tuple, callables: dict) -> Any:
+def build_arrow(src: Source, rows: np.ndarray, keys: tuple, callables: dict, defaults: dict | None = None) -> Any:
+    """``defaults`` maps a key to the value (or a callable taking the run) used where a run lacks it."""
     import pyarrow as pa
+
+    defaults = defaults or {}
 
     table = src.table
     columns: dict[str, Any] = {}
@@ -343,7 +346,18 @@ def build_arrow(src: Source, rows: np.ndarray, keys: tuple, callables: dict) -> 
             else:
                 columns[name] = table.param(what).take(rows).to_arrow()
     for key in keys:
-        columns[key] = arrow_column(key_column(src, rows, key), key, table)
+        if key in defaults:
+            col = key_column(src, rows, key, check=False)
+            if not col.present().all():
+                default = defaults[key]
+                values = col.to_pylist(MISSING)
+                for i, v in enumerate(values):
+                    if v is MISSING:
+                        values[i] = default(src.run(int(rows[i]))) if callable(default) else default
+                col = Column.from_values(values)
+        else:
+            col = key_column(src, rows, key)
+        columns[key] = arrow_column(col, key, table)
     for name, fn in callables.items():
         results = [fn(src.run(int(r))) for r in rows]
         if any(isinstance(v, dict) for v in results):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from array import array
 from time import time as _time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import numpy as np
 
@@ -63,6 +63,15 @@ class Points(NamedTuple):
     values: np.ndarray
     epochs: np.ndarray
     timestamps: np.ndarray
+
+
+class Point(NamedTuple):
+    """One point of a sequence (``seq[5]``, ``seq[-1]``)."""
+
+    step: int
+    value: float
+    epoch: float
+    timestamp: float
 
 
 # Summary keys kept for storage, not shown to users.
@@ -221,9 +230,15 @@ class Sequence:
             )
 
     # -- parts of a sequence, reading only the blocks that hold them ---------------------
-    def __getitem__(self, index: int | slice) -> Points:
+    @overload
+    def __getitem__(self, index: int) -> Point: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Points: ...
+
+    def __getitem__(self, index: int | slice) -> Point | Points:
         """Points by position: ``seq[10:20]`` (a :class:`Points` of arrays), ``seq[-1]``
-        (a :class:`Points` of scalars). Only the blocks holding them are read."""
+        (a :class:`Point`). Only the blocks holding them are read."""
         if isinstance(index, slice):
             start, stop, stride = index.indices(self.count)
             if stride == 1:
@@ -240,7 +255,7 @@ class Sequence:
             if not 0 <= i < n:
                 raise IndexError(f"point {index} is out of range: {_values.describe(self.name, self.context)} has {n}")
             cols = self._read(lambda r, rec: _locate.read_positions(r, rec["count"], i, i + 1))
-            return Points(int(cols[0][0]), float(cols[1][0]), float(cols[2][0]), float(cols[3][0]))
+            return Point(int(cols[0][0]), float(cols[1][0]), float(cols[2][0]), float(cols[3][0]))
         raise TypeError(f"sequence indices are integers or slices, not {type(index).__name__}")
 
     def range(self, start_step: int | None = None, stop_step: int | None = None) -> Points:
