@@ -318,3 +318,11 @@ def test_no_gzip_for_a_browser_on_the_same_machine(ui_repo):
     r = c.post("/api/curves", json={"runs": ui_repo[1], "name": "loss", "context": {"subset": "train"}},
                headers={"accept-encoding": "gzip"})
     assert r.status_code == 200 and "content-encoding" not in r.headers
+
+
+def test_a_query_naming_a_missing_param_warns(client):
+    r = client.get("/api/runs", params={"q": "run.hparams.lrr < 0.1"})
+    assert r.status_code == 200 and r.headers["x-total-count"] == "0"
+    notes = json.loads(r.headers["x-query-warnings"])
+    assert "hparams.lrr" in notes[0] and "hparams.lr" in notes[0]
+    assert "x-query-warnings" not in client.get("/api/runs", params={"q": "run.hparams.lr < 0.1"}).headers

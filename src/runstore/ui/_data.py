@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 import time
 from typing import Any, Iterator
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute below; pandas used to import it as a side effect)
 
 from runstore import Repo, RunstoreError
+from runstore.errors import QueryWarning
 
 from . import _curves
 
@@ -144,7 +146,12 @@ class UIRepo:
             raise UIError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
         if offset < 0:
             raise UIError(f"offset must be >= 0, got {offset}")
-        runs = self.repo.query(q or None)
+        # catch_warnings swaps process-wide state: at worst a concurrent request's warning is
+        # shown with this one, which is harmless for a hint under the query box
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", QueryWarning)
+            runs = self.repo.query(q or None)
+        notes = [str(w.message) for w in caught if issubclass(w.category, QueryWarning)]
         if sort:
             runs = runs.sort(sort, reverse=desc)
         elif desc:
@@ -165,7 +172,7 @@ class UIRepo:
             chosen = js_friendly(page.to_arrow(*extra)) if len(page) else _empty_page(extra)
             for name in chosen.column_names:
                 table = table.append_column(name, chosen.column(name))
-        return table, len(runs)
+        return table, len(runs), notes
 
     def groups(self, q: str | None, key: str) -> list[dict]:
         runs = self.repo.query(q or None)

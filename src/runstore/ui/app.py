@@ -57,10 +57,13 @@ def create_app(repo: Repo | str | os.PathLike, *, host: str = "127.0.0.1", token
 
     async def runs(request: Request) -> Response:
         qp = request.query_params
-        table, total = await _threaded(
+        table, total, notes = await _threaded(
             ui.runs, qp.get("q"), qp.get("sort") or None, qp.get("desc", "1") not in ("0", "false"),
             _int(qp, "offset", 0), _int(qp, "limit", 100), qp.getlist("col"))
-        return Response(ipc_bytes(table), media_type=ARROW, headers={"X-Total-Count": str(total)})
+        headers = {"X-Total-Count": str(total)}
+        if notes:  # QueryWarning: the query names something no run has (a typo?)
+            headers["X-Query-Warnings"] = json.dumps(notes, ensure_ascii=True)
+        return Response(ipc_bytes(table), media_type=ARROW, headers=headers)
 
     async def groups(request: Request) -> Response:
         key = request.query_params.get("key")

@@ -82,8 +82,9 @@ export class RunsPage {
     this.input = el("input", { type: "text", spellcheck: "false", placeholder: "query, e.g. run.hparams.lr < 0.01 and seq.name == 'loss'", "aria-label": "query" });
     this.input.value = this.q;
     this.error = el("div", { class: "query-error", role: "alert" });
+    this.warning = el("div", { class: "query-warning" });
     this.suggest = el("div", { class: "suggest", hidden: "" });
-    const box = el("div", { class: "query" }, this.input, this.suggest, this.error);
+    const box = el("div", { class: "query" }, this.input, this.suggest, this.error, this.warning);
     this.count = el("span", { class: "muted", id: "run-count" });
     this.picker = el("div", { class: "columns-picker" }, "loading keys…");
     const columns = el("details", {}, el("summary", {}, "Columns"), el("div", { class: "panel" }, this.picker));
@@ -259,6 +260,11 @@ export class RunsPage {
       const { table, headers } = await getArrow(`/api/runs?${this.params(p * PAGE, PAGE)}`);
       if (gen !== this.generation) return;
       this.total = Number(headers.get("X-Total-Count"));
+      if (first) {  // a query that names something no run has: say so under the box
+        const notes = JSON.parse(headers.get("X-Query-Warnings") || "[]");
+        this.warning.textContent = notes.join("\n");
+        this.hook.runs.warnings = notes;
+      }
       this.pages.set(p, rowsOf(table));
       this.hook.runs.loadedPages = this.pages.size;
       this.hook.runs.lastFetchMs = performance.now() - t0;
