@@ -350,6 +350,10 @@ class UIRepo:
             span = max([(s.last_step or 0) - (s.first_step or 0) + 1 for s in seqs if s.count] or [1])
         w = _curves.bucket_width(span, p["points"])
         since = p["since"] if p["bucket"] == w else {}
+        if not p["smooth"] and (since or (p["range"] and p["x"] == "step")):
+            # Only part of each curve is wanted (live points after a cursor, or a zoomed step
+            # range) and no smoothing needs the points before it: read just those blocks.
+            reader = self._partial_reader(seqs, since, p["range"] if p["x"] == "step" else None)
         series = []
         for i, s in enumerate(seqs):
             rid = s.run.id
@@ -364,6 +368,24 @@ class UIRepo:
         if p["group"]:
             return meta, self._grouped_stream(p, seqs, reader, info, w, meta)
         return meta, self._series_stream(p, seqs, reader, info, w, meta)
+
+    @staticmethod
+    def _partial_reader(seqs: list, since: dict, step_range: list | None):
+        def read(a: int, b: int) -> list[dict]:
+            out = []
+            for s in seqs[a:b]:
+                start = since.get(s.run.id)
+                stop = None
+                if step_range is not None:
+                    lo = int(np.floor(step_range[0]))
+                    start = lo if start is None else max(start, lo)
+                    stop = int(np.floor(step_range[1])) + 1
+                pts = s.range(start, stop)
+                out.append({"steps": pts.steps, "values": pts.values, "epochs": pts.epochs,
+                            "timestamps": pts.timestamps})
+            return out
+
+        return read
 
     def _run_info(self, run_ids: list[str], keys: dict[str, str]) -> dict:
         info = {rid: {} for rid in run_ids}
