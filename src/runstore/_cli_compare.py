@@ -62,7 +62,7 @@ def diff(runs: tuple[str, ...], show_all: bool, wide: bool, full_ids: bool, abso
     """
     if len(runs) < 2:
         raise click.UsageError("diff needs at least two runs")
-    repo = state().repo()
+    repo = state().repo(readonly=True)
     found = []
     for text in runs:
         run = repo.get_run(text)
@@ -162,7 +162,7 @@ STATUSES = ("running", "finished", "failed", "killed")
 def experiments(metric: str | None, mode: str | None, show_all: bool, wide: bool, full_ids: bool,
                 absolute: bool) -> None:
     """List experiments: runs by status, last activity and the best value of a metric."""
-    repo = state().repo()
+    repo = state().repo(readonly=True)
     runs = repo.query(None)
     if not show_all:
         runs = runs.filter(archived=False)

@@ -98,7 +98,7 @@ def tail(run: str, metrics: tuple[str, ...], interval: float) -> None:
     """
     from rich.live import Live
 
-    repo = state().repo()
+    repo = state().repo(readonly=True)
     found = repo.get_run(run)
     filters = _metric_filter(metrics)
     plain = not T.is_terminal()
@@ -144,7 +144,7 @@ def plot(query: str, metric: str, x_axis: str, height: int | None, limit: int) -
     """
     import plotext as plt
 
-    repo = state().repo()
+    repo = state().repo(readonly=True)
     ((name, context),) = _metric_filter([metric])
     condition = f"seq.name == {name!r}"
     if query:

@@ -332,7 +332,7 @@ def ls(query: str, columns: str | None, sort_key: str | None, reverse: bool, lim
     attribute (status), or a sequence summary (loss.last, loss@subset=val.max).
     Columns that do not fit the terminal are left out and named below the table.
     """
-    repo = state().repo()
+    repo = state().repo(readonly=True)
     selected = repo.query(query or None)
     hidden = 0
     if not show_all:
@@ -412,7 +412,7 @@ def query(query: str, sequences: bool, columns: str | None, fmt: str | None, out
     long form, one row per point: run_id, name, context.<key> columns, step, value,
     epoch (NaN: none), timestamp (unix seconds).
     """
-    repo = state().repo()
+    repo = state().repo(readonly=True)
     keys = split_keys(columns)
     collection = repo.query_sequences(query or None) if sequences else repo.query(query or None)
     if fmt in ("csv", "json", "parquet", "arrow"):

@@ -63,7 +63,7 @@ def show(run: str, absolute: bool) -> None:
 
     RUN is the run's handle, its full id, or a unique prefix of either.
     """
-    repo = state().repo()
+    repo = state().repo(readonly=True)
     found = repo.get_run(run)
     plain = not T.is_terminal()
     width = T.terminal_width()

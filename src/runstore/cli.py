@@ -40,10 +40,10 @@ class _State:
         self.debug = debug
         self.color = color
 
-    def repo(self) -> Repo:
-        """The existing repository (never creates one)."""
+    def repo(self, readonly: bool = False) -> Repo:
+        """The existing repository (never creates one); read-only commands never write."""
         try:
-            return Repo(self.repo_path, create=False)
+            return Repo(self.repo_path, create=False, readonly=readonly)
         except RepositoryError as exc:
             hint = _nearby_repository() if self.repo_path is None else None
             if hint is None:
@@ -234,7 +234,7 @@ def export(dest: str, query: str, fmt: str, partition_by: str, overwrite: bool) 
       DEST/sequences/run_id=<id>/part-0.parquet          --partition-by run
       DEST/sequences/experiment=<name>/<id>.parquet      --partition-by experiment
     """
-    repo = _state().repo()
+    repo = _state().repo(readonly=True)
     target = Path(dest)
     with _progress() as progress:
         task = progress.add_task("reading sequences", total=None)
@@ -321,7 +321,7 @@ def tag(run_id: str, tags: tuple[str, ...], remove: bool) -> None:
 @cli.command(context_settings=CONTEXT)
 def check() -> None:
     """Verify the repository's integrity (exit code 1 when problems are found)."""
-    repo = _state().repo()
+    repo = _state().repo(readonly=True)
     problems = repo.check()
     for problem in problems:
         click.echo(f"problem: {problem}")

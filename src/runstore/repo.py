@@ -67,23 +67,32 @@ class Repo:
     """
 
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool | None = None,
-                 flush_interval: float = 1.0, map_size: int | None = None) -> None:
+                 flush_interval: float = 1.0, map_size: int | None = None,
+                 readonly: bool = False) -> None:
         self.path = Path(path) if path is not None else default_path()
         self.flush_interval = float(flush_interval)
         if self.flush_interval <= 0:
             raise ValueError("flush_interval must be a positive number of seconds")
-        if create is not False:
+        self.readonly = bool(readonly)
+        if create is not False and not readonly:
             _check_target(self.path, explicit=create is True)
-        self._env_obj = open_environment(self.path, create=create is not False, map_size=map_size)
+        self._map_size = map_size
+        self._env_obj = self._open_env(create=create is not False and not readonly)
         self.path = self._env_obj.path
         self._pid = os.getpid()
         self._query_cache = None  # the query layer's column cache (runstore.query.columns)
+
+    def _open_env(self, create: bool):
+        from ._storage.env import ReadOnly
+
+        env = open_environment(self.path, create=create, map_size=self._map_size, readonly=self.readonly)
+        return ReadOnly(env) if self.readonly and not env.readonly else env
 
     @property
     def _env(self):
         # After fork() the child transparently gets its own environment.
         if self._pid != os.getpid():
-            self._env_obj = open_environment(self.path, create=False)
+            self._env_obj = self._open_env(create=False)
             self._pid = os.getpid()
         return self._env_obj
 

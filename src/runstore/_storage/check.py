@@ -7,13 +7,28 @@ import math
 import numpy as np
 
 from . import blocks as _blocks
-from .env import Environment
+from .env import Environment, stale_compact_dirs
 from .keys import block_no_of, run_id_of, seq_id_of
 from .records import unpack
 
 
 def check(env: Environment) -> list[str]:
+    """Every problem found, one entry each; never raises on damaged data.
+
+    A page LMDB cannot read, a record that does not decode or a block of the
+    wrong shape becomes an entry, so that ``runstore check`` can print them all.
+    """
     problems: list[str] = []
+    for stale in stale_compact_dirs(env.path):
+        problems.append(f"{stale.name}: left by an interrupted compact; `runstore compact` removes it")
+    try:
+        _check(env, problems)
+    except Exception as exc:  # LMDB corruption, a damaged page: reported, never raised
+        problems.append(f"the repository could not be read to the end: {type(exc).__name__}: {exc}")
+    return problems
+
+
+def _check(env: Environment, problems: list[str]) -> None:
     with env.read(buffers=True) as txn:
         runs = set()
         for key, raw in txn.cursor(db=env.dbs["runs"]):
@@ -52,26 +67,35 @@ def check(env: Environment) -> list[str]:
             except Exception as exc:
                 problems.append(f"{where}: record does not decode: {exc}")
                 continue
-            where = f"run {rid} sequence {summary.get('name')!r} {summary.get('context') or ''}".rstrip()
-            parts = []
-            numbers = []
-            for no, data in blocks.get((rid, sid), []):
-                numbers.append(no)
-                try:
-                    parts.append(_blocks.decode(data))
-                except Exception as exc:
-                    problems.append(f"{where}: block {no} does not decode: {exc}")
-            if numbers != list(range(len(numbers))):
-                problems.append(f"{where}: block numbers are not 0..{len(numbers) - 1}: {numbers[:10]}")
-            if summary.get("blocks") != len(numbers):
-                problems.append(f"{where}: summary says {summary.get('blocks')} blocks, found {len(numbers)}")
-            if any(len(p[1]) != _blocks.CAPACITY for p in parts[:-1]):
-                problems.append(f"{where}: a block other than the last is not full")
-            steps, values, _, _ = _blocks.concat(parts)
-            problems.extend(_check_summary(where, summary, steps, values))
+            if not isinstance(summary, dict):
+                problems.append(f"{where}: record is not a mapping")
+                continue
+            try:
+                _check_sequence(summary, rid, blocks.get((rid, sid), []), problems)
+            except Exception as exc:
+                problems.append(f"{where}: cannot be verified: {type(exc).__name__}: {exc}")
         for rid, sid in blocks.keys() - seen:
             problems.append(f"blocks of run {rid} sequence {sid} belong to no sequence")
-    return problems
+
+
+def _check_sequence(summary: dict, rid: str, blocks: list, problems: list[str]) -> None:
+        where = f"run {rid} sequence {summary.get('name')!r} {summary.get('context') or ''}".rstrip()
+        parts = []
+        numbers = []
+        for no, data in blocks:
+            numbers.append(no)
+            try:
+                parts.append(_blocks.decode(data))
+            except Exception as exc:
+                problems.append(f"{where}: block {no} does not decode: {exc}")
+        if numbers != list(range(len(numbers))):
+            problems.append(f"{where}: block numbers are not 0..{len(numbers) - 1}: {numbers[:10]}")
+        if summary.get("blocks") != len(numbers):
+            problems.append(f"{where}: summary says {summary.get('blocks')} blocks, found {len(numbers)}")
+        if any(len(p[1]) != _blocks.CAPACITY for p in parts[:-1]):
+            problems.append(f"{where}: a block other than the last is not full")
+        steps, values, _, _ = _blocks.concat(parts)
+        problems.extend(_check_summary(where, summary, steps, values))
 
 
 def _same(a, b) -> bool:

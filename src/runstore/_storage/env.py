@@ -14,6 +14,7 @@ import fcntl
 import os
 import struct
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,7 @@ RUNS_VERSION = b"runs_version"
 SEQS_VERSION = b"seqs_version"
 FORMAT_KEY = b"format"
 
+_MAX_READERS = 2046
 _registry: dict[tuple[str, int], "Environment"] = {}
 _registry_lock = threading.Lock()
 
@@ -64,15 +66,134 @@ def is_repository(path: Path) -> bool:
     return (path / "data.mdb").is_file()
 
 
-def open_environment(path: Path, *, create: bool, map_size: int | None = None) -> "Environment":
+def open_environment(path: Path, *, create: bool, map_size: int | None = None,
+                     readonly: bool = False) -> "Environment":
+    """The process's environment for ``path`` (one per path and process: LMDB's rule).
+
+    ``readonly`` only opens LMDB read-only when the files cannot be written (a
+    directory the user cannot write, read-only media); otherwise the shared
+    read-write environment serves readers too and the caller wraps it in
+    :class:`ReadOnly` so that nothing is written through that handle.
+    """
     real = os.path.realpath(path)
     key = (real, os.getpid())
     with _registry_lock:
         env = _registry.get(key)
         if env is None or env.closed:
-            env = Environment(Path(real), create=create, map_size=map_size)
+            lmdb_readonly = readonly and not _writable(Path(real))
+            env = Environment(Path(real), create=create, map_size=map_size, readonly=lmdb_readonly)
             _registry[key] = env
+        elif env.readonly and not readonly:
+            raise RepositoryError(
+                f"the repository {real} is read-only for this user; it can be read "
+                "(Repo(path, readonly=True)), not written"
+            )
         return env
+
+
+def _writable(path: Path) -> bool:
+    data = path / "data.mdb"
+    return os.access(path, os.W_OK) and (not data.exists() or os.access(data, os.W_OK))
+
+
+class ReadOnly:
+    """A view of an environment that refuses every write (``Repo(path, readonly=True)``)."""
+
+    def __init__(self, env: "Environment") -> None:
+        self._env = env
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    @property
+    def readonly(self) -> bool:
+        return True
+
+    def write(self, work: Callable[[Any], Any]) -> Any:
+        raise RepositoryError(
+            f"the repository {self._env.path} is read-only (opened with readonly=True); "
+            "open it without readonly to write"
+        )
+
+    def compact(self) -> tuple[int, int]:
+        return self.write(lambda txn: None)
+
+
+# LMDB's file layout (lmdb.h / mdb.c): two meta pages at the start of data.mdb. Each
+# page has a 16-byte header; the meta that follows holds a magic number, the page
+# size (in the free-list database's md_pad), the last page in use and the txn id.
+_MDB_MAGIC = 0xBEEFC0DE
+_META = struct.Struct("<I I Q Q I")      # magic, version, address, mapsize, dbs[0].md_pad (= page size)
+_LAST_PG = struct.Struct("<Q Q")         # mm_last_pg, mm_txnid at offset 16 + 120
+
+
+def _validate_data_file(data: Path) -> None:
+    """Refuse a data.mdb that LMDB would wipe (empty) or crash on (truncated).
+
+    LMDB treats an empty file as a new environment and writes fresh meta pages
+    into it, and it maps a truncated file as if it were whole: the first read of a
+    page past the end kills the process with SIGBUS. Both are checked here, before
+    LMDB sees the file, from the two meta pages.
+    """
+    try:
+        size = data.stat().st_size
+        with open(data, "rb") as f:
+            head = f.read(2 * 65536)
+    except OSError as exc:
+        raise RepositoryError(f"cannot read {data}: {exc}") from exc
+    damaged = (f"{data} is empty or damaged (no valid LMDB meta page); restore it from a backup; "
+               "nothing was written")
+    if size < 2 * 4096 or len(head) < 4096:
+        raise RepositoryError(damaged)
+    best = None
+    magic, _, _, _, psize = _META.unpack_from(head, 16)
+    if magic != _MDB_MAGIC or psize < 512 or psize & (psize - 1) or psize > 65536:
+        raise RepositoryError(damaged)
+    for offset in (0, psize):
+        if offset + 152 > len(head):
+            continue
+        magic = _META.unpack_from(head, offset + 16)[0]
+        if magic != _MDB_MAGIC:
+            continue
+        last_pg, txnid = _LAST_PG.unpack_from(head, offset + 136)
+        if best is None or txnid > best[1]:
+            best = (last_pg, txnid)
+    if best is None:
+        raise RepositoryError(damaged)
+    needed = (best[0] + 1) * psize
+    if size < needed:
+        raise RepositoryError(
+            f"{data} is truncated: {size} bytes, the repository needs at least {needed}; "
+            "restore it from a backup (nothing was written)"
+        )
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _nearly_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` has (nearly) no free space left.
+
+    LMDB reports EIO rather than ENOSPC when the disk fills in the middle of
+    writing pages (seen on tmpfs and ext4); with this little space left, an EIO
+    is a full disk.
+    """
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    free = st.f_bavail * st.f_frsize
+    return free < (1 << 20) or free < st.f_blocks * st.f_frsize // 100
+
+
+# Creating a repository writes its first pages; with less than this free, LMDB
+# would map a file it could not write and die with SIGBUS on the first page.
+_CREATE_SPACE = 256 << 10
 
 
 _NETWORK_FS = {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "9p", "afs", "lustre", "glusterfs"}
@@ -95,17 +216,30 @@ def _filesystem_type(path: str) -> str | None:
 class Environment:
     """One open LMDB environment plus the repository's advisory lock."""
 
-    def __init__(self, path: Path, *, create: bool, map_size: int | None) -> None:
+    def __init__(self, path: Path, *, create: bool, map_size: int | None, readonly: bool = False) -> None:
         self.path = path
         self.closed = False
+        self.readonly = readonly
         self.pid = os.getpid()
-        if not is_repository(path):
-            if not create:
+        self._new = not is_repository(path)
+        if self._new:
+            if not create or readonly:
                 raise RepositoryError(
                     f"{path} is not a runstore repository (no data.mdb inside); "
                     "create one with `runstore init PATH` or Repo(PATH)"
                 )
-            path.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RepositoryError(f"cannot create the repository directory {path}: {exc}") from exc
+            free = _free_bytes(path)
+            if free is not None and free < _CREATE_SPACE:
+                # LMDB would create a sparse file and die with SIGBUS on its first page.
+                raise StorageFullError(
+                    f"the disk holding {path} has only {free} bytes free; free space and try again"
+                )
+        else:
+            _validate_data_file(path / "data.mdb")
         fs = _filesystem_type(str(path))
         if fs in _NETWORK_FS:
             warnings.warn(
@@ -115,38 +249,133 @@ class Environment:
                 stacklevel=3,
             )
         self._write_lock = threading.RLock()
+        self._last_reader_check = 0.0
         self._open(map_size or DEFAULT_MAP_SIZE)
 
-    def _open(self, map_size: int) -> None:
+    def _open_lock(self) -> int | None:
         # Every process that opens the repository holds a shared flock on
         # `repo.lock`; `compact` needs it exclusively to swap the data file.
-        self._lock_fd = os.open(self.path / "repo.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        # A read-only handle on a directory it cannot write takes no lock: it
+        # cannot create the file, and nobody can compact under it anyway.
         try:
-            self.lmdb = lmdb.open(
-                str(self.path),
-                map_size=map_size,
-                max_dbs=len(DB_NAMES) + 2,
-                subdir=True,
-                readahead=False,  # query reads are random; readahead wastes page cache
-                max_readers=510,
-            )
-        except lmdb.Error as exc:
-            os.close(self._lock_fd)
-            raise RepositoryError(f"cannot open the repository at {self.path}: {exc}") from exc
-        self.dbs = {name: self.lmdb.open_db(name.encode()) for name in DB_NAMES}
-        self._check_format()
+            if self.readonly:
+                fd = os.open(self.path / "repo.lock", os.O_RDONLY)
+            else:
+                fd = os.open(self.path / "repo.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            return None
+        except PermissionError as exc:
+            if self.readonly:
+                return None
+            raise RepositoryError(
+                f"{self.path} is read-only for this user ({exc.strerror}); open it with "
+                "Repo(path, readonly=True) to read it"
+            ) from exc
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return fd
 
-    def _check_format(self) -> None:
-        with self.lmdb.begin() as txn:
-            raw = txn.get(FORMAT_KEY, db=self.dbs["meta"])
-        if raw is None:
+    def _open(self, map_size: int) -> None:
+        self._lock_fd = self._open_lock()
+        options = dict(
+            map_size=map_size,
+            max_dbs=len(DB_NAMES) + 2,
+            subdir=True,
+            readahead=False,  # query reads are random; readahead wastes page cache
+            # Each reader process holds a slot until it exits; one killed mid-read
+            # keeps it until some process runs reader_check (we do at open and at
+            # every flush). A roomy table (64 bytes a slot) rides out bursts of kills.
+            max_readers=_MAX_READERS,
+        )
+        try:
+            for attempt in range(20):
+                try:
+                    try:
+                        self.lmdb = lmdb.open(str(self.path), readonly=self.readonly, **options)
+                    except lmdb.Error:
+                        if not self.readonly:
+                            raise
+                        # Read-only media: lock.mdb cannot be opened for writing either.
+                        self.lmdb = lmdb.open(str(self.path), readonly=True, lock=False, **options)
+                    break
+                except lmdb.ReadersFullError:
+                    # Opening needs a reader slot, so this process cannot clear the dead
+                    # ones itself; a live writer does at its next flush.
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.1)
+        except lmdb.ReadersFullError as exc:
+            self._close_lock()
+            raise RepositoryError(
+                f"{self.path}: LMDB's reader table is full of processes that died while reading; "
+                "it is cleared by any process that has the repository open (e.g. a running writer) "
+                "or when every process using it has exited"
+            ) from exc
+        except lmdb.Error as exc:
+            self._close_lock()
+            if isinstance(exc, (lmdb.ReadonlyError,)) or "Permission denied" in str(exc):
+                raise RepositoryError(
+                    f"{self.path} is read-only for this user: {exc}; open it with "
+                    "Repo(path, readonly=True) to read it"
+                ) from exc
+            raise RepositoryError(f"cannot open the repository at {self.path}: {exc}") from exc
+        try:
+            self._open_databases()
+            if not self.readonly:
+                self.reader_check()
+        except BaseException:
+            self.lmdb.close()
+            self._close_lock()
+            raise
+
+    def _close_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _open_databases(self) -> None:
+        """Open the named databases; only a repository being created gets new ones.
+
+        An existing repository is opened with ``create=False`` inside a read
+        transaction: a damaged main database must never be "repaired" by writing
+        empty databases over it (that wiped repositories for good).
+        """
+        if self._new:
             def init(txn):
+                self.dbs = {name: self.lmdb.open_db(name.encode(), txn=txn) for name in DB_NAMES}
                 if txn.get(FORMAT_KEY, db=self.dbs["meta"]) is None:
                     txn.put(FORMAT_KEY, msgpack.packb({"format": FORMAT_VERSION}), db=self.dbs["meta"])
             self.write(init)
+            self._new = False
             return
-        fmt = msgpack.unpackb(raw).get("format")
+        data = self.path / "data.mdb"
+        try:
+            # open_db(create=False) commits a transaction with nothing dirty: LMDB
+            # writes no page for it (tests compare the file's bytes).
+            dbs = {}
+            for name in DB_NAMES:
+                try:
+                    dbs[name] = self.lmdb.open_db(name.encode(), create=False)
+                except lmdb.NotFoundError:
+                    raise RepositoryError(
+                        f"{data} is empty or damaged: its database {name!r} is missing; "
+                        "restore it from a backup; nothing was written"
+                    ) from None
+            with self.lmdb.begin() as txn:
+                raw = txn.get(FORMAT_KEY, db=dbs["meta"])
+        except lmdb.Error as exc:
+            raise RepositoryError(
+                f"{data} is damaged ({exc}); restore it from a backup; nothing was written"
+            ) from exc
+        self.dbs = dbs
+        if raw is None:
+            raise RepositoryError(
+                f"{data} is damaged: its format record is missing; restore it from a backup; "
+                "nothing was written"
+            )
+        try:
+            fmt = msgpack.unpackb(raw).get("format")
+        except Exception as exc:
+            raise RepositoryError(f"{data} is damaged: its format record does not decode ({exc})") from exc
         if fmt != FORMAT_VERSION:
             raise RepositoryError(
                 f"{self.path} has storage format {fmt}, this runstore reads format {FORMAT_VERSION}; "
@@ -156,11 +385,27 @@ class Environment:
     # -- transactions -------------------------------------------------------
     def read(self, buffers: bool = False):
         self._check_pid()
+        for attempt in range(3):
+            try:
+                return self.lmdb.begin(buffers=buffers)
+            except lmdb.MapResizedError:
+                self.lmdb.set_mapsize(0)  # adopt the size another process grew the map to
+            except lmdb.ReadersFullError:
+                # Slots left by killed readers: clear them and try again once.
+                if attempt or self.reader_check() == 0:
+                    raise RepositoryError(
+                        f"{self.path}: LMDB's reader table is full (too many processes reading at "
+                        "once); close some readers, or stop the processes holding the repository open"
+                    ) from None
+        return self.lmdb.begin(buffers=buffers)
+
+    def reader_check(self) -> int:
+        """Clear reader slots of dead processes (each pins old pages and a slot of 510)."""
+        self._last_reader_check = time.monotonic()
         try:
-            return self.lmdb.begin(buffers=buffers)
-        except lmdb.MapResizedError:
-            self.lmdb.set_mapsize(0)  # adopt the size another process grew the map to
-            return self.lmdb.begin(buffers=buffers)
+            return self.lmdb.reader_check()
+        except lmdb.Error:
+            return 0
 
     def write(self, work: Callable[[Any], Any]) -> Any:
         """Run ``work(txn)`` in one write transaction and commit it.
@@ -169,6 +414,13 @@ class Environment:
         effects): it is run again from scratch when the map had to grow.
         """
         self._check_pid()
+        if self.readonly:
+            raise RepositoryError(
+                f"the repository {self.path} is read-only (opened with readonly=True); "
+                "open it without readonly to write"
+            )
+        if time.monotonic() - self._last_reader_check > 0.5:
+            self.reader_check()
         with self._write_lock:
             for _ in range(64):
                 try:
@@ -188,7 +440,7 @@ class Environment:
                     self.lmdb.set_mapsize(0)
                 except lmdb.Error as exc:
                     txn.abort()
-                    if _is_disk_full(exc):
+                    if _is_disk_full(exc, self.path):
                         raise StorageFullError(
                             f"the disk holding {self.path} is full: {exc}. Nothing committed was lost "
                             "and unflushed points are kept in memory; free space and they are written "
@@ -221,10 +473,17 @@ class Environment:
 
     # -- maintenance ----------------------------------------------------------
     def compact(self) -> tuple[int, int]:
-        """Rewrite the data file without free pages; returns (bytes before, after)."""
+        """Rewrite the data file without free pages; returns (bytes before, after).
+
+        Power-safe: the copy is fsync'd before it replaces data.mdb (an atomic
+        rename), and the directory is fsync'd after, so at every instant the
+        directory holds one complete data.mdb, the old or the new.
+        """
         import shutil
         import tempfile
 
+        if self.readonly:
+            self.write(lambda txn: None)  # raises the read-only error
         with self._write_lock:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             try:
@@ -234,18 +493,29 @@ class Environment:
                 raise RepositoryError(
                     f"{self.path} is open in another process; stop it (or close its runs) and compact again"
                 ) from None
+            for stale in stale_compact_dirs(self.path):
+                shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted compact
             data = self.path / "data.mdb"
-            before = data.stat().st_size
+            st = data.stat()
+            before = st.st_size
             tmp = Path(tempfile.mkdtemp(prefix=".compact-", dir=self.path))
             try:
                 self.lmdb.copy(str(tmp), compact=True)
+                new = tmp / "data.mdb"
+                os.chmod(new, st.st_mode & 0o7777)
+                try:
+                    os.chown(new, st.st_uid, st.st_gid)
+                except OSError:
+                    pass  # not ours to give away; the mode is kept
+                _fsync_path(new)
+                _fsync_path(self.path)
                 map_size = self.lmdb.info()["map_size"]
                 self.lmdb.close()
-                # os.replace is atomic: a crash leaves either the old or the new file.
-                os.replace(tmp / "data.mdb", data)
+                os.replace(new, data)
+                _fsync_path(self.path)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-                os.close(self._lock_fd)
+                self._close_lock()
                 self._open(map_size)
             return before, data.stat().st_size
 
@@ -253,9 +523,30 @@ class Environment:
         if not self.closed:
             self.closed = True
             self.lmdb.close()
-            os.close(self._lock_fd)
+            self._close_lock()
 
 
-def _is_disk_full(exc: Exception) -> bool:
+def stale_compact_dirs(path: Path) -> list[Path]:
+    """Temporary folders of a compact that was interrupted (a crash, a kill)."""
+    try:
+        return sorted(p for p in path.iterdir() if p.name.startswith(".compact-") and p.is_dir())
+    except OSError:
+        return []
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _is_disk_full(exc: Exception, path: Path | None = None) -> bool:
     code = getattr(exc, "errno", None) or (exc.args[0] if exc.args and isinstance(exc.args[0], int) else None)
-    return code == errno.ENOSPC or "No space left" in str(exc) or "ENOSPC" in str(exc)
+    text = str(exc)
+    if code == errno.ENOSPC or "No space left" in text or "ENOSPC" in text:
+        return True
+    if code == errno.EIO or "Input/output error" in text or isinstance(exc, lmdb.DiskError):
+        return path is not None and _nearly_full(path)
+    return False
