@@ -59,6 +59,8 @@ def test_sigkill_at_random_moments(tmp_path):
     for run_id, last in expected.items():
         run = repo.get_run(run_id)
         assert run.status == "running"  # SIGKILL leaves no chance to say otherwise
+        if last < 0 and not run.sequences():
+            continue  # killed before its first flush (a loaded machine): nothing was promised
         loss = run.sequence("loss", context={"subset": "train"})
         steps = loss.steps
         assert len(steps) >= last + 1, f"run {run_id}: lost points tracked before the last flush interval"
