@@ -207,6 +207,15 @@ def test_unknown_param_in_a_query_warns_with_the_closest_keys(repo):
         warnings.simplefilter("error")
         assert len(repo.query("run.hparams.lr < 0.1")) == 1  # a real key: no warning
     assert issubclass(QueryWarning, UserWarning)
+    with Run(repo=repo) as other:
+        other.track(0.5, name="loss")
+    with pytest.warns(QueryWarning, match=r"no sequence .* named 'losss'.*closest sequence names: 'loss'"):
+        assert len(repo.query_sequences("seq.name == 'losss'")) == 0
+    with pytest.warns(QueryWarning, match="'losss'"):
+        assert len(repo.query("seq.name == 'losss' and seq.last < 1")) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(repo.query("seq.name == 'loss'")) == 1
     with pytest.raises(QueryNameError, match=r"run\.params"):
         repo.query("params.lr < 0.01")
     with pytest.raises(QueryNameError, match=r"quote it: 'finished'"):

@@ -38,7 +38,7 @@ def run_query(repo: Any, text: str | None = None) -> "RunCollection":
         return RunCollection._from(Source(table, repo), np.arange(table.n))
     plan = compile_query(text)  # syntax errors before any storage access
     runs, seqs = cache_for(repo).tables(plan.uses_seq)
-    warn_unknown_params(plan, runs)
+    warn_unknown_params(plan, runs, seqs)
     return RunCollection._from(Source(runs, repo), np.flatnonzero(run_mask(plan, runs, seqs)))
 
 
@@ -49,6 +49,6 @@ def sequence_query(repo: Any, text: str | None = None) -> "SequenceCollection":
     plan = None if _blank(text) else compile_query(text)
     runs, seqs = cache_for(repo).tables(True)
     if plan is not None:
-        warn_unknown_params(plan, runs)
+        warn_unknown_params(plan, runs, seqs)
     rows = np.arange(seqs.n_real) if plan is None else np.flatnonzero(seq_mask(plan, runs, seqs))
     return SequenceCollection(repo, seqs, rows)

@@ -277,7 +277,35 @@ def param_fields(node: Any) -> list[Field]:
     return out
 
 
-def warn_unknown_params(plan: Plan, runs: RunTable) -> None:
+def _unknown_sequence_names(node: Any, seqs: SeqTable) -> list[str]:
+    """String constants compared with ``==`` to ``seq.name`` that no sequence has."""
+    names = seqs.base.column("name")
+    known = names.cat_index() if names.codes is not None else {}
+    out: list[str] = []
+
+    def visit(n: Any) -> None:
+        if isinstance(n, Compare):
+            for i, op in enumerate(n.ops):
+                pair = (n.operands[i], n.operands[i + 1])
+                for field, const in (pair, pair[::-1]):
+                    if (op == "==" and isinstance(field, Field) and field.level == "seq"
+                            and field.source == "name" and isinstance(const, Const)
+                            and isinstance(const.value, str) and const.value not in known
+                            and const.value not in out):
+                        out.append(const.value)
+            for item in n.operands:
+                visit(item)
+        elif isinstance(n, BoolOp):
+            for item in n.items:
+                visit(item)
+        elif isinstance(n, Not):
+            visit(n.item)
+
+    visit(node)
+    return out
+
+
+def warn_unknown_params(plan: Plan, runs: RunTable, seqs: SeqTable | None = None) -> None:
     """A QueryWarning for every param path no run of the repository has: the query
     still runs (the term is empty), but a typo such as ``run.hparams.lrr`` is not silent."""
     import difflib
@@ -300,6 +328,17 @@ def warn_unknown_params(plan: Plan, runs: RunTable) -> None:
         hint = f"; closest existing keys: {', '.join('run.' + c for c in close)}" if close else ""
         warnings.warn(
             QueryWarning(f"no run in the repository has the param {spelled} (its terms match nothing){hint}"),
+            stacklevel=4,
+        )
+    if seqs is None or not plan.uses_seq or not seqs.n_real:
+        return
+    names = seqs.base.column("name")
+    existing = list(names.cat_index()) if names.codes is not None else []
+    for name in _unknown_sequence_names(plan.node, seqs):
+        close = difflib.get_close_matches(name, existing, n=3, cutoff=0.6)
+        hint = f"; closest sequence names: {', '.join(repr(c) for c in close)}" if close else ""
+        warnings.warn(
+            QueryWarning(f"no sequence in the repository is named {name!r} (seq.name == {name!r} matches nothing){hint}"),
             stacklevel=4,
         )
 
