@@ -380,3 +380,104 @@ def test_repository_on_readonly_media(readonly_mount):
     for args in (["ls"], ["check"], ["query", "run.hparams.lr < 1"], ["export", str(readonly_mount.parent.parent / "out")]):
         done = cli_subprocess("--repo", str(readonly_mount), *args)
         assert done.returncode == 0, (args, done.stdout, done.stderr)
+
+
+# -- 2. one bad value never poisons a run ----------------------------------------------------
+BAD_CONTEXTS = [
+    {"id": 2 ** 64},
+    {"id": __import__("uuid").uuid4().int},
+    {"k": "\ud800"},
+    {"\ud800": 1},
+    {"x": float("nan")},
+]
+
+
+@pytest.mark.parametrize("context", BAD_CONTEXTS, ids=["2**64", "uuid", "surrogate-value", "surrogate-key", "nan"])
+def test_bad_context_is_rejected_before_buffering(repo, context):
+    from runstore.errors import InvalidContextError
+
+    run = Run(repo=repo, name="poison")
+    run.track(1.0, name="ok", step=0)
+    with pytest.raises(InvalidContextError):
+        run.track(2.0, name="loss", step=0, context=context)
+    with pytest.raises(InvalidContextError):
+        run.log_metrics({"loss": 2.0}, step=0, context=context)
+    for step in range(1, 50):
+        run.track(float(step), name="ok", step=step)
+    run.close()
+    stored = repo.get_run(run.id)
+    assert stored.status == "finished"
+    assert stored.sequence("ok").count == 50
+    assert [s[0] for s in stored.sequences()] == ["ok"]
+    assert repo.check() == []
+
+
+def test_bad_names_and_params_are_rejected(repo):
+    from runstore.errors import InvalidContextError, InvalidParamError
+
+    run = Run(repo=repo)
+    with pytest.raises(InvalidContextError, match="surrogate"):
+        run.track(1.0, name="lo\ud800ss")
+    with pytest.raises(InvalidParamError, match="storable range"):
+        run["big"] = 2 ** 64
+    with pytest.raises(InvalidParamError, match="surrogate"):
+        run["s"] = {"a": "\udc00"}
+    with pytest.raises(InvalidParamError, match="both become '1'"):
+        run["k"] = {1: "a", "1": "b"}
+    with pytest.raises(InvalidParamError, match="both become 'True'"):
+        run["k"] = {True: 1, "True": 2}
+    deep: dict = {}
+    node = deep
+    for _ in range(500):
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(InvalidParamError, match="deeper than 100"):
+        run["deep"] = deep
+    deep_ctx: dict = {}
+    node = deep_ctx
+    for _ in range(150):
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(InvalidContextError, match="deeper than 100"):
+        run.track(1.0, name="x", context=deep_ctx)
+    ok: dict = {}
+    node = ok
+    for _ in range(50):
+        node["x"] = {}
+        node = node["x"]
+    run["fine"] = ok            # within the limit: stored and readable everywhere
+    run["edge"] = [2 ** 63 - 1, -2 ** 63, 2 ** 64 - 1]
+    run.close()
+    stored = repo.get_run(run.id)
+    assert stored.params["edge"] == [2 ** 63 - 1, -2 ** 63, 2 ** 64 - 1]
+    assert "deep" not in stored.params and "big" not in stored.params
+    assert len(repo.query("run.name == run.name").to_arrow()) >= 1
+
+
+def test_a_sequence_that_cannot_be_stored_does_not_block_the_others(repo, monkeypatch):
+    from runstore.errors import RunstoreError
+
+    run = Run(repo=repo, name="isolated")
+    run.track(1.0, name="good", step=0)
+    run.track(1.0, name="bad", step=0)
+    bad = run._seqs["bad", None]
+    original = type(bad)._prepare
+
+    def exploding(self, env, txn):
+        if self is bad:
+            raise ValueError("cannot encode")
+        return original(self, env, txn)
+
+    monkeypatch.setattr(type(bad), "_prepare", exploding)
+    with pytest.warns(RuntimeWarning, match="'bad'"):
+        with pytest.raises(RunstoreError, match="kept in memory"):
+            run.flush()
+    other = Run(repo=repo, name="other")
+    other.track(3.0, name="x")
+    other.close()
+    assert len(repo.query_sequences("seq.name == 'good'")) == 1  # committed without "bad"
+    with pytest.warns(RuntimeWarning):
+        run.close()
+    assert repo.get_run(run.id).status == "finished"
+    monkeypatch.setattr(type(bad), "_prepare", original)
+    assert bad._pending  # the points are still here, not lost

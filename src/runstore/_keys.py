@@ -165,7 +165,7 @@ def _param_tree(run: Any) -> dict:
 
 def _summary(run: Any, spec: SeqKey) -> Any:
     if getattr(run, "_writable", False):
-        run.flush()
+        run._flush()
     stored = run._stored_sequences() if hasattr(run, "_stored_sequences") else [
         run.sequence(n, c) for n, c in run.sequences()
     ]

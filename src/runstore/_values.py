@@ -17,6 +17,27 @@ from .errors import InvalidContextError, InvalidParamError, InvalidValueError
 
 _SCALARS = (str, int, float, bool, type(None))
 
+# Deeper nesting than this is refused: msgpack's own limit (and the recursion of
+# every reader of params: run.params, to_arrow, show, export) broke whole
+# repositories at depth 500.
+MAX_DEPTH = 100
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what msgpack can encode
+
+
+def _scalar_problem(value: Any, *, nan: bool = True) -> str | None:
+    """Why ``value`` (a scalar) cannot be stored, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"the string {value!r} holds a lone surrogate (not valid Unicode)"
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not _INT_MIN <= value <= _INT_MAX:
+            return f"the integer {value} is outside the storable range (int64 / uint64)"
+    elif not nan and isinstance(value, float) and value != value:
+        return "NaN never equals itself (every call would make a new sequence)"
+    return None
+
 
 # -- tracked values -------------------------------------------------------------
 def describe(name: str, context: dict | None) -> str:
@@ -104,13 +125,20 @@ def check_name(name: Any) -> str:
         name = metric_name(name)
     if not isinstance(name, str) or not name:
         raise InvalidContextError(f"a sequence name must be a non-empty string, got {name!r}")
+    problem = _scalar_problem(name)
+    if problem:
+        raise InvalidContextError(f"cannot use {name!r} as a sequence name: {problem}")
     return name
 
 
-def canonical_context(context: Any, name: str = "?") -> dict:
+def canonical_context(context: Any, name: str = "?", depth: int = 0) -> dict:
     """A validated copy of ``context`` with keys sorted at every level."""
     if context is None:
         return {}
+    if depth >= MAX_DEPTH:
+        raise InvalidContextError(
+            f"the context of sequence {name!r} is nested deeper than {MAX_DEPTH} levels; flatten it"
+        )
     if not isinstance(context, dict):
         raise InvalidContextError(
             f"the context of sequence {name!r} must be a dict of str -> scalar, got {type(context).__name__}"
@@ -122,9 +150,15 @@ def canonical_context(context: Any, name: str = "?") -> dict:
             raise InvalidContextError(
                 f"context keys must be strings, got {key!r} in the context of sequence {name!r}"
             )
+        problem = _scalar_problem(key)
+        if problem:
+            raise InvalidContextError(f"context key of sequence {name!r}: {problem}")
         if isinstance(value, dict):
-            out[key] = canonical_context(value, name)
+            out[key] = canonical_context(value, name, depth + 1)
         elif isinstance(value, _SCALARS):
+            problem = _scalar_problem(value, nan=False)
+            if problem:
+                raise InvalidContextError(f"context value {key}=... of sequence {name!r}: {problem}")
             out[key] = value
         else:
             raise InvalidContextError(
@@ -143,20 +177,25 @@ def freeze(context: dict) -> frozenset | None:
 
 
 # -- params -----------------------------------------------------------------------
-def normalize_params(value: Any, path: str = "") -> Any:
+def normalize_params(value: Any, path: str = "", depth: int = 0) -> Any:
     """Dicts, OmegaConf containers, dataclasses, lists and scalars as plain
     msgpack-able containers; anything else is an InvalidParamError naming the path."""
     if isinstance(value, _SCALARS):
-        if isinstance(value, float) and not math.isfinite(value):
-            return value  # msgpack stores NaN and infinities
-        return value
+        problem = _scalar_problem(value)
+        if problem:
+            raise InvalidParamError(f"cannot store param {path or '(top level)'}: {problem}")
+        return value  # msgpack stores NaN and infinities too
+    if depth >= MAX_DEPTH:
+        raise InvalidParamError(
+            f"params are nested deeper than {MAX_DEPTH} levels at {path or '(top level)'}; flatten them"
+        )
     mod = type(value).__module__
     if mod.startswith("omegaconf"):
         from omegaconf import OmegaConf
 
-        return normalize_params(OmegaConf.to_container(value, resolve=True), path)
+        return normalize_params(OmegaConf.to_container(value, resolve=True), path, depth)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return normalize_params({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, path)
+        return normalize_params({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, path, depth)
     if isinstance(value, dict) or hasattr(value, "keys") and hasattr(value, "__getitem__"):
         out = {}
         for key in value.keys():
@@ -168,21 +207,26 @@ def normalize_params(value: Any, path: str = "") -> Any:
             else:
                 key_s = key
             check_param_key(key_s, path)
-            out[key_s] = normalize_params(value[key], f"{path}.{key_s}" if path else key_s)
+            if key_s in out:
+                raise InvalidParamError(
+                    f"param keys {key!r} and {key_s!r} at {path or 'the top level'} both become "
+                    f"{key_s!r} once stored (keys are strings); rename one"
+                )
+            out[key_s] = normalize_params(value[key], f"{path}.{key_s}" if path else key_s, depth + 1)
         return out
     if isinstance(value, (list, tuple)):
-        return [normalize_params(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [normalize_params(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, enum.Enum):
-        return normalize_params(value.value, path)
+        return normalize_params(value.value, path, depth)
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
     tolist = getattr(value, "tolist", None)  # NumPy scalars and arrays
     if callable(tolist) and type(value).__module__ == "numpy":
-        return normalize_params(tolist(), path)
+        return normalize_params(tolist(), path, depth)
     item = getattr(value, "item", None)
     if callable(item):
         try:
-            return normalize_params(item(), path)
+            return normalize_params(item(), path, depth)
         except (ValueError, TypeError, RuntimeError):
             pass
     raise InvalidParamError(
@@ -194,6 +238,9 @@ def normalize_params(value: Any, path: str = "") -> Any:
 def check_param_key(key: Any, parent: str = "") -> str:
     if not isinstance(key, str) or not key:
         raise InvalidParamError(f"param keys must be non-empty strings, got {key!r}")
+    problem = _scalar_problem(key)
+    if problem:
+        raise InvalidParamError(f"param key under {parent or 'the top level'}: {problem}")
     if "." in key:
         where = f" under {parent}" if parent else ""
         raise InvalidParamError(

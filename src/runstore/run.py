@@ -12,11 +12,13 @@ import os
 import shutil
 import socket
 import threading
+import warnings
 from pathlib import Path
 from time import monotonic as _monotonic
 from time import time as _time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+import lmdb
 import numpy as np
 
 from . import _lifecycle, _values
@@ -41,6 +43,7 @@ STATUSES = ("running", "finished", "failed", "killed")
 _STATUS_ALIASES = {"completed": "finished", "FINISHED": "finished", "FAILED": "failed", "KILLED": "killed",
                    "aborted": "killed"}
 _NAN = float("nan")
+_FAILED = object()  # a sequence whose points could not be stored at a flush
 _NO_DEFAULT = object()
 _coerce_value = _values.coerce_value
 _coerce_step = _values.coerce_step
@@ -261,8 +264,13 @@ class Run:
 
     # -- flushing and closing ------------------------------------------------------
     def flush(self) -> None:
-        """Commit everything tracked so far in one write transaction."""
+        """Commit everything tracked so far in one write transaction.
+
+        Raises the error of a sequence whose points could not be stored (they stay
+        in memory; every other sequence was committed)."""
         self._flush()
+        if self._flush_error is not None:
+            raise self._flush_error
 
     def _flush(self, also: Callable[[Any], Any] | None = None) -> Any:
         with self._lock:
@@ -296,12 +304,55 @@ class Run:
                 env.bump(txn, SEQS_VERSION)
             return states, (also(txn) if also is not None else None)
 
-        states, result = env.write(work)
+        failed: list = []
+        try:
+            states, result = env.write(work)
+        except (RunstoreError, lmdb.Error):
+            raise
+        except Exception:
+            # One sequence could not be encoded (validation at track() should make
+            # this impossible; this is the second line of defence): commit every
+            # other sequence, and the run's record change, without it.
+            states, result, failed = self._flush_isolated(env, dirty, also)
         for seq, state in zip(dirty, states):
-            if state is not None:
+            if state is not None and state is not _FAILED:
                 seq._adopt(state)
         self._flush_error = None
+        if failed:
+            seq, exc = failed[0]
+            names = ", ".join(f"{s.name!r}" for s, _ in failed)
+            self._flush_error = RunstoreError(
+                f"run {self._id}: could not store the points of sequence(s) {names} "
+                f"({type(exc).__name__}: {exc}); they are kept in memory, every other sequence "
+                "was committed"
+            )
+            warnings.warn(str(self._flush_error), RuntimeWarning, stacklevel=3)
         return result
+
+    def _flush_isolated(self, env, dirty: list, also):
+        """The flush with each sequence in a nested transaction of its own."""
+        failed: list = []
+
+        def work(txn):
+            failed.clear()
+            states = []
+            for seq in dirty:
+                child = env.lmdb.begin(write=True, parent=txn)
+                try:
+                    states.append(seq._prepare(env, child))
+                    child.commit()
+                except lmdb.Error:
+                    child.abort()
+                    raise
+                except Exception as exc:
+                    child.abort()
+                    states.append(_FAILED)
+                    failed.append((seq, exc))
+            env.bump(txn, SEQS_VERSION)
+            return states, (also(txn) if also is not None else None)
+
+        states, result = env.write(work)
+        return states, result, failed
 
     def close(self, status: str = "finished") -> None:
         """Flush, mark the run ``status`` and stop accepting points. Idempotent.

@@ -313,8 +313,8 @@ class Column:
                 return lists
             try:
                 return pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                pass
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+                pass  # e.g. lists mixing int64 and uint64 values: shown as text below
         return pa.array([None if v is None else display(v) for v in values], type=pa.string())
 
 

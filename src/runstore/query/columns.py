@@ -312,7 +312,7 @@ def _flush_own_runs(repo: Any) -> None:
     for run in _lifecycle.live_runs():
         if run.repo == repo:
             try:
-                run.flush()
+                run._flush()  # a run's own flush error is its own: never fail a query for it
             except RepositoryError:  # a full disk is the writer's problem, reported there
                 pass
 
