@@ -136,7 +136,7 @@ def seq_summary_column(src: Source, spec: _keys.SeqKey, rows: np.ndarray | None 
         ctxs = base.contexts(sel)
         sel = sel[np.fromiter((spec.matches(spec.name, c) for c in ctxs), dtype=bool, count=len(sel))]
     lookup = table.index
-    ridx = np.fromiter((lookup.get(base.run_ids[i], -1) for i in sel), dtype=np.int64, count=len(sel))
+    ridx = base.run_rows(lookup)[sel]
     keep = ridx >= 0
     if rows is not None:
         wanted = np.zeros(n, dtype=bool)

@@ -81,8 +81,9 @@ class SequenceCollection:
     def keys(self) -> list[tuple[str, str, dict]]:
         """(run_id, name, context) of every sequence."""
         base = self._seqs.base
-        return [(base.run_ids[b], base.summaries[b]["name"], base.summaries[b].get("context") or {})
-                for b in self._base_rows.tolist()]
+        d, run_keys, names, ctxs = base.data, base.run_keys, base.names, base.ctx_values
+        run_of, name_of, ctx_of = d["run_of"], d["name_of"], d["ctx_of"]
+        return [(run_keys[run_of[b]], names[name_of[b]], ctxs[ctx_of[b]] or {}) for b in self._base_rows.tolist()]
 
     @property
     def runs(self) -> Any:
@@ -100,7 +101,7 @@ class SequenceCollection:
             base = self._seqs.base
             rows = self._base_rows.tolist()
             keys = [(base.run_ids[b], base.seq_ids[b]) for b in rows]
-            counts = [base.summaries[b].get("count") or 0 for b in rows]
+            counts = base.data["count"][self._base_rows].tolist()
             self._arrays = _read_sequences(self._repo, keys, counts)
         return self._arrays
 

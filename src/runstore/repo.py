@@ -262,6 +262,14 @@ class Repo:
             summary.pop("sorted_steps", None)
         return rows
 
+    def _iter_sequences(self) -> Iterator[tuple[str, int, dict]]:
+        """Like ``_scan_sequences`` one row at a time (one read transaction, held
+        until the iterator is exhausted): the query layer keeps typed columns, so
+        the decoded dicts need not all be alive at once."""
+        env = self._env
+        with env.read() as txn:
+            yield from _rec.iter_sequences(env, txn)
+
     def _read_sequence(self, run_id: str, seq_id: int) -> tuple:
         return self._read_sequences([(run_id, seq_id)])[0]
 

@@ -96,6 +96,16 @@ def scan_sequences(env: Environment, txn, run_id: str | None = None) -> list[tup
     return out
 
 
+def iter_sequences(env: Environment, txn) -> Iterator[tuple[str, int, dict]]:
+    """Every (run id, sequence id, record), one at a time."""
+    run, run_id = b"", ""
+    for key, raw in txn.cursor(db=env.dbs["seqs"]):
+        if key[:RUN_ID_BYTES] != run:  # rows come grouped by run: one hex string per run
+            run = bytes(key[:RUN_ID_BYTES])
+            run_id = run.hex()
+        yield run_id, seq_id_of(key), unpack(raw)
+
+
 def put_sequence(env: Environment, txn, run_id: str, seq_id: int, record: dict) -> None:
     txn.put(seq_key(run_key(run_id), seq_id), pack(record), db=env.dbs["seqs"])
 

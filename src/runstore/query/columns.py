@@ -191,8 +191,7 @@ class SeqTable:
     def __init__(self, base: SeqBase, run_table: RunTable) -> None:
         self.base = base
         self.run_table = run_table
-        lookup = run_table.index
-        ridx = np.fromiter((lookup.get(r, -1) for r in base.run_ids), dtype=np.int64, count=base.n)
+        ridx = base.run_rows(run_table.index)
         keep = ridx >= 0  # sequences of runs created after the run scan: seen next time
         self.real_rows = np.flatnonzero(keep)  # rows of base
         counts = np.bincount(ridx[keep], minlength=run_table.n)
@@ -230,37 +229,177 @@ class SeqTable:
         return self.real_rows[rows]
 
 
-class SeqBase:
-    """The scanned summaries of every sequence, independent of the run table."""
+INT_FIELDS = ("count", "first_step", "last_step")
+FLOAT_FIELDS = ("last", "min", "max", "first_ts", "last_ts")
+_NOT_SUMMARY = ("name", "context", "blocks")
 
-    def __init__(self, scan: list, version: Any = None) -> None:
+
+class _Rows:
+    """A read-only list-like view ``get(i)`` over the rows of a SeqBase."""
+
+    __slots__ = ("_n", "_get")
+
+    def __init__(self, n: int, get: Any) -> None:
+        self._n, self._get = n, get
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> Any:
+        return self._get(int(i))
+
+    def __iter__(self) -> Any:
+        return (self._get(i) for i in range(self._n))
+
+
+class SeqBase:
+    """The scanned summaries of every sequence, independent of the run table, as
+    typed columns: one row costs ~90 bytes (a dict per summary cost ~2.3 KB).
+
+    Run ids, names and contexts are interned (int32 codes into lists of the
+    distinct values); the summary numbers are int64/float64 arrays with a mask
+    of the rows that have them. Keys this layer does not know (kept by newer
+    writers) are kept per row in ``extras``.
+    """
+
+    def __init__(self, data: dict, version: Any = None) -> None:
         self.version = version
-        self.n = len(scan)
-        self.run_ids = [s[0] for s in scan]
-        self.seq_ids = [s[1] for s in scan]
-        self.summaries = [s[2] for s in scan]
+        self.data = data
+        self.n = len(data["seq_id"])
+        self.run_keys: list = data["run_keys"]
+        self.names: list = data["names"]
+        self.ctx_values: list = data["contexts"]
+        self.extras: dict = data.get("extras") or {}
+        run_of, seq_id = data["run_of"], data["seq_id"]
+        self.run_ids = _Rows(self.n, lambda i: self.run_keys[run_of[i]])
+        self.seq_ids = _Rows(self.n, lambda i: int(seq_id[i]))
+        self.summaries = _Rows(self.n, self.summary)
         self._cols: dict = {}
+
+    @classmethod
+    def from_scan(cls, rows: Iterable, version: Any = None) -> SeqBase:
+        """Build from (run_id, seq_id, summary dict) rows, consumed one at a time."""
+        from array import array
+
+        run_keys: dict = {}
+        names: dict = {}
+        ctxs: dict = {}
+        ctx_list: list = []
+        run_of, seq_ids, name_of, ctx_of = array("i"), array("q"), array("i"), array("i")
+        fields = INT_FIELDS + FLOAT_FIELDS
+        flat: list = []  # the summary numbers, row-major; typed once, by NumPy, after the loop
+        extras: dict = {}
+        get_ctx = ctxs.get
+        plain = len(fields) + len(_NOT_SUMMARY)
+        last_run, last_code = None, -1
+        for i, (run_id, seq_id, summ) in enumerate(rows):
+            if run_id is not last_run:  # rows come grouped by run
+                last_run, last_code = run_id, run_keys.setdefault(run_id, len(run_keys))
+            run_of.append(last_code)
+            seq_ids.append(seq_id)
+            name_of.append(names.setdefault(summ.get("name"), len(names)))
+            ctx = summ.get("context") or {}
+            key = repr(ctx)  # tells 1, 1.0 and True apart, as the stored records do
+            code = get_ctx(key)
+            if code is None:
+                code = ctxs[key] = len(ctx_list)
+                ctx_list.append(ctx)
+            ctx_of.append(code)
+            flat.extend(map(summ.get, fields))
+            if len(summ) > plain or (len(summ) < plain and "blocks" in summ):
+                more = {k: v for k, v in summ.items() if k not in _NOT_SUMMARY and k not in fields}
+                if more:
+                    extras[i] = more
+        n = len(seq_ids)
+        data = {
+            "run_keys": list(run_keys), "names": list(names), "contexts": ctx_list, "extras": extras,
+            "run_of": np.frombuffer(run_of, dtype=np.int32) if n else np.empty(0, np.int32),
+            "seq_id": np.frombuffer(seq_ids, dtype=np.int64) if n else np.empty(0, np.int64),
+            "name_of": np.frombuffer(name_of, dtype=np.int32) if n else np.empty(0, np.int32),
+            "ctx_of": np.frombuffer(ctx_of, dtype=np.int32) if n else np.empty(0, np.int32),
+        }
+        table = np.array(flat, dtype=object).reshape(n, len(fields)) if n else np.empty((0, len(fields)), object)
+        for j, f in enumerate(fields):
+            data[f], data[f + ".present"] = _typed(table[:, j], f in INT_FIELDS)
+        return cls(data, version)
+
+    def nbytes(self) -> int:
+        """Bytes of the typed arrays (the interned lists and their values not counted)."""
+        return sum(v.nbytes for v in self.data.values() if isinstance(v, np.ndarray))
+
+    def summary(self, i: int) -> dict:
+        """The summary dict of row ``i`` (a fresh dict; its context is a copy)."""
+        d = self.data
+        out: dict = {"name": self.names[d["name_of"][i]], "context": _copy_tree(self.ctx_values[d["ctx_of"][i]])}
+        for f in INT_FIELDS:
+            out[f] = int(d[f][i]) if d[f + ".present"][i] else None
+        for f in FLOAT_FIELDS:
+            out[f] = float(d[f][i]) if d[f + ".present"][i] else None
+        more = self.extras.get(i)
+        if more:
+            out.update(more)
+        return out
+
+    def run_rows(self, lookup: dict) -> np.ndarray:
+        """For every row, the row of its run in a run table's ``index`` (-1: not there)."""
+        per_run = np.fromiter((lookup.get(r, -1) for r in self.run_keys), dtype=np.int64, count=len(self.run_keys))
+        return per_run[self.data["run_of"]] if self.n else np.empty(0, dtype=np.int64)
 
     def column(self, field: str, path: tuple = ()) -> Column:
         key = (field, path)
         col = self._cols.get(key)
         if col is None:
+            d = self.data
             if field == "context":
-                col = Column.from_values([walk(s.get("context") or {}, path) for s in self.summaries])
+                per_ctx = [walk(c, path) for c in self.ctx_values]
+                col = Column.from_values(per_ctx).take(d["ctx_of"]) if self.n else Column(0)
             elif field == "name":
-                col = Column.strings(self.n, np.arange(self.n), [s["name"] for s in self.summaries])
+                col = Column.strings(self.n, np.arange(self.n), [self.names[c] for c in d["name_of"].tolist()])
+            elif field in INT_FIELDS:
+                arr, ok = d[field], d[field + ".present"]
+                col = Column.numeric(np.where(ok, arr, np.nan).astype(np.float64), ok.copy(), arr)
+            elif field in FLOAT_FIELDS:
+                arr, ok = d[field], d[field + ".present"]
+                col = Column.numeric(arr, ok & ~np.isnan(arr))
             else:
-                vals = [s.get(field) for s in self.summaries]
-                arr = np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
-                ints = None
-                if field in ("count", "first_step", "last_step"):
-                    ints = np.where(np.isnan(arr), 0, arr).astype(np.int64)
-                col = Column.numeric(arr, ~np.isnan(arr), ints)
+                col = Column.from_values([self.extras.get(i, {}).get(field, MISSING) for i in range(self.n)])
             self._cols[key] = col
         return col
 
     def contexts(self, rows: Iterable[int]) -> list[dict]:
-        return [self.summaries[i].get("context") or {} for i in rows]
+        ctx_of = self.data["ctx_of"]
+        return [self.ctx_values[ctx_of[i]] for i in rows]
+
+
+def _typed(values: np.ndarray, integer: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 or float64 array, mask of the rows holding a number) from an object column."""
+    kinds = {type(v) for v in values.tolist()} if len(values) else set()
+    present = np.fromiter((type(v) in (int, float) for v in values.tolist()), dtype=bool, count=len(values)) \
+        if not kinds <= {int, float, type(None)} or type(None) in kinds else np.ones(len(values), dtype=bool)
+    if integer:
+        out = np.zeros(len(values), dtype=np.int64)
+        if present.any():
+            vals = values[present]
+            if float in kinds:  # an integral float (old writers); anything else is not a count/step
+                ok = np.array([v == v and float(v).is_integer() for v in vals.tolist()], dtype=bool)
+                idx = np.flatnonzero(present)
+                present[idx[~ok]] = False
+                vals = vals[ok]
+            out[present] = np.array([int(v) for v in vals.tolist()], dtype=np.int64) if float in kinds \
+                else vals.astype(np.int64)
+        return out, present
+    out = np.full(len(values), np.nan)
+    if present.any():
+        out[present] = values[present].astype(np.float64)
+    return out, present
+
+
+def _copy_tree(node: Any) -> Any:
+    if type(node) is dict:
+        return {k: _copy_tree(v) for k, v in node.items()}
+    if type(node) is list:
+        return [_copy_tree(v) for v in node]
+    return node
 
 
 class ColumnCache:
@@ -296,7 +435,7 @@ class ColumnCache:
                 return self._runs, None
             if self._base is None or self._base.version != seqs_version:
                 with gc_paused():
-                    self._base = SeqBase(repo._scan_sequences(), seqs_version)
+                    self._base = SeqBase.from_scan(repo._iter_sequences(), seqs_version)
                 self._seqs = None
             if self._seqs is None or self._seqs.run_table is not self._runs or self._seqs.base is not self._base:
                 self._seqs = SeqTable(self._base, self._runs)
