@@ -217,8 +217,11 @@ class Repo:
         record belongs to an existing run.
         """
         from ._storage.check import check
+        from .query import snapshot
 
-        return check(self._env)
+        # The persisted query columns are a cache: damage there is reported, and
+        # is harmless (queries ignore a damaged snapshot and rebuild it).
+        return check(self._env) + snapshot.check(self)
 
     def compact(self) -> tuple[int, int]:
         """Reclaim the space of deleted data; returns (bytes before, bytes after).

@@ -104,14 +104,64 @@ class RunTable:
         # Weak: the table lives in the repo's cache, and a strong reference back
         # would keep every Repo (and its LMDB environment) alive until a GC pass.
         self._repo_ref = weakref.ref(repo) if repo is not None and _weakrefable(repo) else (lambda r=repo: r)
-        self.ids = [r[0] for r in rows]
-        self.records = [r[1] for r in rows]
-        self.params = [r[2] if r[2] is not None else {} for r in rows]
+        self._ids: list | None = [r[0] for r in rows]
+        self._index: dict | None = None
+        self._records: list | None = [r[1] for r in rows]
+        self._params: list | None = [r[2] if r[2] is not None else {} for r in rows]
         self.n = len(rows)
-        self.index = {rid: i for i, rid in enumerate(self.ids)}
         self.runs = runs  # Run objects given by the caller (standalone tables), else None
         self._cols: dict = {}
         self._paths: list | None = None
+        self._stored: dict = {}  # columns of the persisted snapshot, decoded on first use
+        self.snapshotted = False
+
+    @classmethod
+    def from_snapshot(cls, ids: list, stored: dict, paths: list, version: Any, repo: Any) -> RunTable:
+        """A table whose columns come from the persisted snapshot; records and
+        params are scanned only if something needs the dicts themselves."""
+        self = cls([], version, repo)
+        self._raw_ids = ids  # 12-byte ids, mapped: the strings and the index are made on first use
+        self._ids = self._index = None
+        self.n = len(ids)
+        self._records = self._params = None
+        self._stored = stored
+        self._paths = paths
+        self.snapshotted = True
+        return self
+
+    def _load_dicts(self) -> None:
+        from .._gc import gc_paused
+
+        with gc_paused():
+            rows = {rid: (rec, params) for rid, rec, params in self.repo._scan_runs()}
+        # The repository may have moved on since the snapshot: keep this table's rows.
+        self._params = [rows.get(rid, ({}, {}))[1] or {} for rid in self.ids]
+        self._records = [rows.get(rid, ({}, {}))[0] for rid in self.ids]
+
+    @property
+    def ids(self) -> list:
+        if self._ids is None:
+            self._ids = _snapshot().decode_ids(self._raw_ids)
+        return self._ids
+
+    @property
+    def index(self) -> dict:
+        """Run id -> row."""
+        if self._index is None:
+            self._index = {rid: i for i, rid in enumerate(self.ids)}
+        return self._index
+
+    @property
+    def records(self) -> list:
+        if self._records is None:
+            self._load_dicts()
+        return self._records
+
+    @property
+    def params(self) -> list:
+        if self._params is None:
+            self._load_dicts()
+        return self._params
 
     @property
     def repo(self) -> Any:
@@ -131,7 +181,8 @@ class RunTable:
         key = ("attr", name)
         col = self._cols.get(key)
         if col is None:
-            col = self._build_attr(name)
+            stored = self._stored.get(key)
+            col = _snapshot().decode_column(stored) if stored is not None else self._build_attr(name)
             if name != "duration":  # a running run's duration grows: recomputed per query
                 self._cols[key] = col
         return col
@@ -165,6 +216,12 @@ class RunTable:
     def param(self, path: tuple) -> Column:
         key = ("param", path)
         col = self._cols.get(key)
+        if col is None and self._stored:
+            stored = self._stored.get(("param", tuple(map(str, path))))
+            if stored is not None:
+                col = self._cols[key] = _snapshot().decode_column(stored)
+            elif path and self._params is None and _snapshot().missing_param(self._paths or [], path):
+                col = self._cols[key] = Column(self.n)  # no run has it: no need to decode every params tree
         if col is None:
             if not path:
                 col = Column.from_values(list(self.params))
@@ -428,18 +485,37 @@ class ColumnCache:
             # leaves the table stamped older than its content, so the next call
             # rescans instead of missing that commit.
             runs_version, seqs_version = repo._versions()
+            snap = _snapshot() if _snapshot().enabled(repo) else None
             if self._runs is None or self._runs.version != runs_version:
-                with gc_paused():
-                    self._runs = RunTable(repo._scan_runs(), runs_version, repo)
+                stored = snap.load_runs(repo, runs_version) if snap is not None else None
+                if stored is not None:
+                    self._runs = RunTable.from_snapshot(*stored, runs_version, repo)
+                else:
+                    with gc_paused():
+                        self._runs = RunTable(repo._scan_runs(), runs_version, repo)
+                    if snap is not None and snap.writable(repo):
+                        snap.schedule(snap.save_runs, repo, self._runs)
             if not need_seqs:
                 return self._runs, None
             if self._base is None or self._base.version != seqs_version:
-                with gc_paused():
-                    self._base = SeqBase.from_scan(repo._iter_sequences(), seqs_version)
+                data = snap.load_seqs(repo, seqs_version) if snap is not None else None
+                if data is not None:
+                    self._base = SeqBase(data, seqs_version)
+                else:
+                    with gc_paused():
+                        self._base = SeqBase.from_scan(repo._iter_sequences(), seqs_version)
+                    if snap is not None and snap.writable(repo):
+                        snap.schedule(snap.save_seqs, repo, self._base)
                 self._seqs = None
             if self._seqs is None or self._seqs.run_table is not self._runs or self._seqs.base is not self._base:
                 self._seqs = SeqTable(self._base, self._runs)
             return self._runs, self._seqs
+
+
+def _snapshot() -> Any:
+    from . import snapshot
+
+    return snapshot
 
 
 def _flush_own_runs(repo: Any) -> None:

@@ -1,0 +1,120 @@
+"""The persisted query columns (issue 22): a cache that is used only when it is
+exactly current, ignored when damaged, and reported by check()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runstore import Repo, Run
+from runstore.query import snapshot
+
+
+def _make(path: Path, n: int = 6) -> Repo:
+    repo = Repo(path)
+    for i in range(n):
+        with Run(repo=repo, experiment="e", name=f"r{i}", tags=["t"] if i % 2 else []) as run:
+            run["hparams"] = {"lr": 0.001 * (i + 1), "model": ["a", "b"][i % 2], "layers": [1, 2, i]}
+            run.track_many([float(i), i + 1.0], name="loss", context={"subset": "train"})
+    return repo
+
+
+def _fresh(path: Path) -> Repo:
+    """A new Repo object: a new column cache, as in a new process."""
+    return Repo(path)
+
+
+def _answers(repo: Repo) -> tuple:
+    return (
+        [r.name for r in repo.query("run.hparams.lr < 0.0035")],
+        sorted(repo.query("run.hparams.model == 'b'").to_arrow().column("name").to_pylist()),
+        sorted(r.name for r in repo.query("run.hparams.layers[2] >= 4")),
+        sorted(repo.query("'t' in run.tags").to_arrow().column("name").to_pylist()),
+        len(repo.query("run.hparams.nothing == 1")),
+        sorted(s.last for s in repo.query_sequences("seq.name == 'loss' and seq.last > 3")),
+    )
+
+
+def test_snapshot_is_written_and_gives_the_same_answers(tmp_path):
+    repo = _make(tmp_path / "r")
+    expected = _answers(repo)
+    snapshot.wait()
+    parts = sorted(p.name.split("-")[0] for p in (tmp_path / "r" / snapshot.DIRNAME).iterdir())
+    assert parts == ["runs", "seqs"]
+    again = _fresh(tmp_path / "r")
+    from runstore.query.columns import cache_for
+
+    runs, seqs = cache_for(again).tables(True)
+    assert runs.snapshotted and runs._records is None  # columns mapped, no record decoded
+    assert _answers(again) == expected
+    assert [r.name for r in again.query("")] == [f"r{i}" for i in range(6)]  # run views: dicts on demand
+    assert again.check() == []
+
+
+def test_a_stale_snapshot_is_not_used(tmp_path):
+    repo = _make(tmp_path / "r")
+    _answers(repo)
+    snapshot.wait()
+    with Run(repo=repo, experiment="e", name="late") as run:
+        run["hparams"] = {"lr": 0.0001}
+        run.track(99.0, name="loss", context={"subset": "train"})
+    again = _fresh(tmp_path / "r")
+    assert "late" in [r.name for r in again.query("run.hparams.lr < 0.0035")]
+    assert 99.0 in [s.last for s in again.query_sequences("seq.name == 'loss'")]
+    snapshot.wait()
+    # the newer snapshot replaced the older halves
+    assert len(list((tmp_path / "r" / snapshot.DIRNAME).iterdir())) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "meta"])
+def test_a_damaged_snapshot_is_ignored_and_reported(tmp_path, damage):
+    repo = _make(tmp_path / "r")
+    expected = _answers(repo)
+    snapshot.wait()
+    root = tmp_path / "r" / snapshot.DIRNAME
+    for part in root.iterdir():
+        arrays, meta = part / "arrays.bin", part / "meta.msgpack"
+        if damage == "truncate":
+            arrays.write_bytes(arrays.read_bytes()[: arrays.stat().st_size // 2])
+        elif damage == "flip":
+            raw = bytearray(arrays.read_bytes())
+            raw[0] ^= 0xFF  # the first array starts at offset 0 (no padding there)
+            arrays.write_bytes(bytes(raw))
+        else:
+            meta.write_bytes(b"\xc1 not msgpack")
+    problems = _fresh(tmp_path / "r").check()
+    assert len(problems) == 2 and all("query snapshot" in p and "damaged" in p for p in problems)
+    if damage != "flip":  # a flipped bit inside an array is found by check()'s checksums only
+        assert _answers(_fresh(tmp_path / "r")) == expected
+
+
+def test_leftover_temporary_directory_is_harmless(tmp_path):
+    repo = _make(tmp_path / "r")
+    (tmp_path / "r" / snapshot.DIRNAME).mkdir()
+    (tmp_path / "r" / snapshot.DIRNAME / "tmp-1-2-3").mkdir()  # a writer killed mid-write
+    expected = _answers(repo)
+    assert _answers(_fresh(tmp_path / "r")) == expected
+    assert repo.check() == []
+
+
+def test_snapshot_can_be_turned_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNSTORE_QUERY_SNAPSHOT", "0")
+    repo = _make(tmp_path / "r")
+    _answers(repo)
+    snapshot.wait()
+    assert not (tmp_path / "r" / snapshot.DIRNAME).exists()
+
+
+def test_a_readonly_repo_uses_but_never_writes_a_snapshot(tmp_path):
+    repo = _make(tmp_path / "r")
+    expected = _answers(Repo(tmp_path / "r", readonly=True))
+    snapshot.wait()
+    assert not (tmp_path / "r" / snapshot.DIRNAME).exists()  # read-only: nothing written
+    _answers(repo)
+    snapshot.wait()
+    ro = Repo(tmp_path / "r", readonly=True)
+    from runstore.query.columns import cache_for
+
+    assert cache_for(ro).runs().snapshotted  # ... but a snapshot another process wrote is used
+    assert _answers(ro) == expected
