@@ -284,6 +284,8 @@ def check(repo: Any) -> list[str]:
         try:
             _read_part(part, verify=True)
         except (OSError, ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+            if isinstance(exc, FileNotFoundError) and not part.exists():
+                continue  # replaced by a newer snapshot while we looked
             problems.append(f"query snapshot {part.name} is damaged ({exc}); it is ignored and rebuilt "
                             f"by the next query (or delete {part})")
     return problems
