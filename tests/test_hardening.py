@@ -481,3 +481,101 @@ def test_a_sequence_that_cannot_be_stored_does_not_block_the_others(repo, monkey
     assert repo.get_run(run.id).status == "finished"
     monkeypatch.setattr(type(bad), "_prepare", original)
     assert bad._pending  # the points are still here, not lost
+
+
+# -- 11. any query text gives a result, QuerySyntaxError or QueryNameError --------------------
+ADVERSARIAL = [
+    "run.hparams.lr < " + "9" * 309,
+    "run.hparams.lr < -" + "9" * 400,
+    "run.hparams.lr * " + "9" * 30 + " > 1",
+    "run.name.matches('a{4294967296}')",
+    "run.name.matches('" + "(" * 10000 + "')",
+    "run.name.matches('(a)\\\\1')",
+    "run.created_at > '0001-01-01'",
+    "run.created_at < '9999-12-31T23:59:59'",
+    "run.ended_at > '0000-01-01'",
+    "(" * 5000 + "1" + ")" * 5000,
+    "not " * 5000 + "True",
+    "run.hparams.lr < 1e400 and run.hparams.lr > -1e400",
+    "seq.last / 0 > 1",
+    "run.hparams.lr % 0 == 1",
+]
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=range(len(ADVERSARIAL)))
+def test_adversarial_queries_give_query_errors_only(text, tmp_path):
+    from runstore.errors import QueryNameError, QuerySyntaxError
+
+    repo = Repo(build(tmp_path / "repo", runs=2, points=10))
+    for query in (repo.query, repo.query_sequences):
+        try:
+            query(text)
+        except (QuerySyntaxError, QueryNameError):
+            pass
+
+
+def test_catastrophic_regex_returns_quickly(repo):
+    import time
+
+    with Run(repo=repo, name="a" * 30 + "!") as run:
+        run.track(1.0, name="x")
+    start = time.perf_counter()
+    assert len(repo.query("run.name.matches('(a+)+$')")) == 0
+    assert len(repo.query("run.name.matches('^(a|aa)+!$')")) == 1
+    assert time.perf_counter() - start < 1.0
+
+
+def test_plan_caches_are_bounded_by_size():
+    from runstore.query.compiler import _plan_cache
+    from runstore.query.parser import _parse_cache
+
+    for i in range(40):
+        text = f"run.name == '{i}'" + " or run.name == 'x'" * 20_000  # ~0.4 MB each
+        try:
+            __import__("runstore.query", fromlist=["compile_query"]).compile_query(text)
+        except Exception:
+            pass
+    for cache in (_plan_cache, _parse_cache):
+        assert cache._chars <= 1 << 20
+
+
+FUZZ_EXAMPLES = int(os.environ.get("RUNSTORE_FUZZ_EXAMPLES", "300"))  # 100000 on the benchmark machine
+
+
+def _fuzz_atoms():
+    from hypothesis import strategies as st
+
+    numbers = st.one_of(st.integers(-(10 ** 400), 10 ** 400).map(str), st.floats(allow_nan=False).map(repr),
+                        st.sampled_from(["1e400", "-1e400", "0", "9" * 309]))
+    strings = st.text(max_size=12).map(repr)
+    names = st.sampled_from(["run.name", "run.hparams.lr", "run.created_at", "run.ended_at", "seq.last",
+                             "seq.name", "run.tags", "run.hash", "seq.context.subset", "run.nope.deep"])
+    regex = st.text(alphabet="a()+*?{}[]|^$\\.1234567890,", max_size=30).map(lambda p: f".matches({p!r})")
+    return names, numbers, strings, regex
+
+
+def test_fuzzed_queries_raise_only_query_errors(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from runstore.errors import QueryNameError, QuerySyntaxError
+
+    repo = Repo(build(tmp_path / "repo", runs=3, points=10))
+    names, numbers, strings, regex = _fuzz_atoms()
+    ops = st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "and", "or", "in"])
+    atom = st.one_of(names, numbers, strings, st.builds(lambda n, r: n + r, names, regex))
+    expr = st.recursive(atom, lambda inner: st.one_of(
+        st.builds(lambda a, o, b: f"{a} {o} {b}", inner, ops, inner),
+        st.builds(lambda a: f"not ({a})", inner),
+        st.builds(lambda a: f"({a})", inner)), max_leaves=6)
+
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(expr, st.text(max_size=60)))
+    def check(text):
+        for query in (repo.query, repo.query_sequences):
+            try:
+                query(text)
+            except (QuerySyntaxError, QueryNameError):
+                pass
+
+    check()

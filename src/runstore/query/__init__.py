@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import contextlib
+
 import numpy as np
 
 from .columns import cache_for
@@ -28,6 +30,20 @@ def _blank(text: Any) -> bool:
     return not text.strip()
 
 
+@contextlib.contextmanager
+def _evaluation_errors(text: Any):
+    """Arithmetic that overflows while evaluating is the query's problem, said as such."""
+    from ..errors import QuerySyntaxError
+    from .parser import syntax_error
+
+    try:
+        yield
+    except QuerySyntaxError:
+        raise
+    except (OverflowError, RecursionError, ZeroDivisionError, ValueError) as exc:
+        raise syntax_error(str(text), (1, 1), f"the query cannot be evaluated ({type(exc).__name__}: {exc})") from None
+
+
 def run_query(repo: Any, text: str | None = None) -> "RunCollection":
     """The runs of ``repo`` matching ``text`` (every run for None or "")."""
     from .._runframe import Source
@@ -39,7 +55,9 @@ def run_query(repo: Any, text: str | None = None) -> "RunCollection":
     plan = compile_query(text)  # syntax errors before any storage access
     runs, seqs = cache_for(repo).tables(plan.uses_seq)
     warn_unknown_params(plan, runs, seqs)
-    return RunCollection._from(Source(runs, repo), np.flatnonzero(run_mask(plan, runs, seqs)))
+    with _evaluation_errors(text):
+        mask = run_mask(plan, runs, seqs)
+    return RunCollection._from(Source(runs, repo), np.flatnonzero(mask))
 
 
 def sequence_query(repo: Any, text: str | None = None) -> "SequenceCollection":
@@ -50,5 +68,6 @@ def sequence_query(repo: Any, text: str | None = None) -> "SequenceCollection":
     runs, seqs = cache_for(repo).tables(True)
     if plan is not None:
         warn_unknown_params(plan, runs, seqs)
-    rows = np.arange(seqs.n_real) if plan is None else np.flatnonzero(seq_mask(plan, runs, seqs))
+    with _evaluation_errors(text):
+        rows = np.arange(seqs.n_real) if plan is None else np.flatnonzero(seq_mask(plan, runs, seqs))
     return SequenceCollection(repo, seqs, rows)

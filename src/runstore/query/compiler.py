@@ -18,7 +18,6 @@ a run is selected when at least one pair matches; see docs/query.md.
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,8 @@ from ..errors import QueryNameError, QuerySyntaxError
 from . import evaluate as ev
 from .column import Column
 from .columns import DATE_ATTRS, RUN_ATTRS, SEQ_FIELDS, RunTable, SeqTable
-from .parser import MAX_DEPTH, Arith, BoolOp, Call, Compare, Const, Neg, Not, Ref, parse, pos_of, suggest, syntax_error
+from .parser import (MAX_DEPTH, Arith, BoolOp, Call, Compare, Const, Neg, Not, Ref, SizedCache, parse, pos_of,
+                     suggest, syntax_error)
 
 METHODS = {
     # name: number of string arguments
@@ -146,7 +146,7 @@ class _Resolver:
                 try:
                     args.append(ev.compile_regex(arg.value))
                 except re.error as exc:
-                    raise self.error(arg.pos, f"invalid regular expression ({exc})") from None
+                    raise self.error(arg.pos, f"invalid regular expression for RE2 ({exc})") from None
             else:
                 args.append(arg.value)
         return Method(self.resolve(node.target, depth), node.method, tuple(args), node.pos)
@@ -171,19 +171,32 @@ class _Resolver:
             return node
         try:
             moment = _dt.datetime.fromisoformat(node.value)
-        except ValueError:
+            stamp = moment.timestamp()
+        except (ValueError, OverflowError, OSError):
             raise self.error(
                 node.pos, f"{node.value!r} is not an ISO date or time such as '2026-01-31' or '2026-01-31T14:00'"
             ) from None
-        return Const(moment.timestamp(), node.pos)
+        return Const(stamp, node.pos)
 
 
-@functools.lru_cache(maxsize=512)
 def compile_query(text: str) -> Plan:
     """Parse and resolve ``text`` once; raises QuerySyntaxError / QueryNameError."""
-    resolver = _Resolver(text)
-    node = resolver.resolve(parse(text))
+    return _plan_cache.get(text, _compile)
+
+
+def _compile(text: str) -> Plan:
+    try:
+        resolver = _Resolver(text)
+        node = resolver.resolve(parse(text))
+    except QuerySyntaxError:
+        raise
+    except (OverflowError, RecursionError, ValueError, re.error) as exc:
+        # The contract: any text gives a plan, QuerySyntaxError or QueryNameError.
+        raise syntax_error(text, (1, 1), f"the query cannot be compiled ({type(exc).__name__}: {exc})") from None
     return Plan(node, resolver.uses_seq, text)
+
+
+_plan_cache = SizedCache()
 
 
 # -- evaluation -------------------------------------------------------------------------------

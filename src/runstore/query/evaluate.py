@@ -452,5 +452,25 @@ def negate(x: Any, n: int) -> Any:
     return out
 
 
-def compile_regex(pattern: str) -> re.Pattern:
-    return re.compile(pattern)
+def compile_regex(pattern: str) -> Any:
+    """A compiled pattern for ``.matches()``, on RE2: linear time in the text.
+
+    Python's backtracking ``re`` hangs for ever on ``(a+)+$`` against a 30-character
+    name, and raises OverflowError / RecursionError on some patterns; RE2 (google-re2)
+    has neither problem. Its syntax is Python's minus backreferences and lookaround,
+    which are reported as invalid patterns (re.error).
+    """
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False      # errors are raised, not printed on stderr
+    options.max_mem = 8 << 20       # a pattern needing more is an error, not a memory hog
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        message = exc.args[0] if exc.args else exc
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        raise re.error(str(message)) from None
+    except (OverflowError, RecursionError, ValueError, TypeError) as exc:
+        raise re.error(str(exc)) from None

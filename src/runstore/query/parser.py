@@ -107,6 +107,48 @@ def caret_message(text: str, line: int, column: int, message: str) -> str:
     return f"{message} at {where}:\n    {shown}\n    {caret}"
 
 
+class SizedCache:
+    """An LRU cache of query -> result bounded by the total length of the queries kept.
+
+    A count bound alone kept 441 MB for 150 distinct 1 MB queries; plans grow with
+    their text, so bounding the text bounds the memory.
+    """
+
+    def __init__(self, max_chars: int = 1 << 20, max_entries: int = 512) -> None:
+        import collections
+        import threading
+
+        self._items: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+        self._chars = 0
+        self._max_chars, self._max_entries = max_chars, max_entries
+        self._lock = threading.Lock()
+
+    def get(self, text: str, compute: Any) -> Any:
+        with self._lock:
+            if text in self._items:
+                self._items.move_to_end(text)
+                return self._items[text]
+        value = compute(text)
+        if len(text) > self._max_chars // 8:
+            return value  # one huge query is not worth evicting many small ones
+        with self._lock:
+            if text not in self._items:
+                self._items[text] = value
+                self._chars += len(text)
+                while self._chars > self._max_chars or len(self._items) > self._max_entries:
+                    old, _ = self._items.popitem(last=False)
+                    self._chars -= len(old)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._chars = 0
+
+
+_parse_cache = SizedCache()
+
+
 def syntax_error(text: str, pos: Pos, message: str, cls: type = QuerySyntaxError) -> QuerySyntaxError:
     line, column = pos
     return cls(caret_message(text, line, column, message), line=line, column=column, query=text)
@@ -355,6 +397,11 @@ class _ToAst(Transformer):
             value: Any = int(text)
         except ValueError:
             value = float(text)
+        else:
+            if not -(1 << 63) <= value < (1 << 64):
+                # Beyond int64/uint64 no column holds it exactly: compare as a float
+                # (inf past float64), never an OverflowError at evaluation.
+                value = float(text)
         return Const(value, _tpos(tok))
 
     def string(self, tok):
@@ -408,8 +455,12 @@ def _parser() -> Lark:
         return Lark.open_from_package("runstore.query", "query.lark", parser="lalr", maybe_placeholders=True)
 
 
-@functools.lru_cache(maxsize=256)
 def parse(text: str) -> Any:
+    """The AST of ``text`` (cached, see :func:`_parse`)."""
+    return _parse_cache.get(text, _parse)
+
+
+def _parse(text: str) -> Any:
     """The AST of ``text``; raises QuerySyntaxError / QueryNameError."""
     try:
         tree = _parser().parse(text)
