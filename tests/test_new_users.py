@@ -96,6 +96,22 @@ def test_fluent_calls_in_a_pipeline_and_an_experiment_land_in_its_run(tmp_path, 
     assert runstore.active_run() is None
 
 
+def test_a_nested_fluent_run_left_open_in_main_ends_as_the_function_did(tmp_path, elsewhere):
+    children = []
+
+    @runstore.main(Cfg, experiment="nest")
+    def train(run, cfg):
+        children.append(runstore.start_run(name="child", nested=True))
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        train(["--repo", str(tmp_path / "repo"), "-q"])
+    repo = Repo(tmp_path / "repo")
+    assert repo.get_run(children[0].id).status == "failed"
+    assert repo.get_run(children[0].id).parent is not None
+    assert runstore.active_run() is None
+
+
 # -- 2. summary keys are resolved over the selected runs only --------------------------------------
 def test_summary_keys_are_resolved_over_the_selection_only(repo):
     with Run(repo=repo, experiment="a") as other:  # two acc sequences: ambiguous for this run only

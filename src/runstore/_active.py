@@ -58,14 +58,21 @@ def activated(run: Any) -> Iterator[Any]:
     runs = stack()
     depth = len(runs)
     runs.append(run)
+    status = "finished"
     try:
         yield run
+    except KeyboardInterrupt:
+        status = "killed"
+        raise
+    except BaseException:
+        status = "failed"
+        raise
     finally:
         runs = getattr(_local, "stack", [])
         if depth < len(runs) and runs[depth] is run:
             for orphan in reversed(runs[depth + 1 :]):
-                if not orphan.closed:  # a nested fluent run the function did not end
-                    orphan.close(status="finished")
+                if not orphan.closed:  # a nested fluent run the function did not end: it ends as the function did
+                    orphan.close(status=status)
             del runs[depth:]
         elif run in runs:
             runs.remove(run)
