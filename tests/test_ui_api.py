@@ -326,3 +326,20 @@ def test_a_query_naming_a_missing_param_warns(client):
     notes = json.loads(r.headers["x-query-warnings"])
     assert "hparams.lrr" in notes[0] and "hparams.lr" in notes[0]
     assert "x-query-warnings" not in client.get("/api/runs", params={"q": "run.hparams.lr < 0.1"}).headers
+
+
+def test_a_sequence_with_no_points_yet_is_an_empty_series(tmp_path):
+    from runstore import Repo, Run
+
+    repo = Repo(tmp_path / "r")
+    run = Run(repo=repo, name="fresh")
+    run.sequence("loss", {"subset": "train"})  # a live handle, nothing tracked yet
+    other = Run(repo=repo, name="done")
+    other.track(1.0, name="loss", context={"subset": "train"})
+    other.close()
+    c = TestClient(create_app(repo), base_url=LOCAL)
+    for since in ({}, {run.id: 0}):
+        r = c.post("/api/curves", json={"name": "loss", "context": {"subset": "train"}, "since": since, "bucket": 1})
+        assert r.status_code == 200, r.text
+    assert c.get(f"/api/runs/{run.id}").status_code == 200
+    run.close()

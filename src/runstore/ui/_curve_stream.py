@@ -70,7 +70,7 @@ class CurveStream:
             seqs = list(found)
         else:
             seqs = [found[i] for i in exact]
-            reader = lambda a, b: [s.numpy() for s in seqs[a:b]]  # noqa: E731
+            reader = lambda a, b: [s.numpy() if s.count else _no_points() for s in seqs[a:b]]  # noqa: E731
         run_ids = list(dict.fromkeys(s.run.id for s in seqs))
         info = self._run_info(run_ids, {f: p[f] for f in ("group", "color") if p[f]})
         lo, hi = p["range"] if p["range"] else (None, None)
@@ -110,6 +110,9 @@ class CurveStream:
                     lo = int(np.floor(step_range[0]))
                     start = lo if start is None else max(start, lo)
                     stop = int(np.floor(step_range[1])) + 1
+                if not s.count:  # created but nothing tracked yet: reading it is an error
+                    out.append(_no_points())
+                    continue
                 pts = s.range(start, stop)
                 out.append({"steps": pts.steps, "values": pts.values, "epochs": pts.epochs,
                             "timestamps": pts.timestamps})
@@ -214,6 +217,11 @@ class CurveStream:
             yield ipc_bytes(table)
 
         return gen()
+
+
+def _no_points() -> dict:
+    e = np.empty(0)
+    return {"steps": e.astype(np.int64), "values": e, "epochs": e, "timestamps": e}
 
 
 def _leaves(prefix: str, ctx: dict):
