@@ -118,3 +118,32 @@ def test_a_readonly_repo_uses_but_never_writes_a_snapshot(tmp_path):
 
     assert cache_for(ro).runs().snapshotted  # ... but a snapshot another process wrote is used
     assert _answers(ro) == expected
+
+
+def test_run_ids_ending_in_zero_bytes_survive_the_snapshot(tmp_path):
+    # NumPy "S" strings drop trailing zero bytes; ids are 12 raw bytes, some ending in 00.
+    from runstore.query.columns import RunTable
+
+    repo = _make(tmp_path / "r", 1)
+    ids = ["01a206f6c373220633211000", "01a206f6c373220633210000", "0123456789abcdef01234567"]
+    table = RunTable([(i, {"name": i}, {"x": k}) for k, i in enumerate(ids)], 12345, repo)
+    snapshot.save_runs(repo, table)
+    raw, cols, paths = snapshot.load_runs(repo, 12345)
+    assert snapshot.decode_ids(raw) == ids
+
+
+def test_an_old_format_half_is_replaced_not_reported(tmp_path):
+    repo = _make(tmp_path / "r")
+    expected = _answers(repo)
+    snapshot.wait()
+    for part in (tmp_path / "r" / snapshot.DIRNAME).iterdir():
+        meta = snapshot.msgpack.unpackb((part / "meta.msgpack").read_bytes(), raw=False, strict_map_key=False)
+        meta["format"] = 1
+        (part / "meta.msgpack").write_bytes(snapshot.msgpack.packb(meta, use_bin_type=True))
+    assert repo.check() == []
+    assert _answers(_fresh(tmp_path / "r")) == expected
+    snapshot.wait()
+    again = _fresh(tmp_path / "r")
+    from runstore.query.columns import cache_for
+
+    assert cache_for(again).runs().snapshotted  # rewritten in the current format

@@ -122,7 +122,7 @@ class RunTable:
         self = cls([], version, repo)
         self._raw_ids = ids  # 12-byte ids, mapped: the strings and the index are made on first use
         self._ids = self._index = None
-        self.n = len(ids)
+        self.n = len(ids) // 12
         self._records = self._params = None
         self._stored = stored
         self._paths = paths

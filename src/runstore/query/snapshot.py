@@ -40,7 +40,7 @@ import numpy as np
 
 from .column import Column
 
-FORMAT = 1
+FORMAT = 2  # 1 stored run ids as NumPy 'S12', which drops trailing zero bytes
 DIRNAME = "query-snapshot"
 _ALIGN = 64
 _COL_ARRAYS = ("num", "num_mask", "ints", "codes", "bools", "bool_mask", "obj_mask", "none_mask")
@@ -108,12 +108,16 @@ def _mtime(p: Path) -> float:
         return time.time()
 
 
+class _OtherFormat(ValueError):
+    """A half written by another version of runstore: unused and replaced, not damaged."""
+
+
 def _read_part(path: Path, verify: bool = False) -> tuple[dict, dict]:
     """(meta, arrays) of a snapshot half; raises ValueError/OSError when damaged."""
     with open(path / "meta.msgpack", "rb") as f:
         meta = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
     if meta.get("format") != FORMAT:
-        raise ValueError(f"snapshot format {meta.get('format')!r}")
+        raise _OtherFormat(f"snapshot format {meta.get('format')!r}")
     size = os.stat(path / "arrays.bin").st_size
     if size != meta["size"]:
         raise ValueError(f"arrays.bin is {size} bytes, expected {meta['size']}")
@@ -166,8 +170,9 @@ def save_runs(repo: Any, table: Any) -> None:
     from .columns import RUN_ATTRS
 
     target = _part_dir(repo, "runs", table.version)
-    if target is None or target.exists():
+    if target is None or (target.exists() and load_runs(repo, table.version) is not None):
         return
+    shutil.rmtree(target, ignore_errors=True)  # damaged or of an older format: rewritten
     arrays: dict = {}
     cols = {}
     for name in RUN_ATTRS:
@@ -178,7 +183,8 @@ def save_runs(repo: Any, table: Any) -> None:
         cols["param\0" + "\0".join(map(str, path))] = _col_encode(table.param(path), f"p{len(cols)}", arrays)
     # Each column's non-array part is packed on its own, unpacked when a query first uses it.
     cols = {k: msgpack.packb(info, use_bin_type=True) for k, info in cols.items()}
-    arrays["ids"] = np.frombuffer(b"".join(bytes.fromhex(r) for r in table.ids), dtype="S12")
+    # Raw bytes (uint8), not dtype "S12": NumPy strips trailing zero bytes from "S" strings.
+    arrays["ids"] = np.frombuffer(bytes.fromhex("".join(table.ids)), dtype=np.uint8)
     meta = {"n": table.n, "paths": [list(p) for p in paths], "columns": cols}
     _write_part(target, meta, arrays)
 
@@ -197,7 +203,7 @@ def load_runs(repo: Any, version: int) -> tuple | None:
         kind, _, rest = k.partition("\0")
         key = ("attr", rest) if kind == "attr" else ("param", tuple(rest.split("\0")))
         cols[key] = (packed, arrays)
-    if len(arrays["ids"]) != meta["n"]:
+    if len(arrays["ids"]) != meta["n"] * 12:
         return None
     return arrays["ids"], cols, [tuple(p) for p in meta["paths"]]
 
@@ -209,13 +215,15 @@ def decode_column(entry: tuple) -> Column:
 
 
 def decode_ids(raw: np.ndarray) -> list[str]:
-    return [b.hex() for b in raw.tolist()]
+    text = raw.tobytes().hex()
+    return [text[i : i + 24] for i in range(0, len(text), 24)]
 
 
 def save_seqs(repo: Any, base: Any) -> None:
     target = _part_dir(repo, "seqs", base.version)
-    if target is None or target.exists():
+    if target is None or (target.exists() and load_seqs(repo, base.version) is not None):
         return
+    shutil.rmtree(target, ignore_errors=True)
     arrays = {k: v for k, v in base.data.items() if isinstance(v, np.ndarray)}
     meta = {k: v for k, v in base.data.items() if not isinstance(v, np.ndarray)}
     meta["extras"] = {int(k): v for k, v in meta.get("extras", {}).items()}
@@ -286,6 +294,8 @@ def check(repo: Any) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
             if isinstance(exc, FileNotFoundError) and not part.exists():
                 continue  # replaced by a newer snapshot while we looked
+            if isinstance(exc, _OtherFormat):
+                continue  # not damage: replaced by the next query that scans
             problems.append(f"query snapshot {part.name} is damaged ({exc}); it is ignored and rebuilt "
                             f"by the next query (or delete {part})")
     return problems
