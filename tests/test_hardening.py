@@ -579,3 +579,25 @@ def test_fuzzed_queries_raise_only_query_errors(tmp_path):
                 pass
 
     check()
+
+
+# -- 15. many Repo objects on one path share one environment and one column cache ------------
+def test_many_repo_objects_share_one_cache(tmp_path):
+    import time
+
+    from runstore.query.columns import cache_for
+
+    path = build(tmp_path / "repo", runs=50, points=10)
+    first = Repo(path)
+    assert len(first.query("run.hparams.lr < 1")) == 49
+    start = time.perf_counter()
+    caches = set()
+    for _ in range(1000):
+        repo = Repo(path)
+        assert len(repo.query("run.hparams.lr < 1")) == 49
+        caches.add(id(cache_for(repo)))
+        assert repo._env is first._env
+    assert len(caches) == 1
+    assert time.perf_counter() - start < 30  # was ~12 ms per Repo for 50 runs, growing with the repository
+    ro = Repo(path, readonly=True)
+    assert id(cache_for(ro)) in caches and len(ro.query("run.hparams.lr < 1")) == 49

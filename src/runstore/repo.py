@@ -80,7 +80,6 @@ class Repo:
         self._env_obj = self._open_env(create=create is not False and not readonly)
         self.path = self._env_obj.path
         self._pid = os.getpid()
-        self._query_cache = None  # the query layer's column cache (runstore.query.columns)
 
     def _open_env(self, create: bool):
         from ._storage.env import ReadOnly

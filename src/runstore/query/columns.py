@@ -541,12 +541,23 @@ def _weakrefable(obj: Any) -> bool:
 
 
 def cache_for(repo: Any) -> ColumnCache:
-    """The ColumnCache of ``repo``, kept on the Repo object (the cache refers back weakly)."""
-    cache = getattr(repo, "_query_cache", None)
+    """The ColumnCache of ``repo``'s repository, one per path and process.
+
+    It is kept on the shared environment, not on the Repo object: a thousand
+    ``Repo(path)`` objects in one process (one per request, per notebook cell)
+    must cost what one does (119 s and 12 GB when each built its own columns).
+    The cache refers back weakly to the Repo that asked last.
+    """
+    env = getattr(repo, "_env", None)
+    env = getattr(env, "_env", env)  # unwrap a read-only view
+    holder = env if env is not None else repo
+    cache = getattr(holder, "_query_cache", None)
     if cache is None:
         cache = ColumnCache(repo)
         try:
-            repo._query_cache = cache
-        except AttributeError:  # pragma: no cover - a Repo with __slots__: works, uncached
+            holder._query_cache = cache
+        except AttributeError:  # pragma: no cover - no place to keep it: works, uncached
             pass
+    elif cache.repo is not repo:
+        cache._repo_ref = weakref.ref(repo) if _weakrefable(repo) else (lambda r=repo: r)
     return cache
