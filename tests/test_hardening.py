@@ -601,3 +601,57 @@ def test_many_repo_objects_share_one_cache(tmp_path):
     assert time.perf_counter() - start < 30  # was ~12 ms per Repo for 50 runs, growing with the repository
     ro = Repo(path, readonly=True)
     assert id(cache_for(ro)) in caches and len(ro.query("run.hparams.lr < 1")) == 49
+
+
+# -- 3. steps are int64, exactly -----------------------------------------------------------
+EDGES = [0, 2 ** 53, 2 ** 53 + 1, 2 ** 62 + 3, 2 ** 63 - 1, -(2 ** 63), -(2 ** 53) - 1]
+
+
+def test_int64_steps_round_trip_at_the_edges(repo):
+    run = Run(repo=repo, name="edges")
+    for i, step in enumerate(EDGES):
+        run.track(float(i), name="track", step=step)
+        run.sequence("append").append(float(i), step=step)
+    run.track_many(np.arange(len(EDGES), dtype=float), name="many", steps=np.array(EDGES, dtype=np.int64))
+    run.track(99.0, name="auto", step=2 ** 60 + 5)
+    run.track(100.0, name="auto")  # the step after a big one is exact too
+    run.close()
+    stored = repo.get_run(run.id)
+    for name in ("track", "append", "many"):
+        assert stored.sequence(name).steps.tolist() == EDGES, name
+        assert stored.sequence(name).steps.dtype == np.int64
+    assert stored.sequence("auto").steps.tolist() == [2 ** 60 + 5, 2 ** 60 + 6]
+
+
+@pytest.mark.parametrize("step", [2 ** 63, 2 ** 64, 10 ** 30, -(2 ** 63) - 1, 1.5, float("nan"), float("inf"), "3"])
+def test_steps_outside_int64_are_rejected(repo, step):
+    from runstore.errors import InvalidValueError
+
+    run = Run(repo=repo)
+    with pytest.raises(InvalidValueError):
+        run.track(1.0, name="x", step=step)
+    with pytest.raises(InvalidValueError):
+        run.sequence("y").append(1.0, step=step)
+    run.track(1.0, name="x", step=1)
+    run.close()
+    assert repo.get_run(run.id).sequence("x").steps.tolist() == [1]
+
+
+@pytest.mark.parametrize("values, index, kind", [
+    ([None, 1], 0, "NoneType"),
+    ([1.0, None], 1, "NoneType"),
+    (["1.5", "2"], 0, "str"),
+    ([1 + 2j, 3], 0, "complex"),
+    (np.array(["2026-01-01"], dtype="datetime64[D]"), 0, "datetime64"),
+    ([1, 2 ** 70], 1, "outside"),
+])
+def test_track_many_rejects_what_is_not_a_real_number(repo, values, index, kind):
+    from runstore.errors import InvalidValueError
+
+    run = Run(repo=repo)
+    with pytest.raises(InvalidValueError, match=f"element {index}.*{kind}|{kind}.*element {index}|element {index}") as info:
+        run.track_many(values, name="v")
+    assert "'v'" in str(info.value) and (kind in str(info.value))
+    with pytest.raises(InvalidValueError, match="element 1"):
+        run.track_many([1.0, 2.0], name="w", steps=[0, 2 ** 64])
+    run.close()

@@ -97,26 +97,37 @@ def _as_float(value: float | int, name: str, context: dict | None) -> float:
 
 
 def coerce_step(step: Any, name: str, context: dict | None, what: str = "step") -> int:
-    if isinstance(step, bool):
-        pass
-    elif isinstance(step, int):
-        return int(step)
-    elif isinstance(step, float) and step.is_integer():
-        return int(step)
-    else:
-        item = getattr(step, "item", None)
-        if callable(item):
-            try:
-                v = item()
-            except (ValueError, TypeError):
-                v = None
-            if isinstance(v, int) and not isinstance(v, bool):
-                return v
-            if isinstance(v, float) and v.is_integer():
-                return int(v)
+    """An exact int64 step, or InvalidValueError (floats with a fraction, NaN, out of range)."""
+    got = _step_int(step)
+    if got is not None:
+        if -(1 << 63) <= got < (1 << 63):
+            return got
+        raise InvalidValueError(
+            f"{what} {got} of {describe(name, context)} is outside the int64 range (-2**63 .. 2**63-1)"
+        )
     raise InvalidValueError(
         f"{what} must be an integer, got {step!r} ({type(step).__name__}) for {describe(name, context)}"
     )
+
+
+def _step_int(step: Any) -> int | None:
+    if isinstance(step, bool):
+        return None
+    if isinstance(step, int):
+        return int(step)
+    if isinstance(step, float) and step.is_integer():
+        return int(step)
+    item = getattr(step, "item", None)
+    if callable(item):
+        try:
+            v = item()
+        except (ValueError, TypeError):
+            return None
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+    return None
 
 
 # -- names and contexts -----------------------------------------------------------

@@ -171,8 +171,10 @@ class Run:
             value = _coerce_value(value, seq.name, seq.context)
         if step is None:
             step = _NAN
-        elif type(step) is not int:
+        elif type(step) is not int or not -9007199254740992 <= step <= 9007199254740992:  # 2**53
             step = _coerce_step(step, name, seq.context)
+            if not -9007199254740992 <= step <= 9007199254740992:
+                return seq._append_exact(value, step, epoch)
         try:
             seq._buf.fromlist([value, step, _NAN if epoch is None else epoch, _time()])
         except (TypeError, OverflowError):
@@ -210,9 +212,16 @@ class Run:
         n = len(vals)
         stp = None
         if steps is not None:
-            raw = _numeric_array(steps, f"steps of {_values.describe(name, seq.context)}", n)
-            if raw.dtype.kind == "f" and not np.all(np.isfinite(raw) & (raw == np.round(raw))):
-                raise InvalidValueError(f"steps of {_values.describe(name, seq.context)} must be integers")
+            what = f"steps of {_values.describe(name, seq.context)}"
+            raw = _numeric_array(steps, what, n, keep_ints=True)
+            if raw.dtype.kind == "f":
+                ok = np.isfinite(raw) & (raw == np.round(raw)) & (np.abs(raw) < 2.0 ** 63)
+                if not ok.all():
+                    i = int(np.flatnonzero(~ok)[0])
+                    raise InvalidValueError(f"{what} must be int64 integers: element {i} is {raw[i]!r}")
+            elif raw.dtype == np.uint64 and len(raw) and raw.max() > np.iinfo(np.int64).max:
+                i = int(np.argmax(raw > np.iinfo(np.int64).max))
+                raise InvalidValueError(f"{what} must be int64 integers: element {i} is {int(raw[i])}, beyond 2**63-1")
             stp = raw
         eps = None if epochs is None else _numeric_array(epochs, f"epochs of {_values.describe(name, seq.context)}", n)
         with self._lock:
@@ -756,7 +765,10 @@ def _parent_id(parent: "Run | str | None") -> str | None:
     raise InvalidParamError(f"parent must be a Run, a run id or None, got {type(parent).__name__}")
 
 
-def _numeric_array(values: Any, what: str, length: int | None = None) -> np.ndarray:
+def _numeric_array(values: Any, what: str, length: int | None = None, keep_ints: bool = False) -> np.ndarray:
+    """A 1-D float64 array (int64/uint64 kept when ``keep_ints``) or InvalidValueError
+    naming the first element that is not a real number (None, a string, a complex,
+    a date): nothing is parsed or silently converted."""
     try:
         arr = np.asarray(values)
     except Exception as exc:  # ragged lists and the like
@@ -766,10 +778,24 @@ def _numeric_array(values: Any, what: str, length: int | None = None) -> np.ndar
     if arr.ndim != 1:
         raise InvalidValueError(f"{what} must be 1-D, got shape {arr.shape}")
     if arr.dtype.kind not in "biuf":
-        try:
+        if arr.dtype.kind == "O":
+            for i, item in enumerate(arr):
+                if isinstance(item, bool) or not isinstance(item, (int, float, np.integer, np.floating)):
+                    raise InvalidValueError(
+                        f"{what} must be real numbers: element {i} is a {type(item).__name__} ({item!r})"
+                    )
+                if isinstance(item, int) and not -(1 << 63) <= item < (1 << 64):
+                    raise InvalidValueError(f"{what}: element {i} ({item}) is outside the int64/uint64 range")
             arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            raise InvalidValueError(f"{what} must be numbers, got dtype {arr.dtype}") from None
+        else:
+            kind = {"U": "str", "S": "bytes", "c": "complex", "M": "datetime64", "m": "timedelta64"}.get(
+                arr.dtype.kind, str(arr.dtype))
+            raise InvalidValueError(
+                f"{what} must be real numbers: element 0 is a {kind} ({arr[0]!r}); "
+                "convert explicitly (e.g. np.asarray(x, dtype=float)) if that is what you mean"
+            ) if len(arr) else InvalidValueError(f"{what} must be numbers, got dtype {arr.dtype}")
     if length is not None and len(arr) != length:
         raise InvalidValueError(f"{what} has {len(arr)} items, expected {length} (one per value)")
+    if keep_ints and arr.dtype.kind in "iu":
+        return arr
     return arr.astype(np.float64, copy=False) if arr.dtype.kind in "bf" else arr

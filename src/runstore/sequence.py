@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from .run import Run
 
 _NAN = float("nan")
+# Steps within +-2**53 are exact in the float64 hot buffer; others take a slow path.
+_EXACT = 1 << 53
 
 
 class _ClosedBuffer:
@@ -118,8 +120,10 @@ class Sequence:
             value = _values.coerce_value(value, self.name, self.context)
         if step is None:
             step = _NAN
-        elif type(step) is not int:
+        elif type(step) is not int or not -_EXACT <= step <= _EXACT:
             step = _values.coerce_step(step, self.name, self.context)
+            if not -_EXACT <= step <= _EXACT:
+                return self._append_exact(value, step, epoch)
         try:
             self._buf.fromlist([value, step, _NAN if epoch is None else epoch, _time()])
         except (TypeError, OverflowError):
@@ -135,6 +139,16 @@ class Sequence:
             f"cannot store step={step!r}, epoch={epoch!r} in {_values.describe(self.name, self.context)}"
         ) from None
 
+    def _append_exact(self, value: float, step: int, epoch: Any) -> None:
+        """A step beyond 2**53, which the float64 hot buffer cannot hold exactly:
+        kept beside its row as an int64 (the slow path; such steps are rare)."""
+        if epoch is not None and not isinstance(epoch, (int, float)):
+            self._reject(value, step, epoch)
+        with self.run._lock:
+            self._take_buffer()  # keep arrival order
+            row = np.array([[value, 0.0, _NAN if epoch is None else epoch, _time()]])
+            self._pending.append((row, np.array([step], dtype=np.int64)))
+
     def _take_buffer(self) -> None:
         """Move whole rows from the hot buffer to ``_pending`` (caller holds the run lock)."""
         buf = self._buf
@@ -149,24 +163,37 @@ class Sequence:
             return
         rows = np.empty((len(values), 4))
         rows[:, 0] = values
-        rows[:, 1] = _NAN if steps is None else steps
         rows[:, 2] = _NAN if epochs is None else epochs
         rows[:, 3] = _time()
         self._take_buffer()  # keep arrival order with points from append()
-        self._pending.append(rows)
+        if steps is not None and steps.dtype.kind in "iu":
+            # Integer steps travel as int64 beside the rows: exact over the whole range.
+            rows[:, 1] = 0.0
+            self._pending.append((rows, steps.astype(np.int64)))
+        else:
+            rows[:, 1] = _NAN if steps is None else steps
+            self._pending.append(rows)
 
     def _prepare(self, env, txn) -> tuple | None:
         """Write this sequence's pending points into ``txn``; return the state to
         adopt once the transaction commits (nothing in memory changes here)."""
         summary = self._summary
         taken = len(self._pending)
-        rows = self._pending[0] if taken == 1 else np.concatenate(self._pending) if taken else None
+        pending = self._pending[:taken]
+        exact = None
+        if any(type(p) is tuple for p in pending):
+            # Chunks with int64 steps (beyond 2**53, or track_many's integer steps).
+            exact = (np.concatenate([p[1] if type(p) is tuple else np.zeros(len(p), np.int64) for p in pending]),
+                     np.concatenate([np.full(len(p[0]) if type(p) is tuple else len(p), type(p) is tuple)
+                                     for p in pending]))
+            pending = [p[0] if type(p) is tuple else p for p in pending]
+        rows = pending[0] if taken == 1 else np.concatenate(pending) if taken else None
         if rows is None or not len(rows):
             # A sequence is stored with its first point: a rejected track() or a handle
             # asked for and never written leaves nothing behind.
             return (summary, self._tail, taken) if taken else None
         values = rows[:, 0].copy()
-        steps = _resolve_steps(rows[:, 1], summary["last_step"])
+        steps = _resolve_steps(rows[:, 1], summary["last_step"], exact)
         epochs = rows[:, 2].copy()
         times = rows[:, 3].copy()
 
@@ -339,17 +366,24 @@ class Sequence:
         return f"<Sequence {self.name!r}{ctx} run={self.run.id} count={self._summary['count']}>"
 
 
-def _resolve_steps(raw: np.ndarray, last_step: int | None) -> np.ndarray:
-    """Replace NaN (step not given) by the previous step + 1, vectorised.
+def _resolve_steps(raw: np.ndarray, last_step: int | None, exact: tuple | None = None) -> np.ndarray:
+    """Replace NaN (step not given) by the previous step + 1, vectorised, in int64.
 
     ``[nan, nan, 10, nan, 5, nan]`` after last step 3 gives ``[4, 5, 10, 11, 5, 6]``.
+    ``exact`` is (int64 steps, mask): steps the float64 rows could not carry
+    exactly, where the mask is set.
     """
     missing = np.isnan(raw)
+    given = np.where(missing, 0, raw).astype(np.int64)
+    if exact is not None:
+        steps, has = exact
+        given[has] = steps[has]
+        missing &= ~has
     if not missing.any():
-        return raw.astype(np.int64)
+        return given
     idx = np.arange(len(raw))
     anchor = np.where(missing, -1, idx)
     np.maximum.accumulate(anchor, out=anchor)
-    prev = -1 if last_step is None else last_step
-    base = np.where(anchor >= 0, raw[np.maximum(anchor, 0)], prev)
-    return (base + (idx - anchor)).astype(np.int64)
+    prev = np.int64(-1 if last_step is None else last_step)
+    base = np.where(anchor >= 0, given[np.maximum(anchor, 0)], prev)
+    return base + (idx - anchor)
