@@ -21,8 +21,15 @@ def _make(path: Path, n: int = 6) -> Repo:
 
 
 def _fresh(path: Path) -> Repo:
-    """A new Repo object: a new column cache, as in a new process."""
-    return Repo(path)
+    """A new Repo object with no column cache, as in a new process (the cache is
+    shared by every Repo of a path in one process, so drop it)."""
+    return _drop_cache(Repo(path))
+
+
+def _drop_cache(repo: Repo) -> Repo:
+    env = getattr(repo._env, "_env", repo._env)  # unwrap a read-only view
+    env.__dict__.pop("_query_cache", None)
+    return repo
 
 
 def _answers(repo: Repo) -> tuple:
@@ -111,9 +118,9 @@ def test_a_readonly_repo_uses_but_never_writes_a_snapshot(tmp_path):
     expected = _answers(Repo(tmp_path / "r", readonly=True))
     snapshot.wait()
     assert not (tmp_path / "r" / snapshot.DIRNAME).exists()  # read-only: nothing written
-    _answers(repo)
+    _answers(_fresh(tmp_path / "r"))
     snapshot.wait()
-    ro = Repo(tmp_path / "r", readonly=True)
+    ro = _drop_cache(Repo(tmp_path / "r", readonly=True))
     from runstore.query.columns import cache_for
 
     assert cache_for(ro).runs().snapshotted  # ... but a snapshot another process wrote is used
