@@ -24,7 +24,7 @@ from runstore.cli import cli
 from runstore.errors import RepositoryError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
-COMMANDS = ["init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "export", "rm", "archive",
+COMMANDS = ["init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "ui", "export", "rm", "archive",
             "unarchive", "tag", "check", "compact", "demo"]
 
 

@@ -365,3 +365,7 @@ cli.add_command(_cli_compare.diff)
 cli.add_command(_cli_live.tail)
 cli.add_command(_cli_live.plot)
 cli.add_command(_cli_compare.experiments)
+
+from .ui._command import ui as _ui_command  # noqa: E402  (imports click only; the UI loads when it runs)
+
+cli.add_command(_ui_command)
