@@ -10,7 +10,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from . import _cli_table as T
-from ._cli_runs import color_on, state
+from ._cli_runs import color_on, run_sequences, state
 from ._handles import handle
 
 
@@ -99,8 +99,8 @@ def show(run: str, absolute: bool) -> None:
         tree.add(Text("(none)"))
     out.print(tree, soft_wrap=False, width=wrap, overflow="ellipsis")
 
-    # One query reads every summary of the run (run.sequence() per name would rescan).
-    seqs = list(repo.query_sequences(f"run.id == '{found.id}'"))
+    # The run's own sequence records: the cost does not grow with the repository.
+    seqs = [seq for _, _, _, seq in run_sequences(repo, [found.id])]
     cols = [
         T.Column("name", [s.name for s in seqs], 0, min_width=10),
         T.Column("context", [_fmt_context(s.context) for s in seqs], 1, min_width=10),
