@@ -194,6 +194,8 @@ def test_demo_is_idempotent_and_says_what_to_try(tmp_path):
 
     for line in first.stdout.split("next, try:")[1].strip().splitlines():
         argv = shlex.split(line.strip())
+        if argv[-1] == "ui":  # serves until interrupted (tests/test_ui_cli.py runs it for real)
+            argv.append("--help")
         result = CliRunner().invoke(cli, argv[1:], env={"COLUMNS": "80"})
         assert result.exit_code == 0, (line, result.output)
 

@@ -124,6 +124,7 @@ class Run:
             if parent is not None:
                 self.parent = parent
         self._next_flush = _monotonic() + self._flush_interval
+        self._due = _time() + 2 * self._flush_interval
         _lifecycle.register(self)
 
     def _init_state(self, writable: bool) -> None:
@@ -139,6 +140,7 @@ class Run:
         self._in_flush = False
         self._flush_interval = 1.0
         self._next_flush = float("inf")
+        self._due = float("inf")  # wall-clock time after which track() flushes itself
 
     @classmethod
     def _view(cls, repo: "Repo", run_id: str, record: dict | None = None, params: dict | None = None) -> "Run":
@@ -175,10 +177,34 @@ class Run:
             step = _coerce_step(step, name, seq.context)
             if not -9007199254740992 <= step <= 9007199254740992:
                 return seq._append_exact(value, step, epoch)
+        now = _time()
         try:
-            seq._buf.fromlist([value, step, _NAN if epoch is None else epoch, _time()])
+            seq._buf.fromlist([value, step, _NAN if epoch is None else epoch, now])
         except (TypeError, OverflowError):
             seq._reject(value, step, epoch)
+        if now > self._due:
+            self._flush_overdue()
+
+    def _flush_overdue(self) -> None:
+        """Flush from the training thread: the flush thread is a whole interval late.
+
+        A thread that wakes from a timed wait must take the GIL back, and CPython
+        hands it over only when the holder has kept it for a full switch interval
+        without releasing it once. A training loop that releases it briefly and
+        often (small torch ops, prints to a pipe) restarts that count every time,
+        so on a busy machine the flush thread can wait seconds: the durability
+        promise would depend on the scheduler. The thread that starves it pays
+        instead, once per interval and only while the flush thread is late."""
+        if self._in_flush or not self._lock.acquire(blocking=False):
+            return  # the flush thread is at it (or a signal handler interrupted a flush)
+        try:
+            self._due = float("inf")
+            try:
+                self._flush()
+            except Exception as exc:  # the flush thread's rule: keep the points, report at flush()/close()
+                self._flush_error = exc
+        finally:
+            self._lock.release()
 
     def _track_dict(self, values: dict, name: Any, step: Any, epoch: Any, context: Any) -> None:
         if name is not None:
@@ -284,6 +310,9 @@ class Run:
     def _flush(self, also: Callable[[Any], Any] | None = None) -> Any:
         with self._lock:
             self._next_flush = _monotonic() + self._flush_interval
+            # The training thread steps in when the flush thread has missed a whole
+            # interval (see _flush_overdue); wall clock, as the hot path reads it anyway.
+            self._due = _time() + 2 * self._flush_interval
             if not self._writable:
                 return None
             if self._in_flush:
@@ -379,6 +408,7 @@ class Run:
                 also=lambda txn: self._modify_in(txn, lambda r: r.update(status=status, ended_at=_time()))
             )
             self._writable = False
+            self._due = float("inf")
             for seq in self._seq_list:
                 seq._buf = _ClosedBuffer(self._id)
         _lifecycle.unregister(self)

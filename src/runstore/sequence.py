@@ -124,10 +124,13 @@ class Sequence:
             step = _values.coerce_step(step, self.name, self.context)
             if not -_EXACT <= step <= _EXACT:
                 return self._append_exact(value, step, epoch)
+        now = _time()
         try:
-            self._buf.fromlist([value, step, _NAN if epoch is None else epoch, _time()])
+            self._buf.fromlist([value, step, _NAN if epoch is None else epoch, now])
         except (TypeError, OverflowError):
             self._reject(value, step, epoch)
+        if now > self.run._due:
+            self.run._flush_overdue()  # the flush thread is starved of the GIL (Run._flush_overdue)
 
     def _reject(self, value, step, epoch) -> None:
         if epoch is not None and not isinstance(epoch, (int, float)):
