@@ -23,6 +23,32 @@ if TYPE_CHECKING:
 DEFAULT_PATH = ".runstore"
 ENV_VAR = "RUNSTORE_REPO"
 
+# Repositories behind a server: ``Repo("grpc://host:8815")`` is a
+# runstore.server.client.RemoteRepo and ``Run(repo=that)`` its RemoteRun (the
+# same Run hot path, with a different way to storage; docs/server.md).  Named
+# by module so that tracking never imports the server layer: the module is
+# imported on first use of such a URL only.
+REMOTE_SCHEMES = {"grpc": "runstore.server.client", "grpc+tls": "runstore.server.client"}
+
+
+def remote_module(target: Any) -> Any:
+    """The module serving ``target`` when it is a remote URL (None: ``$RUNSTORE_REPO``), else None."""
+    if target is None:
+        target = os.environ.get(ENV_VAR)
+    if not isinstance(target, str) or "://" not in target:
+        return None
+    scheme = target.split("://", 1)[0].lower()
+    if scheme not in REMOTE_SCHEMES:
+        from .errors import RepositoryError
+
+        raise RepositoryError(
+            f"{target!r}: unknown repository URL scheme {scheme!r}; use a directory path, "
+            f"or one of {', '.join(s + '://host:port' for s in REMOTE_SCHEMES)}"
+        )
+    import importlib
+
+    return importlib.import_module(REMOTE_SCHEMES[scheme])
+
 
 def default_path() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
@@ -65,6 +91,13 @@ class Repo:
     ``Repo()`` uses ``$RUNSTORE_REPO``, else ``./.runstore``.
     Several ``Repo`` objects, threads and processes may use one repository at once.
     """
+
+    def __new__(cls, path: Any = None, *args: Any, **kwargs: Any) -> "Repo":
+        if cls is Repo:
+            remote = remote_module(path)
+            if remote is not None:  # Repo("grpc://host:port", token=...) -> RemoteRepo
+                return object.__new__(remote.RemoteRepo)
+        return object.__new__(cls)
 
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool | None = None,
                  flush_interval: float = 1.0, map_size: int | None = None,

@@ -57,6 +57,21 @@ class Run:
     ...     run.track(0.31, name="loss", context={"subset": "train"})
     """
 
+    def __new__(cls, repo: Any = None, *args: Any, **kwargs: Any) -> "Run":
+        # A run of a remote repository (Repo("grpc://...") or that URL) is
+        # runstore.server's RemoteRun: this class's hot path, with its flush and
+        # record changes shipped to the server instead of written to LMDB.
+        if cls is Run:
+            remote = getattr(repo, "_run_class", None)
+            if remote is None and (repo is None or isinstance(repo, str)):
+                from .repo import remote_module
+
+                module = remote_module(repo)
+                remote = module.RemoteRun if module is not None else None
+            if remote is not None:
+                return object.__new__(remote)
+        return object.__new__(cls)
+
     def __init__(
         self,
         repo: "Repo | str | os.PathLike | None" = None,
@@ -145,7 +160,7 @@ class Run:
     @classmethod
     def _view(cls, repo: "Repo", run_id: str, record: dict | None = None, params: dict | None = None) -> "Run":
         """A read view of a stored run (no tracking; attribute and param edits are written)."""
-        self = cls.__new__(cls)
+        self = object.__new__(cls)
         self.repo = repo
         self._id = run_id
         self._init_state(writable=False)

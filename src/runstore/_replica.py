@@ -1,0 +1,233 @@
+"""Writing runs that were created elsewhere: the tracking-layer hooks of
+``runstore server`` (and ``runstore merge``).
+
+A run tracked through a server is created by its *client*: the id, the record
+(host, pid, creation time) and the points' timestamps are the client's.  The
+server therefore needs three things the public ``Run`` does not offer, and
+this module is the only door it uses below the public API:
+
+* :func:`writer` -- a live ``Run`` over a stored (or about to be stored) run
+  that appends points without claiming it (``Run(repo, run_id=...)`` would
+  mark it running on the server's host and pid) and that nothing but
+  :func:`commit` ever flushes (it is not registered with the background
+  flush thread, so points never reach storage without the record change that
+  says which client batch they came from);
+* :func:`append` -- points with the client's steps (``None`` = "last step + 1",
+  resolved at commit exactly as a local ``track()`` without a step) and
+  timestamps;
+* :func:`commit` -- the points of MANY runs plus their record/params changes in
+  ONE write transaction (group commit: a hundred clients cost one fsync per
+  commit, not a hundred).  A client batch's sequence number is written in the
+  same transaction as its points, which is what makes retries exactly-once.
+
+Everything goes through the same ``Sequence`` buffers and block writer as
+``Run.flush``, so a run written through a server is byte-for-byte the kind of
+run a local process writes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+
+from . import _values
+from ._storage import records as _rec
+from ._storage.env import SEQS_VERSION
+from ._storage.keys import new_run_id
+from .run import Run
+from .sequence import Sequence
+
+if TYPE_CHECKING:
+    from .repo import Repo
+
+__all__ = ["Change", "append", "commit", "new_record", "new_run_id", "status_of", "param_value", "resume_changes", "stored", "writer"]
+
+
+def new_record(*, name: Any = None, experiment: Any = None, tags: Any = None, description: Any = None,
+               parent: Any = None) -> dict:
+    """The record ``Run(...)`` stores for a new run, validated exactly as ``Run`` does
+    (a remote client builds it before anything is buffered or sent)."""
+    from .run import _opt_str, _parent_id, _tag_list
+
+    return {
+        "name": _opt_str(name, "name"),
+        "experiment": _opt_str(experiment, "experiment") or "default",
+        "tags": _tag_list(tags),
+        "description": _opt_str(description, "description"),
+        "status": "running",
+        "created_at": time.time(),
+        "ended_at": None,
+        "parent": _parent_id(parent),
+        "archived": False,
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "artifacts": [],
+    }
+
+
+def resume_changes(*, name: Any = None, experiment: Any = None, description: Any = None) -> dict:
+    """The record fields ``Run(repo, run_id=...)`` sets when it resumes a run."""
+    from .run import _opt_str
+
+    changes: dict = {"status": "running", "ended_at": None, "pid": os.getpid(), "hostname": socket.gethostname()}
+    for key, value in (("name", name), ("experiment", experiment), ("description", description)):
+        if value is not None:
+            changes[key] = _opt_str(value, key)
+    return changes
+
+
+def status_of(status: Any) -> str:
+    """``status`` as ``run.close(status)`` takes it (aliases and RunStatus members resolved), or ValueError."""
+    from .run import _STATUS_ALIASES, STATUSES
+
+    status = getattr(status, "run_status", status) or "finished"
+    status = _STATUS_ALIASES.get(status, status) if isinstance(status, str) else status
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    return status
+
+
+def param_value(key: str, value: Any) -> Any:
+    """``value`` as ``run[key] = value`` stores it (plain containers), or the error it raises."""
+    _values.check_param_key(key)
+    return _values.normalize_params(value, key)
+
+
+def tags_of(tags: Any) -> list[str]:
+    """Validated tags, as ``Run(tags=...)`` and ``add_tag`` take them."""
+    from .run import _tag_list
+
+    return _tag_list(tags)
+
+
+def parent_of(parent: Any) -> str | None:
+    from .run import _parent_id
+
+    return _parent_id(parent)
+
+
+def stored(repo: "Repo", run_id: str) -> tuple[dict, dict] | None:
+    """The stored (record, params) of ``run_id``, fields the public views hide included."""
+    env = repo._env
+    with env.read() as txn:
+        record = _rec.get_record(env, txn, run_id)
+        return None if record is None else (record, _rec.get_params(env, txn, run_id))
+
+
+def writer(repo: "Repo", run_id: str) -> Run:
+    """A live Run appending points to ``run_id`` without touching its record.
+
+    The run need not exist yet (a :class:`Change` with ``create`` stores it in
+    the same transaction as its first points)."""
+    run = object.__new__(Run)
+    run.repo = repo
+    run._id = run_id
+    run._init_state(writable=True)
+    env = repo._env
+    with env.read() as txn:
+        rows = _rec.scan_sequences(env, txn, run_id)
+    for _, seq_id, summary in rows:
+        seq = Sequence(run, summary.pop("name"), summary.pop("context"), seq_id, summary, True)
+        run._seqs[seq.name, _values.freeze(seq.context)] = seq
+        run._seq_list.append(seq)
+        run._next_seq_id = max(run._next_seq_id, seq_id + 1)
+    return run
+
+
+def append(run: Run, name: str, context: dict | None, values: np.ndarray, steps: np.ndarray,
+           has_step: np.ndarray | None, epochs: np.ndarray, timestamps: np.ndarray) -> None:
+    """Queue points for the next :func:`commit` of ``run``.
+
+    ``steps`` is int64; where ``has_step`` is False the step was not given and
+    becomes the previous step + 1 at commit (``has_step=None``: every step given).
+    """
+    n = len(values)
+    if not n:
+        return
+    seq = run._sequence(name, context)
+    rows = np.empty((n, 4))
+    rows[:, 0] = values
+    rows[:, 2] = epochs
+    rows[:, 3] = timestamps
+    if has_step is None or has_step.all():
+        rows[:, 1] = 0.0
+        seq._pending.append((rows, np.asarray(steps, dtype=np.int64)))
+        return
+    # Mixed given / default steps: contiguous stretches of each kind, in order.
+    # Default steps ride as NaN in the float rows; given ones as exact int64.
+    edges = np.flatnonzero(np.diff(has_step.astype(np.int8))) + 1
+    for lo, hi in zip(np.r_[0, edges], np.r_[edges, n]):
+        part = rows[lo:hi].copy()
+        if has_step[lo]:
+            part[:, 1] = 0.0
+            seq._pending.append((part, np.asarray(steps[lo:hi], dtype=np.int64)))
+        else:
+            part[:, 1] = np.nan
+            seq._pending.append(part)
+
+
+class Change:
+    """What one :func:`commit` does to one run besides storing its queued points.
+
+    ``create``: (record, params) of a run stored now unless it exists;
+    ``edit(record, params)``: a change applied to the stored record and params
+    (read, changed, written back inside the transaction, so a tag added from
+    the CLI at the same moment is never overwritten)."""
+
+    __slots__ = ("run", "create", "edit")
+
+    def __init__(self, run: Run, create: tuple[dict, dict] | None = None,
+                 edit: Callable[[dict, dict], None] | None = None) -> None:
+        self.run, self.create, self.edit = run, create, edit
+
+
+def commit(repo: "Repo", changes: Iterable[Change]) -> None:
+    """Store the queued points of every run in ``changes`` and apply their record
+    changes, all in one write transaction.  Nothing in memory changes unless it
+    commits: on an exception the queued points stay queued (drop the writers to
+    forget them)."""
+    changes = list(changes)
+    env = repo._env
+    dirty: list[list[Sequence]] = []
+    for change in changes:
+        seqs = []
+        for seq in change.run._seq_list:
+            seq._take_buffer()
+            if seq._pending:
+                seqs.append(seq)
+        dirty.append(seqs)
+
+    def work(txn):
+        states = []
+        for change, seqs in zip(changes, dirty):
+            run_id = change.run.id
+            if change.create is not None and _rec.get_record(env, txn, run_id) is None:
+                record, params = change.create
+                _rec.put_record(env, txn, run_id, record)
+                _rec.put_params(env, txn, run_id, params)
+            if change.edit is not None:
+                record = _rec.get_record(env, txn, run_id)
+                if record is None:
+                    from .errors import RunNotFoundError
+
+                    raise RunNotFoundError(f"run {run_id} does not exist in {repo.path} (was it deleted?)")
+                params = _rec.get_params(env, txn, run_id)
+                before = _rec.pack(params)
+                change.edit(record, params)
+                _rec.put_record(env, txn, run_id, record)
+                if _rec.pack(params) != before:
+                    _rec.put_params(env, txn, run_id, params)
+            states.append([seq._prepare(env, txn) for seq in seqs])
+        if any(dirty):
+            env.bump(txn, SEQS_VERSION)
+        return states
+
+    states = env.write(work)
+    for seqs, seq_states in zip(dirty, states):
+        for seq, state in zip(seqs, seq_states):
+            if state is not None:
+                seq._adopt(state)
