@@ -62,7 +62,7 @@ def _nearby_repository() -> str | None:
     return found[0] if found else None
 
 
-COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "ui", "export", "rm",
+COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "ui", "server", "export", "rm",
                  "archive", "unarchive", "tag", "check", "compact", "demo")
 
 
@@ -369,3 +369,7 @@ cli.add_command(_cli_compare.experiments)
 from .ui._command import ui as _ui_command  # noqa: E402  (imports click only; the UI loads when it runs)
 
 cli.add_command(_ui_command)
+
+from .server._command import server as _server_command  # noqa: E402  (Flight is imported when it runs)
+
+cli.add_command(_server_command)

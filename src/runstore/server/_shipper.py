@@ -1,0 +1,203 @@
+"""The background thread that ships a process's remote runs to the server.
+
+``track()`` on a remote run costs what it costs locally: the point goes into
+the sequence's buffer (the tracking layer's hot path, unchanged).  Once per
+flush interval this thread takes every run's buffered points as ONE op (one
+Arrow record batch per run), numbers it in order with the run's record ops,
+and sends the run's ops one after the other, each waiting for its
+acknowledgement (which the server sends once the op is committed).  While the
+server cannot be reached, ops stay queued and the thread retries with
+exponential backoff (0.25 s doubling to 30 s).
+
+One shipper per remote repository object and process: a forked child starts
+with none (the parent's queued ops are the parent's to send).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from . import _protocol as P
+from ._link import Link, TokenRefused, Unreachable
+
+if TYPE_CHECKING:
+    from .client import RemoteRun
+
+_BACKOFF_MIN, _BACKOFF_MAX = 0.25, 30.0
+_shippers: "weakref.WeakSet[Shipper]" = weakref.WeakSet()
+
+
+class Shipper:
+    """Ships the ops of the runs registered with :meth:`add` (see the module docstring)."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self._reset()
+        _shippers.add(self)
+
+    def _reset(self) -> None:
+        self._runs: dict[int, "RemoteRun"] = {}
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._wake = False
+        self._stop = False
+        self._cycle = 0            # completed send cycles (waiters compare against it)
+        self.offline: str | None = None  # why the last attempt failed, while it keeps failing
+        self.refused: TokenRefused | None = None
+        self._backoff = _BACKOFF_MIN
+        self._retry_at = 0.0
+
+    # -- registration ---------------------------------------------------------------
+    def add(self, run: "RemoteRun") -> None:
+        with self._cond:
+            self._runs[id(run)] = run
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="runstore-ship", daemon=True)
+                self._thread.start()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._wake = True
+            self._retry_at = 0.0  # a flush or close asks now, not after the backoff
+            self._cond.notify_all()
+
+    def wait_sent(self, run: "RemoteRun", timeout: float, while_offline: bool = False) -> bool:
+        """Wait until every op of ``run`` queued so far is acknowledged; False when time
+        ran out, or (unless ``while_offline``) when the server could not be reached
+        after one fresh attempt."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            start = self._cycle
+            while run._outbox:
+                if self.refused is not None or run._stuck is not None:
+                    return False
+                if self.offline is not None and self._cycle > start and not while_offline:
+                    return False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(timeout=min(left, 0.5))
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # -- the thread ------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                runs = list(self._runs.values())
+                now = time.monotonic()
+                due = min((r._next_flush for r in runs if r._writable), default=now + 3600.0)
+                wait = min(due, max(self._retry_at, now) if self.offline else due) - now
+                if not self._wake and not self._stop and wait > 0:
+                    self._cond.wait(timeout=min(wait, 3600.0))
+                    continue
+                self._wake = False
+                stopping = self._stop
+            for run in runs:
+                if run._writable and (run._next_flush <= time.monotonic() or stopping):
+                    run._package()
+            self._send_all(runs)
+            with self._cond:
+                self._cycle += 1
+                for run in runs:
+                    if not run._writable and not run._outbox:
+                        self._runs.pop(id(run), None)
+                self._cond.notify_all()
+                if stopping:
+                    return
+
+    def _send_all(self, runs: list["RemoteRun"]) -> None:
+        if self.offline is not None and time.monotonic() < self._retry_at:
+            return
+        try:
+            for run in runs:
+                self._send(run)
+        except Unreachable as exc:
+            self.offline = str(exc) or "unreachable"
+            self._retry_at = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+            return
+        except TokenRefused as exc:
+            self.refused = exc
+            return
+        if self.offline is not None:
+            self.offline = None
+        self._backoff = _BACKOFF_MIN
+        self.refused = None
+
+    def _send(self, run: "RemoteRun") -> None:
+        outbox = run._outbox
+        while outbox and run._stuck is None:
+            entry = outbox[0]
+            op = entry[0]
+            op["sent"] = time.time()
+            if entry[1] is not None:
+                if not isinstance(entry[1], pa.RecordBatch):
+                    entry[1] = to_batch(entry[1])
+                result = self.link.put(op, entry[1])
+            else:
+                result = self.link.action("op", op)
+            if result.get("ok"):
+                outbox.popleft()
+                continue
+            if result.get("retry"):
+                raise Unreachable(result.get("error", "the server asked to retry"))
+            # The server will not take this op (it names a deleted run, say): keep it
+            # and everything after it, and let flush()/close() say why.
+            run._stuck = result.get("error") or "the server refused an op"
+            warnings.warn(f"runstore: run {run.id}: {run._stuck}; its unsent data is kept", RuntimeWarning,
+                          stacklevel=2)
+
+
+def to_batch(parts: list) -> pa.RecordBatch:
+    """Points taken from sequence buffers -> one record batch in POINTS_SCHEMA.
+
+    ``parts`` is [(seq index, pending chunks)]; a chunk is an (n, 4) float64 array
+    [value, step (NaN: not given), epoch, time] or (such rows, exact int64 steps).
+    """
+    idx, steps, given, values, epochs, times = [], [], [], [], [], []
+    for k, chunks in parts:
+        for chunk in chunks:
+            if type(chunk) is tuple:
+                rows, exact = chunk
+                steps.append(np.asarray(exact, dtype=np.int64))
+                given.append(np.ones(len(rows), dtype=bool))
+            else:
+                rows = chunk
+                raw = rows[:, 1]
+                has = ~np.isnan(raw)
+                steps.append(np.where(has, raw, 0).astype(np.int64))
+                given.append(has)
+            idx.append(np.full(len(rows), k, dtype=np.int32))
+            values.append(rows[:, 0])
+            epochs.append(rows[:, 2])
+            times.append(rows[:, 3])
+    has = np.concatenate(given)
+    step_arr = pa.array(np.concatenate(steps), mask=~has) if not has.all() else pa.array(np.concatenate(steps))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(np.concatenate(idx)), step_arr, pa.array(np.concatenate(values)),
+         pa.array(np.concatenate(epochs)), pa.array(np.concatenate(times))],
+        schema=P.POINTS_SCHEMA,
+    )
+
+
+def _after_fork_in_child() -> None:
+    for shipper in list(_shippers):
+        shipper._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
