@@ -1,0 +1,178 @@
+"""runstore server: a real server process, real clients (this process and children)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from runstore import Repo, RepositoryError, Run
+from server_proc import ServerProcess
+
+
+@pytest.fixture
+def server(tmp_path):
+    with ServerProcess(tmp_path / "served") as proc:
+        yield proc
+
+
+def local(proc: ServerProcess) -> Repo:
+    return Repo(proc.repo_path, readonly=True)
+
+
+def test_scalars_params_tags_end_to_end(server):
+    repo = Repo(server.url)
+    assert repr(repo) == f"Repo({server.url!r})"
+    run = Run(repo=repo, experiment="mnist", name="baseline", tags=["a"])
+    assert type(run).__name__ == "RemoteRun"
+    run["hparams"] = {"lr": 1e-3, "layers": [64, 32]}
+    for i in range(2500):
+        run.track(i * 0.5, name="loss", context={"subset": "train"})
+        run.log_metrics({"acc": i / 2500}, step=i * 2, epoch=i // 100, context={"subset": "val"})
+    run.track_many(np.arange(5.0), "bulk", steps=[1, 2, 3, 2**60, 2**62])
+    run.add_tag("b")
+    run.remove_tag("a")
+    run.name = "renamed"
+    run.close()
+
+    stored = local(server).get_run(run.id)
+    assert (stored.status, stored.name, stored.experiment, stored.tags) == ("finished", "renamed", "mnist", ["b"])
+    assert stored.params == {"hparams": {"lr": 1e-3, "layers": [64, 32]}}
+    assert stored.hostname == run.hostname and stored.pid == run.pid
+    loss = stored.sequence("loss", {"subset": "train"})
+    assert loss.count == 2500
+    np.testing.assert_array_equal(loss.steps, np.arange(2500))
+    np.testing.assert_array_equal(loss.values, np.arange(2500) * 0.5)
+    acc = stored.sequence("acc", {"subset": "val"})
+    np.testing.assert_array_equal(acc.steps, np.arange(2500) * 2)
+    np.testing.assert_array_equal(acc.epochs, np.arange(2500) // 100)
+    assert acc.timestamps.min() >= stored.created_at - 1
+    bulk = stored.sequence("bulk")
+    assert bulk.steps.tolist() == [1, 2, 3, 2**60, 2**62]  # int64 steps beyond 2**53 exact
+    assert local(server).check() == []
+    # the remote view reads the same record
+    view = repo.get_run(run.id)
+    assert (view.status, view.tags, view.params["hparams"]["lr"]) == ("finished", ["b"], 1e-3)
+
+
+def test_default_steps_continue_across_flushes_and_resume(server):
+    repo = Repo(server.url)
+    run = Run(repo=repo)
+    for i in range(10):
+        run.track(float(i), name="x")
+        if i == 4:
+            run.flush()  # waits for the server's acknowledgement
+            assert local(server).get_run(run.id).sequence("x").count == 5
+    run.close()
+    again = Run(repo=repo, run_id=run.id)
+    again.track(10.0, name="x")
+    again.track(11.0, name="x", step=100)
+    again.track(12.0, name="x")
+    again.close()
+    seq = local(server).get_run(run.id).sequence("x")
+    assert seq.steps.tolist() == list(range(11)) + [100, 101]
+    assert seq.values.tolist() == [float(i) for i in range(13)]
+
+
+def test_an_op_sent_twice_is_applied_once(server):
+    from runstore.server import _protocol as P
+    from runstore.server._link import Link
+    from runstore.server._shipper import to_batch
+
+    link = Link(P.Address(server.url), None)
+    run_id = "0" * 8 + "1234567890abcdef"
+    record = {"name": "dup", "experiment": "default", "tags": [], "description": None, "status": "running",
+              "created_at": 1.0, "ended_at": None, "parent": None, "archived": False, "hostname": "h",
+              "pid": 1, "artifacts": []}
+    create = {"w": "w1", "n": 1, "run": run_id, "create": [record, {}]}
+    assert link.action("op", create) == {"ok": 1}
+    assert link.action("op", create) == {"ok": 1, "dup": 1}
+    rows = np.array([[1.0, np.nan, np.nan, 5.0], [2.0, np.nan, np.nan, 6.0]])
+    points = {"w": "w1", "n": 2, "run": run_id, "seqs": [["loss", {}]]}
+    batch = to_batch([(0, [rows])])
+    assert link.put(points, batch) == {"ok": 1}
+    assert link.put(points, batch) == {"ok": 1, "dup": 1}
+    gap = link.put(dict(points, n=4), batch)
+    assert "before op 3" in gap["error"]
+    stored = local(server).get_run(run_id).sequence("loss")
+    assert stored.values.tolist() == [1.0, 2.0] and stored.steps.tolist() == [0, 1]
+    link.close()
+
+
+CLIENT = textwrap.dedent("""
+    import sys
+    from runstore import Repo, Run
+    url, k, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    repo = Repo(url, flush_interval=0.05)
+    for r in range(2):
+        run = Run(repo=repo, experiment="many", name=f"c{k}-r{r}")
+        run["hparams"] = {"client": k, "run": r}
+        for i in range(n):
+            run.track(float(i), name="loss", context={"subset": "train"})
+            if i % 3 == 0:
+                run.track(float(-i), name="val", step=i, context={"subset": "val"})
+        run.close()
+""")
+
+
+def test_several_client_processes(server, tmp_path):
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT)
+    n = 3000
+    procs = [subprocess.Popen([sys.executable, str(script), server.url, str(k), str(n)]) for k in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    repo = local(server)
+    runs = repo.runs()
+    assert sorted(r.name for r in runs) == sorted(f"c{k}-r{r}" for k in range(3) for r in range(2))
+    for run in runs:
+        assert run.status == "finished"
+        assert run.sequence("loss", {"subset": "train"}).values.tolist() == [float(i) for i in range(n)]
+        assert run.sequence("val", {"subset": "val"}).steps.tolist() == list(range(0, n, 3))
+    assert repo.check() == []
+
+
+def test_server_killed_mid_run_nothing_lost_nothing_doubled(tmp_path):
+    proc = ServerProcess(tmp_path / "served").start()
+    try:
+        repo = Repo(proc.url, flush_interval=0.05, close_timeout=60)
+        run = Run(repo=repo)
+        for i in range(3000):
+            run.track(float(i), name="loss")
+            if i == 1000:
+                run.flush()
+                proc.kill()  # SIGKILL: whatever it acknowledged is on disk
+            if i == 2000:
+                proc = ServerProcess(proc.repo_path, port=proc.port).start()
+        run.close()
+        seq = local(proc).get_run(run.id).sequence("loss")
+        assert seq.count == 3000
+        assert seq.values.tolist() == [float(i) for i in range(3000)]
+        assert seq.steps.tolist() == list(range(3000))
+        assert local(proc).check() == []
+    finally:
+        proc.stop()
+        proc.kill()
+
+
+def test_token_required_and_checked(tmp_path):
+    token_file = tmp_path / "token.txt"
+    token_file.write_text("s3cret-token\n")
+    with ServerProcess(tmp_path / "served", "--token-file", str(token_file)) as proc:
+        with pytest.raises(RepositoryError, match="the server refused the token"):
+            Repo(proc.url)
+        with pytest.raises(RepositoryError, match="the server refused the token"):
+            Repo(proc.url, token="wrong")
+        repo = Repo(proc.url, token="s3cret-token")
+        with Run(repo=repo) as run:
+            run.track(1.0, name="x")
+        assert local(proc).get_run(run.id).sequence("x").count == 1
+
+
+def test_non_loopback_bind_without_token_is_refused(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "runstore", "server", "--repo", str(tmp_path / "r"),
+                          "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "without a token" in out.stderr and "--token-file" in out.stderr
