@@ -62,8 +62,8 @@ def _nearby_repository() -> str | None:
     return found[0] if found else None
 
 
-COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "ui", "server", "export", "rm",
-                 "archive", "unarchive", "tag", "check", "compact", "demo")
+COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "ui", "server", "export",
+                 "import", "rm", "archive", "unarchive", "tag", "check", "compact", "demo")
 
 
 class _Group(click.Group):
@@ -373,3 +373,7 @@ cli.add_command(_ui_command)
 from .server._command import server as _server_command  # noqa: E402  (Flight is imported when it runs)
 
 cli.add_command(_server_command)
+
+from . import _cli_import  # noqa: E402
+
+_cli_import.register(cli)

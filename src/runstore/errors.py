@@ -74,6 +74,11 @@ class QueryNameError(QuerySyntaxError):
     """A query names something that does not exist (an unknown root name or method)."""
 
 
+class ImportSourceError(RunstoreError, ValueError):
+    """A source given to an importer cannot be read (missing, unreadable, not what it
+    should be, or it needs a package that is not installed); nothing was written."""
+
+
 class ParamChangedError(RunstoreError, ValueError):
     """A logged param already has a different value (params are immutable in the fluent API)."""
 

@@ -84,7 +84,11 @@ class Run:
         parent: "Run | str | None" = None,
         flush_interval: float | None = None,
         run_hash: str | None = None,
+        created_at: float | None = None,
     ) -> None:
+        """``created_at`` (seconds since the epoch) backdates a new run: importers
+        use it to keep the time a run really started in another tracker (the run id
+        encodes it, so the run sorts where it belongs). It cannot change a resumed run."""
         from .repo import Repo
 
         if run_hash is not None:  # Aim's name for run_id
@@ -96,9 +100,15 @@ class Run:
         self._init_state(writable=True)
         self._flush_interval = float(flush_interval if flush_interval is not None else self.repo.flush_interval)
         env = self.repo._env
+        if created_at is not None:
+            if run_id is not None:
+                raise InvalidParamError("created_at is for new runs; a resumed run keeps the time it was created")
+            if isinstance(created_at, bool) or not isinstance(created_at, (int, float)) \
+                    or not 0 <= created_at < 2 ** 47 / 1000:
+                raise InvalidParamError(f"created_at must be seconds since the epoch (a number >= 0), got {created_at!r}")
         if run_id is None:
-            self._id = new_run_id()
-            now = _time()
+            self._id = new_run_id(created_at)
+            now = _time() if created_at is None else float(created_at)
             record = {
                 "name": _opt_str(name, "name"),
                 "experiment": _opt_str(experiment, "experiment") or "default",
@@ -115,6 +125,8 @@ class Run:
             }
 
             def create(txn):
+                while created_at is not None and _rec.get_record(env, txn, self._id) is not None:
+                    self._id = new_run_id(created_at)  # a backdated id is random: never overwrite a run
                 _rec.put_record(env, txn, self._id, record)
                 _rec.put_params(env, txn, self._id, {})
 
@@ -244,9 +256,10 @@ class Run:
             track(value, name, step, epoch, context)
 
     def track_many(self, values: Any, name: str, steps: Any = None, epochs: Any = None,
-                   context: dict | None = None) -> None:
+                   context: dict | None = None, timestamps: Any = None) -> None:
         """Append many points at once (NumPy arrays or sequences); all points get
-        the current time as their timestamp."""
+        the current time as their timestamp unless ``timestamps`` (seconds since the
+        epoch, one per value) says when each was recorded, as importers do."""
         seq = self._sequence(name, context)
         name = seq.name
         vals = _numeric_array(values, f"values of {_values.describe(name, seq.context)}")
@@ -265,10 +278,17 @@ class Run:
                 raise InvalidValueError(f"{what} must be int64 integers: element {i} is {int(raw[i])}, beyond 2**63-1")
             stp = raw
         eps = None if epochs is None else _numeric_array(epochs, f"epochs of {_values.describe(name, seq.context)}", n)
+        tss = None
+        if timestamps is not None:
+            tss = _numeric_array(timestamps, f"timestamps of {_values.describe(name, seq.context)}", n)
+            if not np.isfinite(tss).all():
+                i = int(np.flatnonzero(~np.isfinite(tss))[0])
+                raise InvalidValueError(f"timestamps of {_values.describe(name, seq.context)} must be finite: "
+                                        f"element {i} is {float(tss[i])!r}")
         with self._lock:
             if not self._writable:
                 raise self._closed_error()
-            seq._extend(vals, stp, eps)
+            seq._extend(vals, stp, eps, tss)
 
     def sequence(self, name: str, context: dict | None = None) -> Sequence:
         """The sequence (name, context): on a live run a handle whose ``append``
@@ -407,20 +427,26 @@ class Run:
         states, result = env.write(work)
         return states, result, failed
 
-    def close(self, status: str = "finished") -> None:
+    def close(self, status: str = "finished", *, ended_at: float | None = None) -> None:
         """Flush, mark the run ``status`` and stop accepting points. Idempotent.
 
         ``status`` is finished, failed or killed; ``"completed"`` (the Experiment
-        Manager's word) and a pipeline ``RunStatus`` are accepted too."""
+        Manager's word) and a pipeline ``RunStatus`` are accepted too. ``ended_at``
+        (seconds since the epoch; default now) keeps the time an imported run
+        really ended; ``status="running"`` with ``ended_at=None`` leaves a run that
+        was still running in its tracker marked so."""
         status = getattr(status, "run_status", status) or "finished"  # a RunStatus member
         status = _STATUS_ALIASES.get(status, status) if isinstance(status, str) else status
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        if ended_at is not None and (isinstance(ended_at, bool) or not isinstance(ended_at, (int, float))):
+            raise InvalidParamError(f"ended_at must be seconds since the epoch, got {ended_at!r}")
         with self._lock:
             if not self._writable:
                 return
+            end = None if status == "running" and ended_at is None else _time() if ended_at is None else float(ended_at)
             self._record = self._flush(
-                also=lambda txn: self._modify_in(txn, lambda r: r.update(status=status, ended_at=_time()))
+                also=lambda txn: self._modify_in(txn, lambda r: r.update(status=status, ended_at=end))
             )
             self._writable = False
             self._due = float("inf")
@@ -606,6 +632,26 @@ class Run:
             params[key] = value
             _rec.put_params(env, txn, self._id, params)
             return params
+
+        self._params = env.write(work)
+
+    def update_params(self, params: dict[str, Any]) -> None:
+        """Set several top-level params in one write transaction, all or nothing
+        (``run[key] = value`` for each, validated first). Importers use it: one
+        durable commit per run instead of one per param."""
+        if not isinstance(params, dict):
+            raise InvalidParamError(f"update_params takes a dict of top-level key -> value, got {type(params).__name__}")
+        clean = {}
+        for key, value in params.items():
+            _values.check_param_key(key)
+            clean[key] = _values.normalize_params(value, key)
+        env = self.repo._env
+
+        def work(txn):
+            stored = _rec.get_params(env, txn, self._id)
+            stored.update(clean)
+            _rec.put_params(env, txn, self._id, stored)
+            return stored
 
         self._params = env.write(work)
 

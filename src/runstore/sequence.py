@@ -161,13 +161,14 @@ class Sequence:
             del buf[:n]
             self._pending.append(np.frombuffer(rows, np.float64).reshape(-1, 4))
 
-    def _extend(self, values: np.ndarray, steps: np.ndarray | None, epochs: np.ndarray | None) -> None:
+    def _extend(self, values: np.ndarray, steps: np.ndarray | None, epochs: np.ndarray | None,
+                timestamps: np.ndarray | None = None) -> None:
         if not len(values):
             return
         rows = np.empty((len(values), 4))
         rows[:, 0] = values
         rows[:, 2] = _NAN if epochs is None else epochs
-        rows[:, 3] = _time()
+        rows[:, 3] = _time() if timestamps is None else timestamps
         self._take_buffer()  # keep arrival order with points from append()
         if steps is not None and steps.dtype.kind in "iu":
             # Integer steps travel as int64 beside the rows: exact over the whole range.

@@ -26,8 +26,13 @@ _lock = threading.Lock()
 _last = 0  # the last id made by this process, as an int
 
 
-def new_run_id() -> str:
+def new_run_id(at: float | None = None) -> str:
+    """A new run id; ``at`` (seconds) backdates it for a run imported from another
+    tracker, so it sorts where the run really started. A backdated id skips the
+    process counter (48 random bits keep it unique; the caller checks anyway)."""
     global _last
+    if at is not None:
+        return ((int(at * 1000) << 48) | int.from_bytes(os.urandom(6), "big")).to_bytes(RUN_ID_BYTES, "big").hex()
     now_ms = int(time.time() * 1000)
     with _lock:
         candidate = (now_ms << 48) | int.from_bytes(os.urandom(6), "big")

@@ -1,0 +1,45 @@
+"""Bring history along: import runs from TensorBoard, MLflow and Aim.
+
+>>> from runstore import importers
+>>> runs = importers.tensorboard("runs/", repo="my-repo")        # doctest: +SKIP
+>>> print(runs.summary())                                       # doctest: +SKIP
+
+Each function reads the source without writing to it, writes one runstore run
+per source run through the public API (original steps, wall-clock times,
+params, tags, status and parents kept) and returns an :class:`ImportResult`:
+the list of runs imported, plus ``unchanged``, ``points``, ``skipped`` and
+``summary()``. Importing again is idempotent: runs already imported and
+unchanged are skipped; ``force=True`` imports them again. docs/import.md has
+what maps to what.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from .. import Repo
+from ._common import ImportResult, Progress, write_runs
+
+__all__ = ["ImportResult", "aim", "mlflow", "tensorboard"]
+
+
+def _repo(repo: "Repo | str | os.PathLike | None") -> Repo:
+    return repo if isinstance(repo, Repo) else Repo(repo)
+
+
+def tensorboard(logdir: str | os.PathLike, repo: "Repo | str | os.PathLike | None" = None, *,
+                experiment: str | None = None, force: bool = False, verify: bool = True,
+                contexts: bool | Mapping[str, str] = True, progress: Progress | None = None) -> ImportResult:
+    """Import every run of a TensorBoard log directory (or one event file).
+
+    ``experiment`` defaults to the log directory's name; ``verify`` checks each
+    record's CRC-32C; ``contexts`` maps ``train/``-style tag prefixes to a
+    ``{"subset": ...}`` context (False keeps tags as they are, a dict gives your
+    own prefix -> subset map); ``progress(done, total, name)`` is called per run.
+    """
+    from . import _tensorboard
+
+    root, runs = _tensorboard.read_runs(logdir, experiment=experiment, verify=verify)
+    return write_runs(_repo(repo), "tensorboard", str(root), runs, len(runs), force=force,
+                      progress=progress, contexts=contexts)
