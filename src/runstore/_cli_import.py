@@ -75,5 +75,26 @@ def tensorboard(logdir: str, experiment: str | None, repo_path: str | None, forc
          contexts=not no_contexts, verify=not no_verify)
 
 
+@import_.command(context_settings=CONTEXT)
+@click.argument("uri")
+@click.option("--experiment", "experiments", metavar="NAME", multiple=True,
+              help="Import only this MLflow experiment (repeat for several) [default: all].")
+@_repo_option
+@_force_option
+@_contexts_option
+def mlflow(uri: str, experiments: tuple[str, ...], repo_path: str | None, force: bool, no_contexts: bool) -> None:
+    """Import MLflow runs from URI.
+
+    URI is sqlite:///path/to/mlflow.db, a file store folder (mlruns/), or the
+    http(s):// address of an MLflow server (needs runstore[mlflow]). Runs keep
+    their experiment, name, status, times, params, tags, parent and metrics;
+    local artifacts are copied.
+    """
+    from . import importers
+
+    _run(importers.mlflow, uri=uri, repo=_repo(repo_path), experiment=list(experiments) or None, force=force,
+         contexts=not no_contexts)
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(import_)

@@ -43,3 +43,20 @@ def tensorboard(logdir: str | os.PathLike, repo: "Repo | str | os.PathLike | Non
     root, runs = _tensorboard.read_runs(logdir, experiment=experiment, verify=verify)
     return write_runs(_repo(repo), "tensorboard", str(root), runs, len(runs), force=force,
                       progress=progress, contexts=contexts)
+
+
+def mlflow(uri: str | os.PathLike, repo: "Repo | str | os.PathLike | None" = None, *,
+           experiment: str | list[str] | None = None, force: bool = False,
+           contexts: bool | Mapping[str, str] = True, progress: Progress | None = None) -> ImportResult:
+    """Import MLflow runs from ``sqlite:///path/mlflow.db``, a file store folder
+    (``mlruns/``) or an ``http(s)://`` tracking server (needs ``runstore[mlflow]``).
+
+    ``experiment`` imports only the MLflow experiment(s) of that name (runs keep
+    their MLflow experiment name); ``contexts`` as for :func:`tensorboard`.
+    """
+    from . import _mlflow
+
+    wanted = [experiment] if isinstance(experiment, str) else list(experiment) if experiment else None
+    source, runs, notes = _mlflow.read_runs(os.fspath(uri), wanted)
+    return write_runs(_repo(repo), "mlflow", source, runs, len(runs), force=force, progress=progress,
+                      contexts=contexts, notes=notes)

@@ -19,6 +19,7 @@ objects. ``write_runs`` turns them into runstore runs:
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,36 +159,35 @@ def nested_params(flat: Mapping[str, Any], skipped: list[str]) -> dict:
     return out
 
 
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?|-?\.[0-9]+([eE][-+]?[0-9]+)?")
+
+
 def typed(value: str) -> Any:
-    """A param string typed back where it reads as a bool, int or float
-    (MLflow stores every param as text)."""
-    text = value.strip()
-    if text in ("True", "true"):
+    """A param string typed back where it reads as a bool, an int or a finite float
+    (MLflow stores every param as text). Anything else stays text, including
+    "007" (an id, not seven), " 2", "nan" and "inf"."""
+    if value in ("True", "true"):
         return True
-    if text in ("False", "false"):
+    if value in ("False", "false"):
         return False
-    if text in ("None", "null"):
+    if value in ("None", "null"):
         return None
-    try:
-        number = int(text)
-        if -(1 << 63) <= number < (1 << 63) and str(number) == text:
-            return number
-    except ValueError:
-        pass
-    try:
-        number_f = float(text)
-    except ValueError:
+    if not _NUMBER.fullmatch(value):
         return value
-    # "nan"/"inf" stay text: a param spelled so is more often a word than a number
+    if value.lstrip("-").isdigit():
+        number = int(value)
+        return number if -(1 << 63) <= number < (1 << 63) else value
+    number_f = float(value)
     return number_f if math.isfinite(number_f) else value
 
 
 def write_runs(repo: Repo, tool: str, source: str, runs: Iterable[SourceRun], total: int, *,
                experiment: str | None = None, force: bool = False, progress: Progress | None = None,
-               contexts: bool | Mapping[str, str] = True) -> ImportResult:
+               contexts: bool | Mapping[str, str] = True, notes: Iterable[str] = ()) -> ImportResult:
     """Write the runs an importer read; see the module docstring."""
     started = time.perf_counter()
     result = ImportResult(tool, source)
+    result.skipped.extend(notes)
     before = existing_imports(repo, tool)
     ids: dict[str, str] = {key[1]: run.id for key, run in before.items() if key[0] == source}
     parents: list[tuple[str, str]] = []  # (runstore id, parent source id)
@@ -202,7 +202,7 @@ def write_runs(repo: Repo, tool: str, source: str, runs: Iterable[SourceRun], to
             if src.parent_id is not None:
                 parents.append((old.id, src.parent_id))
             continue
-        run = _write_one(repo, tool, source, src, experiment, result, contexts)
+        run = _write_one(repo, tool, source, src, experiment, result, contexts, ids.get(src.parent_id or ""))
         if old is not None:
             repo.delete_run(old.id)
             result.replaced += 1
@@ -210,25 +210,27 @@ def write_runs(repo: Repo, tool: str, source: str, runs: Iterable[SourceRun], to
         if src.parent_id is not None:
             parents.append((run.id, src.parent_id))
         result.append(run)
+    # Parents imported after their children, or copies replaced since: point each
+    # child at the current copy of its parent.
+    mine = {run.id: run for run in result}
     for run_id, parent in parents:
         target = ids.get(parent)
         if target is None:
             result.skipped.append(f"run {run_id}: its parent {parent} is not in the source; no parent set")
             continue
-        view = repo.get_run(run_id)
-        if view.parent != target:
+        view = mine.get(run_id) or repo.get_run(run_id)
+        if view.refresh().parent != target:
             view.parent = target
-            view.refresh()
     result.seconds = time.perf_counter() - started
     return result
 
 
 def _write_one(repo: Repo, tool: str, source: str, src: SourceRun, experiment: str | None,
-               result: ImportResult, contexts: bool | Mapping[str, str]) -> Run:
+               result: ImportResult, contexts: bool | Mapping[str, str], parent: str | None) -> Run:
     series = src.series() if callable(src.series) else src.series
     prefixes = prefix_map(contexts)
     run = Run(repo=repo, experiment=experiment or src.experiment, name=src.name, tags=src.tags,
-              description=src.description, created_at=src.created_at)
+              description=src.description, created_at=src.created_at, parent=parent)
     try:
         params = dict(src.params)
         params["imported_from"] = {"tool": tool, "source": source, "id": src.source_id,
