@@ -25,6 +25,7 @@ from .errors import (
     RunNotFoundError,
     RunstoreError,
     QueryWarning,
+    SQLError,
     SequenceNotFoundError,
     StorageFullError,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStatus",
     "RunstoreError",
+    "SQLError",
     "Sequence",
     "SequenceNotFoundError",
     "StorageFullError",

@@ -62,8 +62,8 @@ def _nearby_repository() -> str | None:
     return found[0] if found else None
 
 
-COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "ui", "server", "export",
-                 "import", "rm", "archive", "unarchive", "tag", "check", "compact", "demo")
+COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "sql", "ui", "server",
+                 "export", "import", "rm", "archive", "unarchive", "tag", "check", "compact", "demo")
 
 
 class _Group(click.Group):
@@ -356,7 +356,7 @@ def demo(fresh: bool) -> None:
 
 
 # Commands that live in their own modules (registered in the order `--help` lists them).
-from . import _cli_compare, _cli_live, _cli_runs, _cli_show  # noqa: E402
+from . import _cli_compare, _cli_live, _cli_runs, _cli_show, _cli_sql  # noqa: E402
 
 cli.add_command(_cli_runs.ls)
 cli.add_command(_cli_runs.query)
@@ -365,6 +365,7 @@ cli.add_command(_cli_compare.diff)
 cli.add_command(_cli_live.tail)
 cli.add_command(_cli_live.plot)
 cli.add_command(_cli_compare.experiments)
+cli.add_command(_cli_sql.sql)
 
 from .ui._command import ui as _ui_command  # noqa: E402  (imports click only; the UI loads when it runs)
 

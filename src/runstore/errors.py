@@ -96,6 +96,11 @@ class MatchError(RunstoreError, ValueError):
     or a key such as ``"loss.last"`` names several sequences of one run."""
 
 
+class SQLError(RunstoreError, ValueError):
+    """A query given to ``repo.sql`` / ``runstore sql`` failed in DuckDB (syntax, an unknown
+    table or column, a type error); the message is DuckDB's, plus the tables to use."""
+
+
 class QueryWarning(UserWarning):
     """A query ran but names something no run has (a param path that may be a typo).
 

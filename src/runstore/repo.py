@@ -19,6 +19,7 @@ from .sequence import Sequence
 
 if TYPE_CHECKING:
     from .collections import RunCollection, SequenceCollection
+    from .sql import SQLResult
 
 DEFAULT_PATH = ".runstore"
 ENV_VAR = "RUNSTORE_REPO"
@@ -215,6 +216,20 @@ class Repo:
         from .query import run_query
 
         return run_query(self, query)
+
+    def sql(self, query: str, params: Any = None) -> "SQLResult":
+        """Run DuckDB SQL over the repository (needs ``runstore[sql]``).
+
+        Tables: ``runs``, ``params``, ``sequences``, ``points``, ``artifacts``; views
+        ``experiments``, ``trials``, ``trial_runs``, ``epochs``, ``results`` (docs/query.md).
+        ``params`` fills ``?``/``$1`` placeholders. Filters on ``points`` read only the
+        sequences they reach::
+
+            repo.sql("SELECT step, value FROM points WHERE run_id = ? AND name = 'loss'", [run_id])
+        """
+        from .sql import sql
+
+        return sql(self, query, params)
 
     # Aim's names for the same things.
     @classmethod
