@@ -24,7 +24,7 @@ from runstore.cli import cli
 from runstore.errors import RepositoryError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
-COMMANDS = ["init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "ui", "server", "export",
+COMMANDS = ["init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "sql", "ui", "server", "export",
             "import", "rm", "archive", "unarchive", "tag", "check", "compact", "demo"]
 
 

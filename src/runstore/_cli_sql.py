@@ -29,8 +29,8 @@ def sql(query: str | None, fmt: str | None, wide: bool, tables: bool) -> None:
     reach.  Needs runstore[sql] (DuckDB).
 
     \b
-    runstore sql "SELECT name, status FROM runs ORDER BY created_at DESC LIMIT 5"
-    runstore sql "SELECT run_id, max(value) FROM points WHERE name = 'acc' GROUP BY run_id"
+    runstore sql "SELECT name, status FROM runs LIMIT 5"
+    runstore sql -f csv "SELECT step, value FROM points WHERE name = 'acc'"
     """
     repo = state().repo(readonly=True)
     if tables:
