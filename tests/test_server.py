@@ -13,6 +13,13 @@ from runstore import Repo, RepositoryError, Run
 from server_proc import ServerProcess
 
 
+@pytest.fixture(autouse=True)
+def spool_home(tmp_path, monkeypatch):
+    """Spools go under the test's directory, never the user's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "runstore" / "spool"
+
+
 @pytest.fixture
 def server(tmp_path):
     with ServerProcess(tmp_path / "served") as proc:
@@ -134,27 +141,104 @@ def test_several_client_processes(server, tmp_path):
     assert repo.check() == []
 
 
-def test_server_killed_mid_run_nothing_lost_nothing_doubled(tmp_path):
+def test_server_killed_mid_run_spools_then_drains(tmp_path, spool_home):
     proc = ServerProcess(tmp_path / "served").start()
     try:
         repo = Repo(proc.url, flush_interval=0.05, close_timeout=60)
         run = Run(repo=repo)
+        run["hparams"] = {"lr": 0.1}
+        spooled = 0
         for i in range(3000):
             run.track(float(i), name="loss")
+            if i % 2:
+                run.track(float(-i), name="odd", step=i, context={"k": 1})
             if i == 1000:
                 run.flush()
                 proc.kill()  # SIGKILL: whatever it acknowledged is on disk
+                run.add_tag("while-down")
+            if 1000 < i < 2000 and i % 100 == 0:
+                run.flush()  # returns at once: the server is away, the data goes to the spool
+                spooled = max(spooled, len(list(repo.spool_dir.glob("*.op"))))
             if i == 2000:
                 proc = ServerProcess(proc.repo_path, port=proc.port).start()
         run.close()
-        seq = local(proc).get_run(run.id).sequence("loss")
+        assert spooled > 0  # the ops really went to disk while the server was away
+        assert list(repo.spool_dir.glob("*.op")) == []  # and were drained once it was back
+        stored = local(proc).get_run(run.id)
+        seq = stored.sequence("loss")
         assert seq.count == 3000
         assert seq.values.tolist() == [float(i) for i in range(3000)]
         assert seq.steps.tolist() == list(range(3000))
+        assert stored.sequence("odd", {"k": 1}).steps.tolist() == list(range(1, 3000, 2))
+        assert stored.tags == ["while-down"] and stored.status == "finished"
         assert local(proc).check() == []
     finally:
         proc.stop()
         proc.kill()
+
+
+OFFLINE = textwrap.dedent("""
+    import sys, warnings
+    from runstore import Repo, Run
+    url = sys.argv[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        repo = Repo(url, close_timeout=0.5)
+        run = Run(repo=repo, experiment="offline", name="no-network")
+        run["hparams"] = {"lr": 0.5}
+        for i in range(5000):
+            run.track(float(i), name="loss", context={"subset": "train"})
+            run.track_many([float(i)], name="many")
+        run.close()
+    print(run.id)
+    for w in caught:
+        print("WARNING", w.message)
+""")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sync_of_a_spool_written_while_no_server_existed(tmp_path, spool_home):
+    import os
+    import shutil
+
+    port = free_port()
+    url = f"grpc://127.0.0.1:{port}"
+    script = tmp_path / "offline.py"
+    script.write_text(OFFLINE)
+    env = dict(os.environ)
+    out = subprocess.run([sys.executable, str(script), url], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.split()[0]
+    assert "cannot be reached" in out.stdout  # Repo(url) warned
+    spool = spool_home / f"127.0.0.1_{port}"
+    assert "runstore sync --spool" in out.stdout and str(spool) in out.stdout  # close() named the spool
+    files = sorted(spool.glob("*.op"))
+    assert files and (spool / "server.txt").read_text().strip() == url
+    saved = tmp_path / "saved"
+    shutil.copytree(spool, saved)
+
+    with ServerProcess(tmp_path / "served", port=port) as proc:
+        sync = subprocess.run([sys.executable, "-m", "runstore", "sync", "--server", url], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert sync.returncode == 0, sync.stderr
+        assert f"sent {len(files)} op(s) (10,000 points) of 1 run(s) to {url}" in sync.stdout
+        assert list(spool.glob("*.op")) == []
+        again = subprocess.run([sys.executable, "-m", "runstore", "sync", "--spool", str(saved)],
+                               capture_output=True, text=True, env=env, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert f"{len(files)} were there already" in again.stdout  # sent twice, applied once
+        stored = local(proc).get_run(run_id)
+        assert (stored.name, stored.status, stored.params) == ("no-network", "finished", {"hparams": {"lr": 0.5}})
+        assert stored.sequence("loss", {"subset": "train"}).values.tolist() == [float(i) for i in range(5000)]
+        assert stored.sequence("many").count == 5000
+        assert local(proc).check() == []
 
 
 def test_token_required_and_checked(tmp_path):

@@ -62,7 +62,7 @@ def _nearby_repository() -> str | None:
     return found[0] if found else None
 
 
-COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "sql", "ui", "server",
+COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "sql", "ui", "server", "sync",
                  "export", "import", "rm", "archive", "unarchive", "tag", "check", "compact", "demo")
 
 
@@ -371,9 +371,10 @@ from .ui._command import ui as _ui_command  # noqa: E402  (imports click only; t
 
 cli.add_command(_ui_command)
 
-from .server._command import server as _server_command  # noqa: E402  (Flight is imported when it runs)
+from .server import _command as _server_commands  # noqa: E402  (Flight is imported when one runs)
 
-cli.add_command(_server_command)
+cli.add_command(_server_commands.server)
+cli.add_command(_server_commands.sync)
 
 from . import _cli_import  # noqa: E402
 

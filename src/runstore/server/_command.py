@@ -51,3 +51,66 @@ def server(ctx: click.Context, repo_path: str | None, host: str, port: int, toke
     path = repo_path if repo_path is not None else getattr(ctx.obj, "repo_path", None)
     repo = Repo(path)
     serve(repo, host, port, token=token, tls=tls, echo=lambda line: click.echo(line))
+
+
+@click.command(name="sync", short_help="Send spooled data (written while a server was away) to it.",
+               context_settings=CONTEXT)
+@click.option("--server", "url", metavar="URL", default=None,
+              help="Server address (grpc://HOST:PORT) [default: the one each spool was written for].")
+@click.option("--spool", "spool_dir", metavar="DIR", type=click.Path(file_okay=False), default=None,
+              help="Spool directory [default: every spool under ~/.cache/runstore/spool/].")
+@click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="File holding the server's token [default: $RUNSTORE_TOKEN].")
+@click.option("--tls-ca", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="PEM certificate to trust for grpc+tls:// (a self-signed server's).")
+def sync(url: str | None, spool_dir: str | None, token_file: str | None, tls_ca: str | None) -> None:
+    """Send what runs spooled while the server could not be reached (a node with no
+    network during the job, a server that was down when a run ended).
+
+    Each op is applied once however often it is sent, so running sync while the
+    writing process is still alive is safe. Exit code 1 when something is left.
+    """
+    from runstore.errors import RepositoryError
+
+    from . import _protocol as P
+    from ._link import Link, TokenRefused, Unreachable
+    from ._spool import pending, push
+
+    token = Path(token_file).read_text().strip() if token_file else None
+    ca = Path(tls_ca).read_bytes() if tls_ca else None
+    if spool_dir is not None:
+        dirs = [Path(spool_dir)]
+    elif url is not None:
+        dirs = [Path(P.default_spool_root()) / P.Address(url).spool_name]
+    else:
+        root = Path(P.default_spool_root())
+        dirs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    left = 0
+    for directory in dirs:
+        if not pending(directory):
+            click.echo(f"{directory}: nothing to send")
+            continue
+        target = url
+        if target is None:
+            marker = directory / "server.txt"
+            if not marker.exists():
+                raise RepositoryError(f"{directory} does not say which server it is for; pass --server URL")
+            target = marker.read_text().strip()
+        link = Link(P.Address(target), P.read_token(token), ca)
+        try:
+            report = push(link, directory)
+        except TokenRefused as exc:
+            raise RepositoryError(f"{target}: {exc}") from None
+        except Unreachable as exc:
+            raise RepositoryError(f"the server {target} cannot be reached ({exc}); the spool is kept") from None
+        finally:
+            link.close()
+        already = f"; {report['already']} were there already" if report["already"] else ""
+        click.echo(f"{directory}: sent {report['ops']} op(s) ({report['points']:,} points) of "
+                   f"{report['runs']} run(s) to {target}{already}")
+        for error in report["errors"]:
+            click.echo(f"problem: {error}", err=True)
+        left += report["left"]
+    if left:
+        click.echo(f"{left} op(s) left in the spool (see the problems above)", err=True)
+        raise SystemExit(1)

@@ -15,7 +15,9 @@ with none (the parent's queued ops are the parent's to send).
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import threading
 import time
 import warnings
@@ -27,6 +29,7 @@ import pyarrow as pa
 
 from . import _protocol as P
 from ._link import Link, TokenRefused, Unreachable
+from ._spool import Spool
 
 if TYPE_CHECKING:
     from .client import RemoteRun
@@ -38,8 +41,9 @@ _shippers: "weakref.WeakSet[Shipper]" = weakref.WeakSet()
 class Shipper:
     """Ships the ops of the runs registered with :meth:`add` (see the module docstring)."""
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, spool: Spool) -> None:
         self.link = link
+        self.spool = spool
         self._reset()
         _shippers.add(self)
 
@@ -54,6 +58,9 @@ class Shipper:
         self.refused: TokenRefused | None = None
         self._backoff = _BACKOFF_MIN
         self._retry_at = 0.0
+        # Held while an op is sent or spooled: an entry is never on the wire and
+        # being moved to disk at once.
+        self._io = threading.Lock()
 
     # -- registration ---------------------------------------------------------------
     def add(self, run: "RemoteRun") -> None:
@@ -110,7 +117,10 @@ class Shipper:
             for run in runs:
                 if run._writable and (run._next_flush <= time.monotonic() or stopping):
                     run._package()
-            self._send_all(runs)
+            with self._io:
+                self._send_all(runs)
+                if self.offline is not None or self.refused is not None:
+                    self._spool_all(runs)
             with self._cond:
                 self._cycle += 1
                 for run in runs:
@@ -145,14 +155,20 @@ class Shipper:
             entry = outbox[0]
             op = entry[0]
             op["sent"] = time.time()
-            if entry[1] is not None:
-                if not isinstance(entry[1], pa.RecordBatch):
-                    entry[1] = to_batch(entry[1])
-                result = self.link.put(op, entry[1])
+            if "seqs" in op:  # points: in memory, or in the spool
+                if entry[1] is None:
+                    batch = self.spool.load(entry)
+                else:
+                    if not isinstance(entry[1], pa.RecordBatch):
+                        entry[1] = to_batch(entry[1])
+                    batch = entry[1]
+                result = self.link.put(op, batch)
             else:
                 result = self.link.action("op", op)
             if result.get("ok"):
                 outbox.popleft()
+                if entry[2] is not None:
+                    self.spool.done(entry)
                 continue
             if result.get("retry"):
                 raise Unreachable(result.get("error", "the server asked to retry"))
@@ -161,6 +177,28 @@ class Shipper:
             run._stuck = result.get("error") or "the server refused an op"
             warnings.warn(f"runstore: run {run.id}: {run._stuck}; its unsent data is kept", RuntimeWarning,
                           stacklevel=2)
+
+
+    def _spool_all(self, runs: list["RemoteRun"]) -> int:
+        """Move every queued op of ``runs`` to the spool (caller holds ``_io``); how many stay in memory."""
+        left = 0
+        for run in runs:
+            with run._lock:
+                entries = list(run._outbox)
+            for entry in entries:
+                if entry[2] is None and not self.spool.put(entry):
+                    left += 1
+        return left
+
+    def spool_now(self, runs: list["RemoteRun"], timeout: float = 5.0) -> int | None:
+        """Spool ``runs``' queued ops from another thread (close, exit); None when a
+        send in progress did not finish within ``timeout``."""
+        if not self._io.acquire(timeout=timeout):
+            return None
+        try:
+            return self._spool_all(runs)
+        finally:
+            self._io.release()
 
 
 def to_batch(parts: list) -> pa.RecordBatch:
@@ -198,6 +236,28 @@ def to_batch(parts: list) -> pa.RecordBatch:
 def _after_fork_in_child() -> None:
     for shipper in list(_shippers):
         shipper._reset()
+
+
+def _spool_at_exit() -> None:
+    """What no server acknowledged by interpreter exit goes to disk (``runstore sync``
+    or the next run sends it); runs still live were closed before this runs."""
+    for shipper in list(_shippers):
+        runs = [r for r in shipper._runs.values() if r._outbox]
+        if not runs:
+            continue
+        shipper.stop(timeout=1.0)
+        left = shipper.spool_now(runs)
+        queued = sum(len(r._outbox) for r in runs)
+        where = shipper.spool.directory
+        if left is None or left:
+            print(f"runstore: {queued} op(s) for {shipper.link.address} were never acknowledged and "
+                  f"could not all be written to the spool {where}: they are lost", file=sys.stderr)
+        else:
+            print(f"runstore: {queued} op(s) for {shipper.link.address} are in the spool {where}; "
+                  f"send them with `runstore sync --spool {where}`", file=sys.stderr)
+
+
+atexit.register(_spool_at_exit)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

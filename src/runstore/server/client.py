@@ -34,6 +34,8 @@ from ..sequence import _ClosedBuffer
 from . import _protocol as P
 from ._link import Link, TokenRefused, Unreachable
 from ._shipper import Shipper
+from ._spool import DEFAULT_LIMIT as DEFAULT_SPOOL_LIMIT
+from ._spool import Spool
 
 __all__ = ["RemoteRepo", "RemoteRun"]
 
@@ -46,7 +48,9 @@ class RemoteRepo(Repo):
     ``token``: the server's token (default ``$RUNSTORE_TOKEN``); ``tls_ca``: a PEM
     file of the certificate authority (or the self-signed certificate) to trust
     for ``grpc+tls://``; ``close_timeout``: how long ``run.close()`` waits for the
-    server's acknowledgements.
+    server's acknowledgements; ``spool_dir`` / ``spool_limit``: where ops wait on
+    disk while the server cannot be reached (default
+    ``~/.cache/runstore/spool/<host>_<port>/``, 1 GiB).
 
     A refused token raises ``RepositoryError("the server refused the token")``
     here when the server is reachable; when it is not, a warning says so and runs
@@ -56,7 +60,8 @@ class RemoteRepo(Repo):
     def __init__(self, path: Any = None, *, token: str | None = None, flush_interval: float = 1.0,
                  create: bool | None = None, readonly: bool = False, map_size: int | None = None,
                  tls_ca: str | os.PathLike | bytes | None = None,
-                 close_timeout: float = DEFAULT_CLOSE_TIMEOUT, timeout: float = 10.0) -> None:
+                 close_timeout: float = DEFAULT_CLOSE_TIMEOUT, timeout: float = 10.0,
+                 spool_dir: str | os.PathLike | None = None, spool_limit: int = DEFAULT_SPOOL_LIMIT) -> None:
         url = path if path is not None else os.environ.get("RUNSTORE_REPO")
         self.address = P.Address(str(url))
         self.url = self.address.url
@@ -70,7 +75,9 @@ class RemoteRepo(Repo):
         if isinstance(ca, (str, os.PathLike)):
             ca = Path(ca).read_bytes()
         self._link = Link(self.address, P.read_token(token), ca, timeout=timeout)
-        self._shipper = Shipper(self._link)
+        spool = Path(spool_dir) if spool_dir is not None else Path(P.default_spool_root()) / self.address.spool_name
+        self.spool_dir = spool
+        self._shipper = Shipper(self._link, Spool(spool, self.url, spool_limit))
         self.server_repo: str | None = None
         try:
             hello = self._link.action("hello")
@@ -191,7 +198,7 @@ class RemoteRun(Run):
         with self._lock:
             op = {"w": self._writer, "n": self._next_n, "run": self._id, **fields}
             self._next_n += 1
-            self._outbox.append([op, points])
+            self._outbox.append([op, points, None])  # [op, points, spool file]
         shipper = self.repo._shipper
         shipper.add(self)
         if points is None:
@@ -253,12 +260,15 @@ class RemoteRun(Run):
         shipper = self.repo._shipper
         shipper.wake()
         if not shipper.wait_sent(self, self.repo.close_timeout, while_offline=True):
+            left = shipper.spool_now([self])
+            where = shipper.spool.directory
+            why = shipper.offline or ("the server refused the token" if shipper.refused else "no answer in time")
+            kept = (f"they are in the spool {where}: this process sends them while it runs, or "
+                    f"`runstore sync --spool {where}`" if left == 0 else "they stay in this process's memory")
             self._raise_problems()
-            why = shipper.offline or "no acknowledgement in time"
             warnings.warn(
                 f"runstore: run {self._id} closed before the server {self.repo.url} acknowledged "
-                f"{len(self._outbox)} op(s) ({why}); they stay queued in this process and are sent "
-                "while it runs",
+                f"{len(self._outbox)} op(s) ({why}); {kept}",
                 RuntimeWarning, stacklevel=2,
             )
 
