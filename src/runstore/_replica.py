@@ -231,3 +231,24 @@ def commit(repo: "Repo", changes: Iterable[Change]) -> None:
         for seq, state in zip(seqs, seq_states):
             if state is not None:
                 seq._adopt(state)
+
+
+# -- reads for a remote client: the query layer's scan contract, shipped --------------------
+def versions(repo: "Repo") -> tuple[int, int]:
+    """(runs version, sequences version): each grows with every commit that changes them."""
+    return repo._versions()
+
+
+def scan_runs(repo: "Repo") -> list[tuple[str, dict, dict]]:
+    """Every (run id, record, params), in storage order, as the query layer scans them."""
+    return repo._scan_runs()
+
+
+def scan_sequences(repo: "Repo") -> list[tuple[str, int, dict]]:
+    """Every (run id, seq id, summary with name and context), in storage order."""
+    return repo._scan_sequences()
+
+
+def read(repo: "Repo", keys: list[tuple[str, int]]) -> list[tuple]:
+    """The (steps, values, epochs, timestamps) of each (run id, seq id), in one read transaction."""
+    return repo._read_sequences(keys)

@@ -82,6 +82,16 @@ class Link:
                 raise self._failed(exc) from None
         return P.unpack(results[0].body.to_pybytes()) if results else None
 
+    def get(self, ticket: dict) -> pa.Table:
+        """A DoGet: the whole answer as one table."""
+        with self._lock:
+            client = self.client()
+            try:
+                reader = client.do_get(flight.Ticket(P.pack(ticket)), self._options(None))
+                return reader.read_all()
+            except BaseException as exc:
+                raise self._failed(exc) from None
+
     def put(self, op: dict, batch: pa.RecordBatch) -> dict:
         """Send one points batch on the long-lived DoPut stream; its acknowledgement."""
         with self._lock:

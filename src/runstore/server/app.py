@@ -30,6 +30,7 @@ import pyarrow.flight as flight
 
 from ..errors import RepositoryError, RunstoreError
 from . import _protocol as P
+from . import _reads
 from ._ingest import Ingest
 
 REFUSED = P.REFUSED
@@ -118,6 +119,22 @@ class TrackingServer(flight.FlightServerBase):
             writer.write(pa.py_buffer(P.pack(result)))
 
     # -- reads -------------------------------------------------------------------------
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
+        """Tickets (msgpack): {"q": "runs"|"sequences", "query": text} -> the matching
+        runs' rows; {"q": "read", "keys": [[run id, seq id]...]} -> their points."""
+        try:
+            request = P.unpack(ticket.ticket)
+            kind = request.get("q")
+            if kind == "read":
+                return _reads.points(self.repo, [(str(r), int(s)) for r, s in request["keys"]])
+            if kind in ("runs", "sequences"):
+                return _reads.matches(self.repo, kind, request.get("query"))
+            if kind in ("all_runs", "all_seqs"):
+                return _reads.everything(self.repo, kind)
+        except RunstoreError as exc:
+            raise flight.FlightServerError(f"{type(exc).__name__}: {exc}") from None
+        raise flight.FlightServerError(f"unknown ticket {request!r}")
+
     def _get_run(self, run_id: str) -> dict:
         try:
             run = self.repo.get_run(run_id)

@@ -120,6 +120,52 @@ class RemoteRepo(Repo):
             raise RunNotFoundError(answer["error"])
         return RemoteRun._remote_view(self, run, answer["record"], answer["params"])
 
+    # -- queries (evaluated on the server; see _reads) ------------------------------------
+    def query(self, query: str | None = None) -> Any:
+        """Runs matching ``query``, evaluated on the server, as a RunCollection."""
+        _compile(query)  # a syntax error is raised here, before any network
+        return self._mirror().runs(query)
+
+    def query_sequences(self, query: str | None = None) -> Any:
+        """Sequences matching ``query``, evaluated on the server, as a SequenceCollection.
+        Points this process tracked are sent first (read your own writes, as locally)."""
+        _compile(query)
+        for run in list(_live.values()):
+            if run.repo is self:
+                run.flush()
+        return self._mirror().sequences(query)
+
+    def _mirror(self) -> Any:
+        from ._reads import Mirror
+
+        if self.__dict__.get("_mirror_obj") is None:
+            self._mirror_obj = Mirror(self)
+        return self._mirror_obj
+
+    def runs(self) -> list[Run]:
+        return list(self.query(None))
+
+    def __iter__(self) -> Any:
+        return iter(self.runs())
+
+    def __len__(self) -> int:
+        return len(self.query(None))
+
+    def __contains__(self, run_id: object) -> bool:
+        if not isinstance(run_id, str):
+            return False
+        try:
+            self.get_run(run_id)
+        except RunNotFoundError:
+            return False
+        return True
+
+    def _get(self, ticket: dict) -> Any:
+        try:
+            return self._link.get(ticket)
+        except Unreachable as exc:
+            raise RepositoryError(f"the server {self.url} cannot be reached ({exc}); try again later") from None
+
     def _call(self, kind: str, body: Any) -> Any:
         try:
             return self._link.action(kind, body)
@@ -343,6 +389,16 @@ class RemoteRun(Run):
 
 
 _MISSING = object()
+
+
+def _compile(query: Any) -> None:
+    from ..query import compile_query
+
+    if query is None or (isinstance(query, str) and not query.strip()):
+        return
+    if not isinstance(query, str):
+        raise TypeError(f"a query must be a string, got {type(query).__name__}")
+    compile_query(query)
 _live: dict[int, RemoteRun] = {}
 _live_lock = threading.Lock()
 
