@@ -260,3 +260,80 @@ def test_non_loopback_bind_without_token_is_refused(tmp_path):
                           "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "without a token" in out.stderr and "--token-file" in out.stderr
+
+
+def self_signed(tmp_path):
+    """A certificate for 127.0.0.1 / localhost and its key, made with `cryptography`."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_with_a_self_signed_certificate(tmp_path):
+    cert, key = self_signed(tmp_path)
+    token_file = tmp_path / "token.txt"
+    token_file.write_text("tls-token")
+    with ServerProcess(tmp_path / "served", "--tls-cert", str(cert), "--tls-key", str(key),
+                       "--token-file", str(token_file)) as proc:
+        assert proc.url.startswith("grpc+tls://")
+        repo = Repo(proc.url, token="tls-token", tls_ca=cert)
+        with Run(repo=repo, name="secure") as run:
+            run.track(1.5, name="x")
+        assert [r.name for r in repo.query("run.name == 'secure'")] == ["secure"]
+        assert local(proc).get_run(run.id).sequence("x").values.tolist() == [1.5]
+        # a client that does not trust the certificate cannot talk to the server
+        with pytest.warns(RuntimeWarning, match="cannot be reached"):
+            Repo(proc.url, token="tls-token", close_timeout=0.5)
+        # nor can one that speaks plain gRPC to it
+        with pytest.warns(RuntimeWarning, match="cannot be reached"):
+            Repo(proc.url.replace("grpc+tls://", "grpc://"), token="tls-token", timeout=2)
+
+
+def test_token_refused_after_an_offline_start(tmp_path, spool_home):
+    """Unreachable at Repo(...): a warning, tracking goes on; the server then refuses the
+    token: flush() and close() raise, and the spool keeps the data for `runstore sync`."""
+    import os
+
+    port = free_port()
+    with pytest.warns(RuntimeWarning, match="cannot be reached"):
+        repo = Repo(f"grpc://127.0.0.1:{port}", token="wrong", close_timeout=2)
+    run = Run(repo=repo, name="refused")
+    for i in range(100):
+        run.track(float(i), name="x")
+    run.flush()  # nobody listens: returns, the data waits
+    token_file = tmp_path / "token.txt"
+    token_file.write_text("right")
+    with ServerProcess(tmp_path / "served", "--token-file", str(token_file), port=port) as proc:
+        with pytest.raises(RepositoryError, match="refused the token"):
+            run.flush()
+        with pytest.raises(RepositoryError, match="refused the token"):
+            run.close()
+        assert list(repo.spool_dir.glob("*.op"))
+        sync = subprocess.run([sys.executable, "-m", "runstore", "sync", "--spool", str(repo.spool_dir),
+                               "--token-file", str(token_file)], capture_output=True, text=True,
+                              env=dict(os.environ), timeout=120)
+        assert sync.returncode == 0, sync.stderr
+        stored = local(proc).get_run(run.id)
+        assert (stored.name, stored.status) == ("refused", "finished")
+        assert stored.sequence("x").values.tolist() == [float(i) for i in range(100)]

@@ -247,7 +247,10 @@ def _spool_at_exit() -> None:
             continue
         shipper.stop(timeout=1.0)
         left = shipper.spool_now(runs)
-        queued = sum(len(r._outbox) for r in runs)
+        # Spooled files `runstore sync` already delivered are gone: not worth a word.
+        queued = sum(1 for r in runs for e in list(r._outbox) if e[2] is None or os.path.exists(e[2]))
+        if not queued:
+            continue
         where = shipper.spool.directory
         if left is None or left:
             print(f"runstore: {queued} op(s) for {shipper.link.address} were never acknowledged and "
