@@ -25,7 +25,7 @@ from runstore.errors import RepositoryError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 COMMANDS = ["init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "sql", "ui", "server", "sync",
-            "export", "import", "rm", "archive", "unarchive", "tag", "check", "compact", "demo"]
+            "merge", "export", "import", "rm", "archive", "unarchive", "tag", "check", "compact", "demo"]
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def _nearby_repository() -> str | None:
 
 
 COMMAND_ORDER = ("init", "ls", "show", "query", "diff", "tail", "plot", "experiments", "sql", "ui", "server", "sync",
-                 "export", "import", "rm", "archive", "unarchive", "tag", "check", "compact", "demo")
+                 "merge", "export", "import", "rm", "archive", "unarchive", "tag", "check", "compact", "demo")
 
 
 class _Group(click.Group):
@@ -375,6 +375,7 @@ from .server import _command as _server_commands  # noqa: E402  (Flight is impor
 
 cli.add_command(_server_commands.server)
 cli.add_command(_server_commands.sync)
+cli.add_command(_server_commands.merge)
 
 from . import _cli_import  # noqa: E402
 

@@ -114,3 +114,27 @@ def sync(url: str | None, spool_dir: str | None, token_file: str | None, tls_ca:
     if left:
         click.echo(f"{left} op(s) left in the spool (see the problems above)", err=True)
         raise SystemExit(1)
+
+
+@click.command(name="merge", short_help="Merge repositories written on different hosts into one.",
+               context_settings=CONTEXT)
+@click.argument("sources", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--into", "dest", metavar="DEST", required=True, type=click.Path(file_okay=False),
+              help="The repository to merge into (created when missing).")
+def merge(sources: tuple[str, ...], dest: str) -> None:
+    """Copy every run of SOURCES that DEST lacks: record, params, points, artifacts.
+
+    For clusters without a reachable server: each host writes its own repository,
+    merged afterwards. A run already in DEST with the same contents is skipped; one
+    with different contents is reported and DEST's copy kept (exit code 1).
+    """
+    from .merge import describe
+    from .merge import merge as merge_repositories
+
+    report = merge_repositories(list(sources), dest)
+    for line in describe(report, dest):
+        click.echo(line)
+    for conflict in report.conflicts:
+        click.echo(f"conflict: {conflict}", err=True)
+    if report.conflicts:
+        raise SystemExit(1)

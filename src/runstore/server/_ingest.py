@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import _replica
+from . import _protocol as P
 from ..errors import RunstoreError
 
 
@@ -207,19 +208,14 @@ def _stage_points(run: Any, op: dict, batch: Any) -> None:
     for name, context in seqs:  # unknown or invalid names fail here, before any point is queued
         run._sequence(name, context)
     cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
-    idx = cols["seq"].to_numpy(zero_copy_only=False)
+    idx = P.to_numpy(cols["seq"], np.int32)
     if len(idx) and (idx.min() < 0 or idx.max() >= len(seqs)):
         raise ValueError("a point names a sequence the op does not list")
-    step_arr = cols["step"]
-    has_step = None
-    if step_arr.null_count:
-        has_step = np.asarray(step_arr.is_valid().to_numpy(zero_copy_only=False))
-        steps = step_arr.fill_null(0).to_numpy()
-    else:
-        steps = step_arr.to_numpy()
-    values = cols["value"].to_numpy()
-    epochs = cols["epoch"].to_numpy()
-    times = cols["time"].to_numpy()
+    has_step = P.valid(cols["step"])  # None: every step given
+    steps = P.to_numpy(cols["step"], np.int64)
+    values = P.to_numpy(cols["value"], np.float64)
+    epochs = P.to_numpy(cols["epoch"], np.float64)
+    times = P.to_numpy(cols["time"], np.float64)
     # The client writes each sequence's points as one stretch; stretches in order.
     edges = np.flatnonzero(np.diff(idx)) + 1
     for lo, hi in zip(np.r_[0, edges], np.r_[edges, len(idx)]):

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msgpack
+import numpy as np
 import pyarrow as pa
 
 from ..errors import RepositoryError
@@ -95,3 +96,66 @@ def read_token(token: str | None) -> str | None:
         token = os.environ.get(TOKEN_ENV)
     token = token.strip() if token else None
     return token or None
+
+
+# -- Arrow arrays without pandas ----------------------------------------------------------
+# pa.array(...), Array.to_numpy() and pa.table(dict) ask pyarrow's pandas shim whether
+# their argument is a pandas object, which imports pandas: 1-2 s on the first batch of
+# a process that never uses it (runstore._arrow says the same for exports). Arrays are
+# built from buffers and read back through them instead.
+_NUMPY = {"int32": np.int32, "int64": np.int64, "double": np.float64}
+
+
+def numeric(data: np.ndarray, typ: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
+    """A primitive array over ``data`` (copied only if not contiguous); ``valid`` marks non-nulls."""
+    data = np.ascontiguousarray(data, dtype=_NUMPY[str(typ)])
+    bitmap = None
+    if valid is not None and not valid.all():
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(typ, len(data), [bitmap, pa.py_buffer(data)])
+
+
+def binary(values: list, typ: pa.DataType | None = None) -> pa.Array:
+    """A binary (or, with ``typ=pa.string()``, string) array from bytes / str values."""
+    typ = typ or pa.binary()
+    encoded = [v.encode("utf-8", "surrogatepass") if isinstance(v, str) else bytes(v) for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        typ = pa.large_binary() if typ == pa.binary() else pa.large_string()
+    else:
+        offsets = offsets.astype(np.int32)
+    return pa.Array.from_buffers(typ, len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+
+
+def strings(values: list) -> pa.Array:
+    return binary(values, pa.string())
+
+
+def to_numpy(column: Any, dtype: Any) -> np.ndarray:
+    """The values of a primitive (chunked) array as NumPy, nulls as whatever their slots hold."""
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    parts = []
+    for chunk in chunks:
+        buf = chunk.buffers()[1]
+        parts.append(np.frombuffer(buf, dtype=dtype)[chunk.offset:chunk.offset + len(chunk)] if buf is not None
+                     else np.zeros(len(chunk), dtype=dtype))
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def valid(column: Any) -> np.ndarray | None:
+    """True where a (chunked) array has a value; None when it has no nulls."""
+    if column.null_count == 0:
+        return None
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    parts = []
+    for chunk in chunks:
+        bitmap = chunk.buffers()[0]
+        if bitmap is None:
+            parts.append(np.ones(len(chunk), dtype=bool))
+        else:
+            bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+            parts.append(bits[chunk.offset:chunk.offset + len(chunk)].astype(bool))
+    return np.concatenate(parts)

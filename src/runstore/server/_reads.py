@@ -38,17 +38,17 @@ def matches(repo: Any, kind: str, text: str | None) -> flight.RecordBatchStream:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", QueryWarning)
         if kind == "runs":
-            arrays = [pa.array(repo.query(text).ids, pa.string())]
+            arrays = [P.strings(repo.query(text).ids)]
             names = ["run_id"]
         else:
             keys = repo.query_sequences(text).keys
-            arrays = [pa.array([k[0] for k in keys], pa.string()), pa.array([k[1] for k in keys], pa.string()),
-                      pa.array([P.pack(k[2]) for k in keys], pa.binary())]
+            arrays = [P.strings([k[0] for k in keys]), P.strings([k[1] for k in keys]),
+                      P.binary([P.pack(k[2]) for k in keys])]
             names = ["run_id", "name", "context"]
     # Read after the query: a mirror at least this new holds every id it matched.
     meta = {"versions": json.dumps(_replica.versions(repo)),
             "warnings": json.dumps([str(w.message) for w in caught if issubclass(w.category, QueryWarning)])}
-    return flight.RecordBatchStream(pa.table(arrays, names=names).replace_schema_metadata(meta))
+    return flight.RecordBatchStream(pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(meta))
 
 
 def everything(repo: Any, kind: str) -> flight.RecordBatchStream:
@@ -57,13 +57,13 @@ def everything(repo: Any, kind: str) -> flight.RecordBatchStream:
     stamp = json.dumps(_replica.versions(repo))
     if kind == "all_runs":
         rows = _replica.scan_runs(repo)
-        table = pa.table([pa.array([r[0] for r in rows], pa.string()),
-                          pa.array([P.pack([r[1], r[2]]) for r in rows], pa.binary())], names=["run_id", "row"])
+        table = pa.Table.from_arrays([P.strings([r[0] for r in rows]), P.binary([P.pack([r[1], r[2]]) for r in rows])],
+                                     names=["run_id", "row"])
     else:
         rows = _replica.scan_sequences(repo)
-        table = pa.table([pa.array([r[0] for r in rows], pa.string()),
-                          pa.array([r[1] for r in rows], pa.int64()),
-                          pa.array([P.pack(r[2]) for r in rows], pa.binary())], names=["run_id", "seq_id", "summary"])
+        table = pa.Table.from_arrays([P.strings([r[0] for r in rows]),
+                                      P.numeric(np.array([r[1] for r in rows], dtype=np.int64), pa.int64()),
+                                      P.binary([P.pack(r[2]) for r in rows])], names=["run_id", "seq_id", "summary"])
     return flight.RecordBatchStream(table.replace_schema_metadata({"versions": stamp}))
 
 
@@ -75,8 +75,9 @@ def points(repo: Any, keys: list[tuple[str, int]]) -> flight.GeneratorStream:
             part = keys[start:start + 256]
             for i, (steps, values, epochs, times) in enumerate(_replica.read(repo, part)):
                 yield pa.RecordBatch.from_arrays(
-                    [pa.array(np.full(len(steps), start + i, dtype=np.int32)), pa.array(steps),
-                     pa.array(values), pa.array(epochs), pa.array(times)], schema=POINTS_SCHEMA)
+                    [P.numeric(np.full(len(steps), start + i, dtype=np.int32), pa.int32()),
+                     P.numeric(steps, pa.int64()), P.numeric(values, pa.float64()),
+                     P.numeric(epochs, pa.float64()), P.numeric(times, pa.float64())], schema=POINTS_SCHEMA)
 
     return flight.GeneratorStream(POINTS_SCHEMA, batches())
 
@@ -222,8 +223,9 @@ def read_points(remote: Any, keys: list[tuple[str, int]]) -> list[tuple]:
     if not keys:
         return []
     table = remote._get({"q": "read", "keys": [[r, int(s)] for r, s in keys]})
-    k = table.column("k").to_numpy()
-    cols = [table.column(name).to_numpy() for name in ("step", "value", "epoch", "time")]
+    k = P.to_numpy(table.column("k"), np.int32)
+    cols = [P.to_numpy(table.column(name), dtype) for name, dtype in
+            (("step", np.int64), ("value", np.float64), ("epoch", np.float64), ("time", np.float64))]
     positions = np.arange(len(keys))
     starts = np.searchsorted(k, positions, side="left")
     stops = np.searchsorted(k, positions, side="right")

@@ -225,10 +225,10 @@ def to_batch(parts: list) -> pa.RecordBatch:
             epochs.append(rows[:, 2])
             times.append(rows[:, 3])
     has = np.concatenate(given)
-    step_arr = pa.array(np.concatenate(steps), mask=~has) if not has.all() else pa.array(np.concatenate(steps))
     return pa.RecordBatch.from_arrays(
-        [pa.array(np.concatenate(idx)), step_arr, pa.array(np.concatenate(values)),
-         pa.array(np.concatenate(epochs)), pa.array(np.concatenate(times))],
+        [P.numeric(np.concatenate(idx), pa.int32()), P.numeric(np.concatenate(steps), pa.int64(), has),
+         P.numeric(np.concatenate(values), pa.float64()), P.numeric(np.concatenate(epochs), pa.float64()),
+         P.numeric(np.concatenate(times), pa.float64())],
         schema=P.POINTS_SCHEMA,
     )
 

@@ -1,0 +1,207 @@
+"""runstore server: tracking cost, ingest throughput, remote queries, first call.
+
+    python benchmarks/bench_server.py [--steps 100000] [--points 1000000] [--clients 1,8,32] [--runs 1000]
+
+Every figure sits next to a baseline measured in the same process (machines are
+shared and noisy):
+
+* ``track()`` on a remote run vs the floor (a plain Python function appending to
+  lists; benchmarks/peers/_workloads.py) and vs a local run: the loop alone, and
+  the loop plus ``close()`` (which waits for the server's acknowledgements);
+* ingest throughput with 1, 8 and 32 client processes on loopback: each client
+  tracks its share of the points (``track_many`` in chunks of 10,000, then the
+  same with ``track()`` per point), every client has started and imported before
+  the clock starts, and the clock stops when the last client's ``close()`` has
+  its acknowledgements (everything committed by the server);
+* remote ``query`` and ``query_sequences(...).to_arrow()`` over a 1,000-run
+  repository vs the same calls on the local repository (warm: the second call;
+  the first remote call fetches the mirror);
+* the first call in a fresh process: ``Repo(url)``, a run, one point, ``close()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from _common import best_of, row, workdir  # noqa: E402
+from peers._workloads import floor_factory  # noqa: E402
+from server_proc import ServerProcess  # noqa: E402
+
+from runstore import Repo, Run  # noqa: E402
+
+NAMES = ["loss", "acc", "lr", "grad_norm", "throughput"]
+
+
+def loop(track, steps: int) -> float:
+    t = time.perf_counter()
+    for step in range(steps):
+        for name in NAMES:
+            track(0.5, name, step=step, context={"subset": "train"})
+    return time.perf_counter() - t
+
+
+def floor_loop(steps: int) -> float:
+    track = floor_factory()
+    t = time.perf_counter()
+    for step in range(steps):
+        for name in NAMES:
+            track(0.5, name, step, context={"subset": "train"})
+    return time.perf_counter() - t
+
+
+def track_cost(url: str, local: Repo, steps: int) -> None:
+    print(f"\ntrack() per value ({steps:,} steps x {len(NAMES)} names; the training thread's cost)")
+    n = steps * len(NAMES)
+    results = {}
+    for label, make in (("floor", None), ("local run", lambda: Run(repo=local)),
+                        ("remote run", lambda: Run(repo=Repo(url)))):
+        loops, totals = [], []
+        for _ in range(3):
+            if make is None:
+                loops.append(floor_loop(steps))
+                totals.append(loops[-1])
+                continue
+            run = make()
+            t0 = time.perf_counter()
+            loops.append(loop(run.track, steps))
+            run.close()
+            totals.append(time.perf_counter() - t0)
+        results[label] = (min(loops), min(totals))
+    floor = results["floor"][0]
+    for label, (lp, total) in results.items():
+        row(f"{label}: loop", f"{lp / n * 1e9:8.0f} ns/value", f"{lp / floor:5.2f}x floor")
+        if label != "floor":
+            row(f"{label}: loop + close()", f"{total / n * 1e9:8.0f} ns/value",
+                f"{total / results['local run'][1]:5.2f}x local")
+
+
+CLIENT = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from runstore import Repo, Run
+    url, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    repo = Repo(url, flush_interval=0.2, close_timeout=600)
+    run = Run(repo=repo, experiment="ingest")
+    values = np.random.default_rng(0).random(10_000)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    if mode == "many":
+        for start in range(0, n, 10_000):
+            run.track_many(values[: min(10_000, n - start)], "loss", context={"subset": "train"})
+    else:
+        track = run.track
+        for i in range(n):
+            track(0.5, "loss", context={"subset": "train"})
+    run.close()
+    print("done", flush=True)
+""")
+
+
+def ingest(url: str, clients: int, points: int, mode: str, script: Path) -> float:
+    per = points // clients
+    procs = [subprocess.Popen([sys.executable, str(script), url, str(per), mode], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(clients)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    t = time.perf_counter()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        assert p.stdout.readline().strip() == "done"
+    elapsed = time.perf_counter() - t
+    for p in procs:
+        p.wait(timeout=60)
+    return per * clients / elapsed
+
+
+def throughput(base: Path, counts: list[int], points: int) -> None:
+    script = base / "client.py"
+    script.write_text(CLIENT)
+    print(f"\ningest throughput on loopback ({points:,} points in total per row; clock from 'go' to the last "
+          "acknowledged close)")
+    for mode, label in (("many", "track_many (10k chunks)"), ("track", "track() per point")):
+        for clients in counts:
+            shutil.rmtree(base / "ingest", ignore_errors=True)
+            with ServerProcess(base / "ingest") as proc:
+                rate = ingest(proc.url, clients, points if mode == "many" else points // 4, mode, script)
+            row(f"{label}, {clients} client process(es)", f"{rate / 1e6:7.2f} M points/s")
+
+
+def build_runs(repo: Repo, runs: int) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(runs):
+        run = Run(repo=repo, experiment=f"e{i % 10}")
+        run["hparams"] = {"lr": float(10 ** -rng.uniform(1, 5)), "bs": int(2 ** rng.integers(4, 9)),
+                          "model": ["cnn", "mlp", "rnn"][i % 3]}
+        for name in ("loss", "acc"):
+            run.track_many(rng.random(100), name, context={"subset": "train"})
+        run.close()
+
+
+def queries(base: Path, runs: int) -> None:
+    path = base / "queries"
+    build_runs(Repo(path), runs)
+    local = Repo(path, readonly=True)
+    print(f"\nqueries over {runs:,} runs (median of 5, warm; target <= 2x local + 5 ms)")
+    with ServerProcess(path) as proc:
+        remote = Repo(proc.url)
+        for label, fn in (
+            ("query('run.hparams.lr < 0.01').to_arrow()", lambda r: r.query("run.hparams.lr < 0.01").to_arrow()),
+            ("query_sequences(\"seq.name == 'loss'\").to_arrow()",
+             lambda r: r.query_sequences("seq.name == 'loss'").to_arrow()),
+        ):
+            t = time.perf_counter()
+            fn(remote)
+            first = time.perf_counter() - t
+            fn(local)
+            loc, _ = best_of(lambda: fn(local), 5)
+            rem, _ = best_of(lambda: fn(remote), 5)
+            row(f"{label}: local", f"{loc * 1e3:8.2f} ms")
+            row(f"{label}: remote", f"{rem * 1e3:8.2f} ms",
+                f"{rem / loc:5.2f}x local; target {2 * loc * 1e3 + 5:.1f} ms; first call {first * 1e3:.0f} ms")
+
+
+FIRST = "from runstore import Repo, Run; r = Run(repo=Repo({url!r})); r.track(1.0, name='x'); r.close()"
+
+
+def first_call(url: str) -> None:
+    print("\nfirst call in a fresh process (python -c: import, Repo(url), a run, one point, close)")
+    base_t, _ = best_of(lambda: subprocess.run([sys.executable, "-c", "import runstore"], check=True), 3)
+    t, _ = best_of(lambda: subprocess.run([sys.executable, "-c", FIRST.format(url=url)], check=True), 3)
+    row("python -c 'import runstore' (baseline)", f"{base_t * 1e3:8.0f} ms")
+    row("python -c '<remote run, one point, close>'", f"{t * 1e3:8.0f} ms", f"+{(t - base_t) * 1e3:.0f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--runs", type=int, default=1000)
+    args = parser.parse_args()
+    base = workdir("server")
+    os.environ["XDG_CACHE_HOME"] = str(base / "cache")  # spools of this benchmark stay here
+    try:
+        with ServerProcess(base / "served") as proc:
+            track_cost(proc.url, Repo(base / "local"), args.steps)
+            first_call(proc.url)
+        throughput(base, [int(c) for c in args.clients.split(",")], args.points)
+        queries(base, args.runs)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
