@@ -108,7 +108,7 @@ def test_env_repo_is_relative_to_the_directory(tmp_path):
     folder = make_dir(tmp_path, **{"env.yaml": "repo: runs-here\nprogress: false\n"})
     exp = Experiment.from_dir(folder, Toy)
     exp.run()
-    assert len(Repo(folder / "runs-here", create=False)) == 8
+    assert len(Repo(folder / "runs-here", create=False)) == 9  # + the experiment record
 
 
 def test_optional_files_and_explicit_seeds(tmp_path, repo):
@@ -129,7 +129,7 @@ def test_optional_files_and_explicit_seeds(tmp_path, repo):
         ("trials.yaml", "name: a\n", r"trials\.yaml.*list"),
         ("trials.yaml", "- name: a\n  setings: {}\n", r"trials\.yaml, trial 1.*'setings'"),
         ("env.yaml", "seed: abc\n", r"env\.yaml.*'seed'"),
-        ("env.yaml", "workspace: x\n", r"env\.yaml.*'workspace'"),
+        ("env.yaml", "workspce: x\n", r"env\.yaml.*'workspce'"),  # workspace itself is the Experiment Manager's key
         ("experiment.yaml", "description: no name\n", r"experiment\.yaml.*'name'"),
         ("base.yaml", "settings: 3\n", r"base\.yaml.*'settings'"),
     ],
@@ -165,7 +165,7 @@ def test_run_creates_the_hierarchy(tmp_path, repo):
     results = Experiment.from_dir(make_dir(tmp_path), Toy, repo=repo).run()
     assert [r.trial for r in results] == ["small", "large"]
     assert all(r.statuses == [RunStatus.COMPLETED] * 3 and r.executed == 3 for r in results)
-    assert len(repo) == 8  # 2 parents + 2 x 3 repeats
+    assert len(repo) == 9  # the experiment record + 2 parents + 2 x 3 repeats
     for result in results:
         parent = repo.get_run(result.parent_id)
         assert parent.params["kind"] == "trial" and parent.params["trial"] == result.trial
@@ -208,7 +208,7 @@ def test_second_run_skips_finished_repeats(tmp_path, repo):
     results = Experiment.from_dir(folder, Toy, repo=repo).run()
     assert Toy.log == []
     assert all(r.statuses == [RunStatus.SKIPPED] * 3 and r.executed == 0 for r in results)
-    assert len(repo) == 8
+    assert len(repo) == 9
     rerun = Experiment.from_dir(folder, Toy, repo=repo).run(rerun_finished=True)
     assert len(Toy.log) == 6 and all(r.executed == 3 for r in rerun)
     assert len(children(repo)) == 6 and len(children(repo, archived=True)) == 6

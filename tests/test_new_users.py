@@ -88,7 +88,7 @@ def test_fluent_calls_in_a_pipeline_and_an_experiment_land_in_its_run(tmp_path, 
     (folder / "trials.yaml").write_text("- name: a\n  repeat: 2\n  settings: {}\n")
     (folder / "env.yaml").write_text("seed: 1\nprogress: false\n")
     runstore.Experiment.from_dir(folder, Fluent, repo=repo).run()
-    repeats = [r for r in repo.runs() if r.experiment == "fl" and r.parent is not None]
+    repeats = [r for r in repo.runs() if r.experiment == "fl" and r.params.get("kind") == "repeat"]
     assert len(repeats) == 2
     for r in repeats:
         assert r.sequence("inner").values.tolist() == [0.0, 1.0]

@@ -775,17 +775,35 @@ class Run:
     def artifacts(self) -> list[dict]:
         return [dict(a) for a in self._rec().get("artifacts", [])]
 
-    def log_artifact(self, path: str | os.PathLike, kind: str | None = None, name: str | None = None) -> dict:
-        """Copy a file (or folder) into the run's artifacts folder and record it."""
+    def log_artifact(self, path: str | os.PathLike, kind: str | None = None, name: str | None = None, *,
+                     level: str | None = None, epoch: int | None = None, link: bool = False) -> dict:
+        """Copy a file (or folder) into the run's artifacts folder and record it.
+
+        ``level`` and ``epoch`` label where it belongs (the Experiment Manager's levels:
+        ``"experiment"``, ``"trial"``, ``"trial_run"``, ``"epoch"``); an epoch's artifacts
+        are kept under ``epoch_<n>/`` so every epoch can have its ``checkpoint.pth``.
+        ``link=True`` records a symbolic link to the file instead of copying it (big
+        files that stay where they are; the record says ``linked``)."""
         src = Path(path)
         if not src.exists():
             raise FileNotFoundError(f"cannot log artifact {src}: no such file or folder")
         name = name or src.name
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"artifact name {name!r} must be a plain file name")
+        if epoch is not None:
+            if isinstance(epoch, bool) or int(epoch) != epoch or epoch < 0:
+                raise ValueError(f"artifact epoch must be a whole number >= 0, not {epoch!r}")
+            name = f"epoch_{int(epoch)}/{name}"
         dest = self.artifacts_dir / name
-        tmp = dest.with_name(f".{name}.tmp-{os.getpid()}")
-        if src.is_dir():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        if link:
+            tmp.unlink(missing_ok=True)
+            os.symlink(src.resolve(), tmp)
+            size = src.stat().st_size if src.is_file() else sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest, ignore_errors=True)
+        elif src.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(src, tmp)
             size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
@@ -795,6 +813,13 @@ class Run:
             size = tmp.stat().st_size
         os.replace(tmp, dest)  # a reader never sees half a file
         entry = {"name": name, "kind": kind, "path": str(dest), "size": size, "created_at": _time()}
+        if level is not None:
+            entry["level"] = str(level)
+        if epoch is not None:
+            entry["epoch"] = int(epoch)
+        if link:
+            entry["linked"] = True
+            entry["source"] = str(src.resolve())
 
         def change(record):
             arts = [a for a in record.setdefault("artifacts", []) if a["name"] != name]

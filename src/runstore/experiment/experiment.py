@@ -20,11 +20,17 @@ settings under ``hparams``; a parent run per trial (params ``kind: trial``) hold
 The children point at it with ``run.parent``. Running again resumes: finished
 repeats are skipped, failed or killed ones run again in a new run (the old one is
 archived), so a trial always has one live run per repeat.
+
+Above the trials, one run of ``kind: experiment`` records experiment.yaml (name, id,
+desc, settings) and is the trials' parent. env.yaml may also set the Experiment
+Manager's ``workspace``, ``verbose``, ``debug`` and ``trackers`` (see environment.py);
+``Experiment.create(config_dir, factory)`` takes its ``PipelineFactory`` classes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import random
@@ -41,6 +47,9 @@ from ..errors import ConfigError
 from ._history import effective_status, is_live, runs_of, same_config
 from ._progress import Progress
 from .config import load_yaml, merge_layers, to_container
+from .environment import EnvFile, Environment
+from .factory import is_seed_factory, is_seed_pipeline, make_pipeline, pipeline_name
+from .levels import Level
 from .pipeline import Pipeline, RunStatus
 
 __all__ = ["Experiment", "Trial", "TrialResult"]
@@ -49,13 +58,6 @@ PipelineFactory = Callable[[Any, Any, int], Pipeline]
 
 
 # -- what the YAML files may contain (their schemas give errors naming the file) -----------
-@dataclasses.dataclass
-class _EnvFile:
-    repo: Optional[str] = None
-    seed: int = 0
-    progress: bool = True
-
-
 @dataclasses.dataclass
 class _ExperimentFile:
     name: str = MISSING
@@ -90,6 +92,8 @@ class Trial:
     repeat: int = 1
     seeds: tuple[int, ...] = ()
     description: str | None = None
+    #: trials.yaml's ``id`` (kept on the trial's run as the param ``id``).
+    id: Any = None
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -144,6 +148,10 @@ class Experiment:
         schema: Any = None,
         params_key: str = "hparams",
         progress: bool = True,
+        environment: Environment | None = None,
+        experiment_id: Any = None,
+        settings: dict[str, Any] | None = None,
+        config_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not name:
             raise ConfigError("an experiment needs a name")
@@ -159,6 +167,12 @@ class Experiment:
         self.schema = schema
         self.params_key = params_key
         self.progress = progress
+        #: The root environment (env.yaml): workspace, logger, trackers.
+        self.environment = environment
+        #: experiment.yaml's ``id`` and ``settings``, kept on the experiment's run.
+        self.experiment_id = experiment_id
+        self.settings = dict(settings or {})
+        self.config_dir = Path(config_dir) if config_dir is not None else None
 
     @classmethod
     def from_dir(
@@ -176,7 +190,7 @@ class Experiment:
         folder = Path(path)
         if not folder.is_dir():
             raise ConfigError(f"experiment directory {str(path)!r} does not exist")
-        env = _read(folder / "env.yaml", _EnvFile, optional=True)
+        env = _read(folder / "env.yaml", EnvFile, optional=True)
         exp = _read(folder / "experiment.yaml", _ExperimentFile)
         base = _read(folder / "base.yaml", _BaseFile, optional=True)
         trials_path = folder / "trials.yaml"
@@ -202,49 +216,115 @@ class Experiment:
             first = trial.seed if trial.seed is not None else env.seed
             seeds = list(trial.seeds) if trial.seeds is not None else [first + i for i in range(trial.repeat)]
             try:
-                trials.append(Trial(trial.name, to_container(settings), trial.repeat, tuple(seeds), trial.description))
+                trials.append(Trial(trial.name, to_container(settings), trial.repeat, tuple(seeds), trial.description,
+                                    _plain_id(trial.id)))
             except ConfigError as exc:
                 raise ConfigError(f"{label}: {exc}") from None
-        if repo is None and env.repo is not None:
-            repo = folder / os.path.expanduser(env.repo)
+        env_path = folder / "env.yaml"
+        environment = Environment.from_config(env_path if env_path.exists() else {}, repo=repo)
         return cls(
             exp.name,
             trials,
             pipeline_factory,
-            repo=repo,
+            repo=environment._repo,
             description=exp.description or exp.desc,
             schema=schema,
             params_key=params_key,
             progress=env.progress,
+            environment=environment,
+            experiment_id=_plain_id(exp.id),
+            settings=to_container(OmegaConf.create(_raw(exp.settings))),
+            config_dir=folder,
         )
+
+    @classmethod
+    def create(cls, config_dir: str | os.PathLike[str], factory: Any, **kwargs: Any) -> Experiment:
+        """The Experiment Manager's name for :meth:`from_dir`: ``Experiment.create("configs", MyFactory)``."""
+        return cls.from_dir(config_dir, factory, **kwargs)
 
     # -- running ------------------------------------------------------------------------------
     def run(self, *, rerun_finished: bool = False) -> list[TrialResult]:
         """Run every trial's missing repeats; returns one :class:`TrialResult` per trial.
 
-        A repeat that failed is logged and the experiment goes on; KeyboardInterrupt
-        marks the current run killed and stops. ``rerun_finished=True`` runs finished
-        repeats again as well.
+        A repeat that failed is logged (its error and traceback kept on its run) and the
+        experiment goes on; KeyboardInterrupt marks the current runs killed and stops.
+        ``rerun_finished=True`` runs finished repeats again as well.
         """
         from ..repo import Repo
 
-        store = self.repo if isinstance(self.repo, Repo) else Repo(self.repo)
+        root = self.environment if self.environment is not None else Environment(repo=self.repo, trackers=[])
+        store = self.repo if isinstance(self.repo, Repo) else root.repository
+        root._repo = store
         total = sum(t.repeat for t in self.trials)
         results = []
         self._finished_now = 0  # repeats finished by this call, for the Ctrl-C line
+        env = root.create_child(self.name, Level.EXPERIMENT)
+        record = self._experiment_run(store)
+        env.run = record
+        self._save_configs(env, record)
+        manager = env.tracker_manager
+        manager.on_create(Level.EXPERIMENT, self.name)
+        manager.on_start(Level.EXPERIMENT)
+        env.logger.info(f"experiment {self.name!r} started: {len(self.trials)} trials, {total} trial runs, "
+                        f"run {record.id} in {store.path}")
+        status = RunStatus.FAILED
         try:
             with Progress(total, f"experiment {self.name}", enabled=self.progress) as bar:
                 for trial in self.trials:
-                    results.append(self._run_trial(store, trial, bar, rerun_finished))
+                    results.append(self._run_trial(store, env, trial, bar, rerun_finished))
                 for result in results:
                     bar.note(_summary_line(result))
+            status = RunStatus.COMPLETED
+            env.logger.info(f"experiment {self.name!r} ended")
         except KeyboardInterrupt:
             from ._announce import interrupted
 
+            status = RunStatus.ABORTED
             raise interrupted(self._finished_now, 1) from None
+        finally:
+            done = status is RunStatus.COMPLETED and all(
+                _finished(store, rid) for r in results for rid in r.run_ids if rid is not None)
+            manager.on_end(Level.EXPERIMENT, status=status if status is not RunStatus.COMPLETED or done
+                           else RunStatus.FAILED)
+            if not record.closed:
+                record.close("finished" if done else "killed" if status is RunStatus.ABORTED else "failed")
+            env.close()
         return results
 
-    def _run_trial(self, repo: Any, trial: Trial, bar: Progress, rerun_finished: bool) -> TrialResult:
+    def _experiment_run(self, repo: Any) -> Any:
+        """The run of kind ``experiment`` (reopened when the experiment ran before)."""
+        from ..run import Run
+
+        earlier = [r for r in runs_of(repo, self.name) if r.params.get("kind") == "experiment" and not r.archived]
+        if earlier:
+            record = Run(repo=repo, run_id=earlier[-1].id)
+        else:
+            record = Run(repo=repo, experiment=self.name, name=self.name, description=self.description)
+            record["kind"] = "experiment"
+        record["name"] = self.name
+        if self.experiment_id is not None:
+            record["id"] = self.experiment_id
+        if self.description is not None:
+            record["desc"] = self.description
+        if self.settings or "settings" not in record.params:
+            record["settings"] = self.settings
+        return record
+
+    def _save_configs(self, env: Environment, record: Any) -> None:
+        """Copy the YAML files into the experiment's configs/ (with a workspace) and keep
+        them as experiment-level artifacts of its run."""
+        if self.config_dir is None:
+            return
+        for name in ("env.yaml", "experiment.yaml", "base.yaml", "trials.yaml"):
+            src = self.config_dir / name
+            if not src.is_file():
+                continue
+            if env.workspace is not None:
+                (env.config_dir / name).write_bytes(src.read_bytes())
+            record.log_artifact(src, kind="config", level=Level.EXPERIMENT.label)
+
+    def _run_trial(self, repo: Any, exp_env: Environment, trial: Trial, bar: Progress,
+                   rerun_finished: bool) -> TrialResult:
         from ..run import Run
 
         key = self.params_key
@@ -255,15 +335,29 @@ class Experiment:
         parents = [r for r in mine if r.params.get("kind") == "trial" and not r.archived]
         if parents:
             parent = Run(repo=repo, run_id=parents[-1].id)
+            if parent.parent != exp_env.run.id:
+                parent.parent = exp_env.run.id
         else:
             parent = Run(repo=repo, experiment=self.name, name=trial.name,
-                         description=trial.description or self.description)
+                         description=trial.description or self.description, parent=exp_env.run.id)
             parent["kind"] = "trial"
             parent["trial"] = trial.name
             parent[key] = trial.settings
+        if trial.id is not None:
+            parent["id"] = trial.id
         parent["repeats"] = trial.repeat
         parent["seeds"] = list(trial.seeds)
 
+        env = exp_env.create_child(trial.name, Level.TRIAL)
+        env.run = parent
+        if env.workspace is not None:
+            OmegaConf.save(OmegaConf.create({"name": trial.name, "id": trial.id, "repeat": trial.repeat,
+                                             "settings": trial.settings}), env.config_dir / "trial.yaml")
+        manager = env.tracker_manager
+        manager.on_create(Level.TRIAL, trial.name)
+        manager.on_start(Level.TRIAL)
+        manager.log_params({key: trial.settings})
+        env.logger.info(f"trial {trial.name!r} started: {trial.repeat} repeats, run {parent.id}")
         run_ids: list[str | None] = []
         statuses: list[RunStatus] = []
         try:
@@ -273,21 +367,26 @@ class Experiment:
                     if r.params.get("kind") == "repeat" and r.params.get("repeat") == index and not r.archived
                 ]
                 bar.describe(f"{trial.name} repeat {index + 1}/{trial.repeat}")
-                status, run_id = self._run_repeat(repo, trial, index, seed, parent, earlier, bar, rerun_finished)
+                status, run_id = self._run_repeat(repo, env, trial, index, seed, parent, earlier, bar,
+                                                  rerun_finished)
                 run_ids.append(run_id)
                 statuses.append(status)
         except KeyboardInterrupt:
             parent["summary"] = self._summary(repo, run_ids)
             parent.close("killed")
+            manager.on_end(Level.TRIAL, status=RunStatus.ABORTED)
+            env.close()
             raise
         summary = self._summary(repo, run_ids)
         parent["summary"] = summary
         done = all(_finished(repo, rid) for rid in run_ids if rid is not None)
         parent.close("finished" if done else "failed")
+        manager.on_end(Level.TRIAL, status=RunStatus.COMPLETED if done else RunStatus.FAILED)
+        env.close()
         return TrialResult(trial.name, parent.id, run_ids, statuses, summary)
 
     def _run_repeat(
-        self, repo: Any, trial: Trial, index: int, seed: int, parent: Any,
+        self, repo: Any, trial_env: Environment, trial: Trial, index: int, seed: int, parent: Any,
         earlier: list[Any], bar: Progress, rerun_finished: bool,
     ) -> tuple[RunStatus, str | None]:
         from ..run import Run
@@ -319,39 +418,68 @@ class Experiment:
         run["seed"] = seed
         run["attempt"] = attempt
         run[self.params_key] = trial.settings
+        env = trial_env.create_child(f"run_{index + 1}", Level.TRIAL_RUN)
+        env.run = run
+        env.seed = seed
+        manager = env.tracker_manager
+        manager.on_create(Level.TRIAL_RUN, run.name)
+        manager.on_start(Level.TRIAL_RUN)
+        env.logger.info(f"{label} started: seed {seed}, attempt {attempt}, run {run.id}")
         seed_everything(seed)
+        status = RunStatus.FAILED
         try:
             config = OmegaConf.structured(self.schema) if self.schema is not None else None
             config = OmegaConf.merge(config, trial.settings) if config is not None else OmegaConf.create(trial.settings)
             config = OmegaConf.to_object(config) if self.schema is not None else config
-            pipeline = self.pipeline_factory(config, run, seed)
+            pipeline = self._make_pipeline(config, run, seed, env, trial)
             if not isinstance(pipeline, Pipeline):
                 raise ConfigError(
                     f"the pipeline factory returned {type(pipeline).__name__}, not a runstore Pipeline"
                 )
-            status = _execute(pipeline)
+            if pipeline.env is None:
+                pipeline.env = env  # env.yaml's trackers see runstore-native pipelines too
+            status = _execute(pipeline, config)
         except KeyboardInterrupt:
+            status = RunStatus.ABORTED
             if not run.closed:
                 run.close("killed")
             bar.advance(f"{label}: aborted, run {run.id}")
             raise
         except Exception as exc:  # noqa: BLE001 - one failed repeat must not stop the others
+            if "error" not in run.params:
+                run["error"] = {"type": type(exc).__name__, "message": str(exc)[:2000],
+                                "traceback": "".join(traceback.format_exception(exc))[-20000:]}
             if not run.closed:
                 run.close("failed")
+            env.logger.error(f"{label} failed: {type(exc).__name__}: {exc}")
             bar.note("".join(traceback.format_exception(exc)).rstrip())
             bar.advance(f"{label}: failed ({type(exc).__name__}: {exc}), run {run.id}")
             return RunStatus.FAILED, run.id
+        finally:
+            manager.on_end(Level.TRIAL_RUN, status=status)
+            env.close()
         if status is RunStatus.SKIPPED:
             bar.advance(f"{label}: the pipeline skipped it")
             return status, None
         if not run.closed:
             run.close(status.run_status or "finished")
+        env.logger.info(f"{label} ended: {status.value}")
         if run.status == "finished":
             self._finished_now = getattr(self, "_finished_now", 0) + 1
         results = pipeline.run_metrics
-        shown = ", ".join(f"{k}={float(v):.4g}" for k, v in list(results.items())[:3] if _number(v))
+        shown = ", ".join(f"{_label(k)}={float(v):.4g}" for k, v in list(results.items())[:3] if _number(v))
         bar.advance(f"{label}: {status.value}{' (' + shown + ')' if shown else ''}, run {run.id}")
         return status, run.id
+
+    def _make_pipeline(self, config: Any, run: Any, seed: int, env: Environment, trial: Trial) -> Any:
+        """The trial run's pipeline from a runstore factory ``(config, run, seed)``, an
+        Experiment Manager ``PipelineFactory`` or a Pipeline class written either way."""
+        factory = self.pipeline_factory
+        if is_seed_factory(factory):
+            return factory.create(pipeline_name(config), config, env, trial.id)
+        if is_seed_pipeline(factory):
+            return make_pipeline(factory, env, config)
+        return factory(config, run, seed)
 
     def _summary(self, repo: Any, run_ids: list[str | None]) -> dict[str, dict[str, float]]:
         """Mean and sample std (ddof=1; 0.0 for a single repeat) of each final metric."""
@@ -379,13 +507,31 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
-def _execute(pipeline: Pipeline) -> RunStatus:
+def _execute(pipeline: Pipeline, config: Any = None) -> RunStatus:
     method = pipeline.run
     if not getattr(method, "_runstore_run_step", False):
         # An undecorated run() still gets the lifecycle (status, callbacks, closing).
         method = Pipeline.run_step(type(pipeline).run).__get__(pipeline)
-    status = method()
+    # The Experiment Manager's pipelines take the config: run(self, config).
+    status = method(config) if _takes_config(type(pipeline).run) else method()
     return status if isinstance(status, RunStatus) else RunStatus.COMPLETED
+
+
+def _takes_config(fn: Any) -> bool:
+    fn = inspect.unwrap(fn)
+    params = [p for p in inspect.signature(fn).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
+    return bool(params)
+
+
+def _plain_id(value: Any) -> Any:
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def _label(key: Any) -> str:
+    from .levels import metric_name
+
+    return metric_name(key)
 
 
 def _read(path: Path, schema: Any, optional: bool = False) -> Any:

@@ -25,17 +25,19 @@ from __future__ import annotations
 
 import enum
 import functools
-import numbers
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from .._active import activated
-from ..errors import InvalidValueError
+from ._points import metric_points, scalar
+from .levels import Level, Metric, metric_name
 
 if TYPE_CHECKING:
     from .callbacks import Callback
+    from .environment import Environment
 
 __all__ = ["Pipeline", "RunStatus"]
 
@@ -96,16 +98,28 @@ class Pipeline:
         run: Any = None,
         seed: int | None = None,
         callbacks: Iterable[Callback] = (),
+        *,
+        env: Environment | None = None,
     ) -> None:
+        from .environment import Environment
+
+        if isinstance(config, Environment):
+            # The Experiment Manager's signature: Pipeline(env); the subclass sets self.config.
+            env, config = config, None
+        #: The Experiment Manager's environment (None for a runstore-native pipeline).
+        self.env = env
+        if env is not None:
+            run = run if run is not None else env.run
+            seed = seed if seed is not None else env.seed
         self.config = config
         self.tracker = run
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.callbacks: list[Callback] = []
         #: Metrics of the current epoch: tracked, then passed to the callbacks.
-        self.epoch_metrics: dict[str, Any] = {}
+        self.epoch_metrics: dict[Any, Any] = {}
         #: Final metrics of the run: stored as the run's ``results`` param.
-        self.run_metrics: dict[str, Any] = {}
+        self.run_metrics: dict[Any, Any] = {}
         #: One dict of numeric metrics per finished epoch (``{"epoch": e, ...}``).
         self.history: list[dict[str, Any]] = []
         self.status: RunStatus | None = None
@@ -114,12 +128,15 @@ class Pipeline:
         self.step: int | None = None
         self.stopped_epoch: int | None = None
         #: Epoch metric names only handed to the callbacks, never tracked (a model, a plot).
-        self.untracked_metrics: set[str] = set(type(self).untracked_metrics)
+        self.untracked_metrics: set[Any] = set(type(self).untracked_metrics)
         #: Close the run when ``run()`` ends (an Experiment relies on this).
         self.close_run = True
         self._stop_requested = False
         for callback in callbacks:
             self.register_callback(callback)
+        if env is not None:
+            env.tracker_manager.on_create(Level.PIPELINE)
+            env.logger.info(f"pipeline {type(self).__name__} created")
 
     # -- user-facing helpers -------------------------------------------------------------
     def register_callback(self, callback: Callback) -> Callback:
@@ -167,23 +184,34 @@ class Pipeline:
             self.status = RunStatus.RUNNING
             self._stop_requested = False
             self.stopped_epoch = None
+            if self.env is not None:
+                self.env.tracker_manager.on_start(Level.PIPELINE)
             try:
                 for callback in self.callbacks:
                     callback.on_start()
-                returned = fn(self, *args, **kwargs)
+                try:
+                    returned = fn(self, *args, **kwargs)
+                except StopIteration:
+                    # The Experiment Manager's way to end training early from inside run().
+                    self._stop_requested = True
+                    returned = RunStatus.STOPPED
             except BaseException as exc:
                 self.status = RunStatus.ABORTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+                self._record_error(exc)
                 self._end_callbacks(exc)
                 self._finish_run()
                 raise
-            if isinstance(returned, RunStatus) and returned is not RunStatus.RUNNING:
+            if isinstance(returned, RunStatus) and returned not in (RunStatus.RUNNING, RunStatus.COMPLETED):
+                self.status = returned
+            elif returned is RunStatus.COMPLETED and not self._stop_requested:
                 self.status = returned
             else:
                 self.status = RunStatus.STOPPED if self._stop_requested else RunStatus.COMPLETED
             try:
                 self._end_callbacks(None)
-            except BaseException:
+            except BaseException as exc:
                 self.status = RunStatus.FAILED
+                self._record_error(exc)
                 self._finish_run()
                 raise
             self._finish_run()
@@ -208,8 +236,19 @@ class Pipeline:
                 return RunStatus.STOPPED
             self.epoch = int(epoch)
             self.epoch_metrics = {}
-            returned = fn(self, epoch, *args, **kwargs)
-            self._end_epoch(self.epoch)
+            manager = self.env.tracker_manager if self.env is not None else None
+            if manager is not None:
+                manager.on_create(Level.EPOCH, epoch=self.epoch)
+                manager.on_start(Level.EPOCH, epoch=self.epoch)
+            try:
+                returned = fn(self, epoch, *args, **kwargs)
+                self._end_epoch(self.epoch)
+            except BaseException:
+                if manager is not None:
+                    manager.on_end(Level.EPOCH, status=RunStatus.FAILED)
+                raise
+            if manager is not None:
+                manager.on_end(Level.EPOCH, status=RunStatus.STOPPED if self._stop_requested else RunStatus.COMPLETED)
             if self._stop_requested:
                 return RunStatus.STOPPED
             return returned if isinstance(returned, RunStatus) else RunStatus.COMPLETED
@@ -230,8 +269,14 @@ class Pipeline:
     # -- internals ----------------------------------------------------------------------------
     def _end_epoch(self, epoch: int) -> None:
         points = self._epoch_points()  # validates everything before anything is tracked
-        if self.tracker is not None and points:
-            step = epoch if self.step is None else int(self.step)
+        step = epoch if self.step is None else int(self.step)
+        if self.env is not None:
+            # Every tracker sees the epoch (runstore, log files, MLflow); the runstore
+            # tracker writes into this pipeline's run.
+            tracked = {k: v for k, v in self.epoch_metrics.items() if not self._untracked(k)}
+            if tracked:
+                self.env.tracker_manager.track_dict(tracked, step)
+        elif self.tracker is not None and points:
             for name, context, value in points:
                 self.tracker.track(value, name=name, step=step, epoch=epoch, context=context)
         numeric = {_column(name, context): value for name, context, value in points}
@@ -246,43 +291,36 @@ class Pipeline:
             self._stop_requested = True
             self.stopped_epoch = epoch
 
+    def _untracked(self, key: Any) -> bool:
+        if isinstance(key, Metric) and not key.tracked:
+            return True
+        return key in self.untracked_metrics or metric_name(key) in self.untracked_metrics
+
     def _epoch_points(self) -> list[tuple[str, dict | None, float]]:
         """(name, context, value) of every epoch metric to track.
 
         Pipelines accept what ``run.track`` accepts (anything with ``.item()``, so 0-d
         torch tensors too); a dict of numbers is one sequence per key with the key in
-        the context (``{"label": key}``); anything else raises instead of vanishing,
-        unless its name is in ``untracked_metrics``."""
+        the context (``{"label": key}``); ``Metric.CONFUSION`` a matrix (one sequence per
+        cell); anything else raises instead of vanishing, unless its name is in
+        ``untracked_metrics`` or it is an untracked Metric (NETWORK, DATA, ...)."""
         points: list[tuple[str, dict | None, float]] = []
         for name, value in self.epoch_metrics.items():
-            if name in self.untracked_metrics:
+            if self._untracked(name):
                 continue
-            number = scalar(value)
-            if number is not None:
-                points.append((name, None, number))
-            elif isinstance(value, dict) and value:
-                for key, item in value.items():
-                    number = scalar(item)
-                    if number is None or not isinstance(key, (str, int, bool)):
-                        raise self._untrackable(f"{name}[{key!r}]", item)
-                    points.append((name, {"label": key}, number))
-            else:
-                raise self._untrackable(name, value)
+            points.extend(metric_points(name, value, type(self).__name__) or [])
         return points
 
-    def _untrackable(self, name: str, value: Any) -> InvalidValueError:
-        what = type(value).__name__
-        shape = getattr(value, "shape", None)
-        if shape is not None:
-            what += f" of shape {tuple(shape)}"
-            advice = ("arrays are not tracked by epoch_metrics yet (object sequences will hold them); "
-                      "track a summary number, or use self.tracker.track_many(...)")
-        else:
-            advice = "epoch metrics are tracked as numbers (or dicts of numbers, one sequence per key)"
-        return InvalidValueError(
-            f"{type(self).__name__}: epoch metric {name!r} is a {what}, which cannot be tracked: {advice}; "
-            f"to only hand it to the callbacks, declare it untracked: untracked_metrics = {{{name.split('[')[0]!r}, ...}}"
-        )
+    def _record_error(self, exc: BaseException) -> None:
+        """Keep what went wrong on the run: a failed repeat is inspectable later."""
+        run = self.tracker
+        if run is None or getattr(run, "closed", True) or isinstance(exc, KeyboardInterrupt):
+            return
+        try:
+            run["error"] = {"type": type(exc).__name__, "message": str(exc)[:2000],
+                            "traceback": "".join(traceback.format_exception(exc))[-20000:]}
+        except Exception:  # noqa: BLE001 - never hide the original error behind this one
+            pass
 
     def _end_callbacks(self, error: BaseException | None) -> None:
         """Call every ``on_end``; the first failure is raised after all ran."""
@@ -304,7 +342,7 @@ class Pipeline:
             return
         status = self.status or RunStatus.FAILED
         if status.finished:
-            results = {k: scalar(v) for k, v in self.run_metrics.items() if scalar(v) is not None}
+            results = {metric_name(k): scalar(v) for k, v in self.run_metrics.items() if scalar(v) is not None}
             run["results"] = results
             run["stopped_early"] = status is RunStatus.STOPPED
             if status is RunStatus.STOPPED and self.stopped_epoch is not None:
@@ -319,27 +357,7 @@ class Pipeline:
         run.close(status=status.run_status or "failed")
 
 
-def scalar(value: Any) -> float | None:
-    """``value`` as a float when ``run.track`` would accept it (numbers, NumPy scalars,
-    0-d arrays and tensors, anything whose ``.item()`` is a number), else None."""
-    if isinstance(value, bool) or isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, (str, bytes, dict)):
-        return None
-    item = getattr(value, "item", None)
-    if callable(item):
-        size = getattr(value, "size", 1)
-        size = size() if callable(size) else size  # torch: a method; NumPy: an int
-        try:
-            if int(np.prod(size)) != 1:
-                return None
-            got = item()
-        except Exception:  # noqa: BLE001 - not a scalar, whatever the library says
-            return None
-        if isinstance(got, numbers.Real):
-            return float(got)
-    return None
-
-
 def _column(name: str, context: dict | None) -> str:
-    return name if not context else f"{name}@label={context['label']}"
+    if not context:
+        return name
+    return name + "@" + ",".join(f"{k}={v}" for k, v in context.items())
