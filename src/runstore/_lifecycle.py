@@ -53,6 +53,25 @@ def live_runs() -> list["Run"]:
         return list(_live.values())
 
 
+def find_open(run_id: str, repo: object) -> "Run | None":
+    """This process's open writer of ``run_id`` in the repository ``repo`` (a Repo,
+    a path or None for the default), if any."""
+    if not _live:
+        return None
+    from .repo import Repo, default_path
+
+    path = repo.path if isinstance(repo, Repo) else (repo if repo is not None else default_path())
+    try:
+        real = os.path.realpath(path)
+    except (TypeError, ValueError):
+        return None
+    run_id = run_id.lower()
+    for run in live_runs():
+        if run.id == run_id and str(run.repo.path) == real:
+            return run
+    return None
+
+
 def _flush_loop() -> None:
     while True:
         with _cond:

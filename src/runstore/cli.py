@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import click
 from rich.console import Console
 
-from .errors import RepositoryError, RunstoreError
+from .errors import RepositoryError, RunLockedError, RunstoreError
 from .export import export as export_runs
 from .repo import Repo, default_path
 from .run import Run
@@ -263,8 +263,12 @@ def _progress():
 @cli.command(context_settings=CONTEXT)
 @click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def rm(run_ids: tuple[str, ...], yes: bool) -> None:
-    """Delete runs, with their sequences and artifacts."""
+@click.option("--force", is_flag=True, help="Delete runs that a live process is still writing.")
+def rm(run_ids: tuple[str, ...], yes: bool, force: bool) -> None:
+    """Delete runs, with their sequences and artifacts.
+
+    A run that a live process is still writing is refused (its writer lease);
+    --force deletes it anyway, and that writer stops at its next flush."""
     repo = _state().repo()
     runs = _resolve_all(repo, run_ids)
     if not yes:
@@ -274,9 +278,17 @@ def rm(run_ids: tuple[str, ...], yes: bool) -> None:
             click.echo(f"  {run.handle}  {name}  ({run.experiment}, {run.status})")
         noun = "run" if len(runs) == 1 else f"{len(runs)} runs"
         click.confirm(f"Delete {'this' if len(runs) == 1 else 'these'} {noun}?", abort=True)
+    refused = 0
     for run in runs:
-        repo.delete_run(run.id)
+        try:
+            repo.delete_run(run.id, force=force)
+        except RunLockedError as exc:
+            refused += 1
+            click.echo(f"Error: {exc}", err=True)
+            continue
         click.echo(f"deleted {run.handle} ({run.id})")
+    if refused:
+        raise click.exceptions.Exit(1)
 
 
 def _set_archived(run_ids: tuple[str, ...], value: bool) -> None:

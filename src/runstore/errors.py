@@ -52,6 +52,12 @@ class RunClosedError(RunstoreError, RuntimeError):
     """The run was closed; resume it with ``Run(repo=..., run_id=...)`` to write again."""
 
 
+class RunLockedError(RunstoreError, RuntimeError):
+    """Another live process holds the run's writer lease (two writers would lose
+    each other's points); the message names its host and pid and how to take over.
+    Also raised in a writer whose lease was taken over: it stops writing."""
+
+
 class RepositoryError(RunstoreError, OSError):
     """The repository cannot be opened or written (not a repository, wrong format)."""
 

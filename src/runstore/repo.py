@@ -12,7 +12,7 @@ from . import _handles, _lifecycle
 from ._gc import gc_paused
 from ._storage import records as _rec
 from ._storage.env import open_environment
-from ._storage.keys import run_created_at
+from ._storage.keys import run_created_at, run_key
 from .errors import RunNotFoundError
 from .run import Run
 from .sequence import Sequence
@@ -200,13 +200,30 @@ class Repo:
         except RunNotFoundError:
             return False
 
-    def delete_run(self, run_id: str) -> None:
-        """Delete a run, its sequences and its artifacts."""
+    def delete_run(self, run_id: str, *, force: bool = False) -> None:
+        """Delete a run, its sequences and its artifacts.
+
+        A run another live process is writing is refused with
+        :class:`~runstore.RunLockedError` (``force=True`` deletes it anyway; that
+        writer then stops with an error at its next flush). A run this process has
+        open is closed first."""
+        from . import _lease
+        from .errors import RunLockedError
+
+        run_id = run_key(run_id).hex()  # one spelling, so artifacts/<id> is found too
         for run in _lifecycle.live_runs():
             if run.id == run_id and run.repo == self:
                 run.close("killed")
         env = self._env
-        if not env.write(lambda txn: _rec.delete_run(env, txn, run_id)):
+
+        def work(txn):
+            held = _rec.get_lease(env, txn, run_id)
+            if not force and _lease.holder_state(held) == "live":
+                raise RunLockedError(_lease.locked_message(
+                    run_id, held, "deleting it", "pass force=True (`runstore rm --force`)"))
+            return _rec.delete_run(env, txn, run_id)
+
+        if not env.write(work):
             raise RunNotFoundError(f"no run {run_id} in {self.path}")
         shutil.rmtree(self.path / "artifacts" / run_id, ignore_errors=True)
 

@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import lmdb
 import numpy as np
 
-from . import _lifecycle, _values
+from . import _lease, _lifecycle, _values
 from ._storage import records as _rec
 from ._storage.env import SEQS_VERSION
-from ._storage.keys import new_run_id
+from ._storage.keys import new_run_id, run_key
 from .errors import (
     InvalidParamError,
     InvalidValueError,
     RunClosedError,
+    RunLockedError,
     RunNotFoundError,
     RunstoreError,
     SequenceNotFoundError,
@@ -55,9 +56,14 @@ class Run:
     >>> with Run(repo="runs", experiment="mnist", name="baseline") as run:  # doctest: +SKIP
     ...     run["hparams"] = {"lr": 1e-3}
     ...     run.track(0.31, name="loss", context={"subset": "train"})
+
+    A writable run holds the run's writer lease (see ``runstore._lease``): resuming a
+    run another live process is writing raises :class:`RunLockedError`
+    (``force=True`` takes it over once that process is gone); resuming a run this
+    process already has open returns that open ``Run``.
     """
 
-    def __new__(cls, repo: Any = None, *args: Any, **kwargs: Any) -> "Run":
+    def __new__(cls, repo: Any = None, run_id: str | None = None, *args: Any, **kwargs: Any) -> "Run":
         # A run of a remote repository (Repo("grpc://...") or that URL) is
         # runstore.server's RemoteRun: this class's hot path, with its flush and
         # record changes shipped to the server instead of written to LMDB.
@@ -70,6 +76,13 @@ class Run:
                 remote = module.RemoteRun if module is not None else None
             if remote is not None:
                 return object.__new__(remote)
+        # A notebook cell run twice: the open writer of this process is handed back,
+        # never a second writer of the same run.
+        rid = run_id if run_id is not None else kwargs.get("run_hash")
+        if isinstance(rid, str):
+            open_run = _lifecycle.find_open(rid, repo)
+            if open_run is not None and type(open_run) is cls:
+                return open_run
         return object.__new__(cls)
 
     def __init__(
@@ -85,11 +98,15 @@ class Run:
         flush_interval: float | None = None,
         run_hash: str | None = None,
         created_at: float | None = None,
+        force: bool = False,
     ) -> None:
         """``created_at`` (seconds since the epoch) backdates a new run: importers
         use it to keep the time a run really started in another tracker (the run id
         encodes it, so the run sorts where it belongs). It cannot change a resumed run."""
         from .repo import Repo
+
+        if getattr(self, "_opened", False):  # this process's open run, from __new__
+            return self._reopen(name, experiment, description, tags, parent)
 
         if run_hash is not None:  # Aim's name for run_id
             if run_id is not None and run_id != run_hash:
@@ -106,6 +123,7 @@ class Run:
             if isinstance(created_at, bool) or not isinstance(created_at, (int, float)) \
                     or not 0 <= created_at < 2 ** 47 / 1000:
                 raise InvalidParamError(f"created_at must be seconds since the epoch (a number >= 0), got {created_at!r}")
+        self._lease = _lease.new_lease(self._flush_interval)
         if run_id is None:
             self._id = new_run_id(created_at)
             now = _time() if created_at is None else float(created_at)
@@ -129,16 +147,27 @@ class Run:
                     self._id = new_run_id(created_at)  # a backdated id is random: never overwrite a run
                 _rec.put_record(env, txn, self._id, record)
                 _rec.put_params(env, txn, self._id, {})
+                _rec.put_lease(env, txn, self._id, self._lease)
 
             env.write(create)
             self._record, self._params = record, {}
         else:
-            self._id = run_id
+            self._id = run_id = run_key(run_id).hex()  # one spelling: lowercase hex
             changes = {"status": "running", "ended_at": None, "pid": os.getpid(), "hostname": socket.gethostname()}
             for key, value in (("name", name), ("experiment", experiment), ("description", description)):
                 if value is not None:
                     changes[key] = _opt_str(value, key)
-            self._modify(lambda r: r.update(changes))
+
+            def resume(txn):
+                held = _rec.get_lease(env, txn, run_id)
+                if not force and _lease.holder_state(held) == "live":
+                    raise RunLockedError(_lease.locked_message(
+                        run_id, held, "resuming it here", "pass Run(repo, run_id=..., force=True)"))
+                record = self._modify_in(txn, lambda r: r.update(changes))
+                _rec.put_lease(env, txn, run_id, self._lease)
+                return record
+
+            self._record = env.write(resume)
             with env.read() as txn:
                 seqs = _rec.scan_sequences(env, txn, run_id)
             for seq_id, summary in ((s, rec) for _, s, rec in seqs):
@@ -152,7 +181,22 @@ class Run:
                 self.parent = parent
         self._next_flush = _monotonic() + self._flush_interval
         self._due = _time() + 2 * self._flush_interval
+        self._last_beat = _monotonic()
+        self._opened = True
         _lifecycle.register(self)
+
+    def _reopen(self, name: Any, experiment: Any, description: Any, tags: Any, parent: Any) -> None:
+        """``Run(repo, run_id=...)`` of a run this process has open: the same object,
+        with the given attributes applied as a resume would."""
+        if not self._writable:  # closed meanwhile (another thread): nothing to hand back
+            raise self._closed_error()
+        for key, value in (("name", name), ("experiment", experiment), ("description", description)):
+            if value is not None:
+                setattr(self, key, value)
+        for tag in _tag_list(tags):
+            self.add_tag(tag)
+        if parent is not None:
+            self.parent = parent
 
     def _init_state(self, writable: bool) -> None:
         self._seqs: dict[tuple, Sequence] = {}  # (name, frozen context) -> Sequence: the hot-path index
@@ -168,6 +212,9 @@ class Run:
         self._flush_interval = 1.0
         self._next_flush = float("inf")
         self._due = float("inf")  # wall-clock time after which track() flushes itself
+        self._opened = False
+        self._stopped: Exception | None = None  # why this writer stopped (lease lost, run deleted)
+        self._stop_reported = False
 
     @classmethod
     def _view(cls, repo: "Repo", run_id: str, record: dict | None = None, params: dict | None = None) -> "Run":
@@ -324,6 +371,8 @@ class Run:
         return seq
 
     def _closed_error(self) -> Exception:
+        if self._stopped is not None:
+            return type(self._stopped)(str(self._stopped))
         if self._is_view:
             return RunClosedError(
                 f"run {self.id} is a read-only view; resume it with Run(repo=..., run_id={self.id!r}) to track"
@@ -362,52 +411,47 @@ class Run:
                 self._in_flush = False
 
     def _flush_locked(self, also: Callable[[Any], Any] | None) -> Any:
-        dirty = []
-        for seq in self._seq_list:
-            seq._take_buffer()
-            if seq._pending:
-                dirty.append(seq)
-        if not dirty and also is None:
+        dirty = self._take_dirty()
+        if not dirty and also is None and not self._beat_due():
             return None
         env = self.repo._env
-
-        def work(txn):
-            states = [seq._prepare(env, txn) for seq in dirty]
-            if dirty:
-                env.bump(txn, SEQS_VERSION)
-            return states, (also(txn) if also is not None else None)
-
-        failed: list = []
         try:
-            states, result = env.write(work)
+            outcome = env.write(lambda txn: self._write_in(env, txn, dirty, also))
         except (RunstoreError, lmdb.Error):
             raise
         except Exception:
             # One sequence could not be encoded (validation at track() should make
             # this impossible; this is the second line of defence): commit every
             # other sequence, and the run's record change, without it.
-            states, result, failed = self._flush_isolated(env, dirty, also)
-        for seq, state in zip(dirty, states):
-            if state is not None and state is not _FAILED:
-                seq._adopt(state)
-        self._flush_error = None
-        if failed:
-            seq, exc = failed[0]
-            names = ", ".join(f"{s.name!r}" for s, _ in failed)
-            self._flush_error = RunstoreError(
-                f"run {self._id}: could not store the points of sequence(s) {names} "
-                f"({type(exc).__name__}: {exc}); they are kept in memory, every other sequence "
-                "was committed"
-            )
-            warnings.warn(str(self._flush_error), RuntimeWarning, stacklevel=3)
-        return result
+            outcome = env.write(lambda txn: self._write_in(env, txn, dirty, also, isolate=True))
+        return self._after_commit(dirty, outcome)
 
-    def _flush_isolated(self, env, dirty: list, also):
-        """The flush with each sequence in a nested transaction of its own."""
+    # The three steps of a flush, also used by the flush thread to write every due
+    # run of a repository in one transaction (runstore._lifecycle). The caller holds
+    # the run's lock from _take_dirty to _after_commit.
+    def _take_dirty(self) -> list[Sequence]:
+        """Sequences with points to write (moved out of the hot buffers)."""
+        dirty = []
+        for seq in self._seq_list:
+            seq._take_buffer()
+            if seq._pending:
+                dirty.append(seq)
+        return dirty
+
+    def _beat_due(self) -> bool:
+        """Whether an idle run should still write a heartbeat into its lease."""
+        return _monotonic() - self._last_beat >= self._lease["stale"] / 4
+
+    def _write_in(self, env, txn, dirty: list, also: Callable[[Any], Any] | None, isolate: bool = False) -> tuple:
+        """Write into ``txn`` (nothing in memory changes: ``work`` may run twice);
+        returns (states, result of ``also``, failed sequences, why the writer lost the run)."""
+        lost = self._check_lease(env, txn)
+        if lost is not None:
+            return None, None, [], lost
         failed: list = []
-
-        def work(txn):
-            failed.clear()
+        if not isolate:
+            states = [seq._prepare(env, txn) for seq in dirty]
+        else:  # each sequence in a nested transaction of its own
             states = []
             for seq in dirty:
                 child = env.lmdb.begin(write=True, parent=txn)
@@ -421,11 +465,58 @@ class Run:
                     child.abort()
                     states.append(_FAILED)
                     failed.append((seq, exc))
+        if dirty:
             env.bump(txn, SEQS_VERSION)
-            return states, (also(txn) if also is not None else None)
+        return states, (also(txn) if also is not None else None), failed, None
 
-        states, result = env.write(work)
-        return states, result, failed
+    def _check_lease(self, env, txn) -> Exception | None:
+        """Write the heartbeat if the lease is still this writer's; else say why not."""
+        held = _rec.get_lease(env, txn, self._id)
+        if held is not None and held.get("token") == self._lease["token"]:
+            _rec.put_lease(env, txn, self._id, dict(self._lease, beat=_time()))
+            return None
+        if not _rec.has_run(env, txn, self._id):
+            return RunNotFoundError(
+                f"run {self._id} was deleted from {self.repo.path} while this process was writing it; "
+                "this writer stops (points tracked since its last flush were not stored)"
+            )
+        holder = _lease.describe(held) if held is not None else "another process (which has closed it since)"
+        return RunLockedError(
+            f"run {self._id} was taken over by {holder}; this process stops writing it (points tracked "
+            "since its last flush were not stored). Resume it with Run(repo, run_id=...) once that "
+            "writer is done"
+        )
+
+    def _after_commit(self, dirty: list, outcome: tuple) -> Any:
+        states, result, failed, lost = outcome
+        if lost is not None:
+            self._stop(lost)
+            raise type(lost)(str(lost))
+        self._last_beat = _monotonic()
+        for seq, state in zip(dirty, states):
+            if state is not None and state is not _FAILED:
+                seq._adopt(state)
+        self._flush_error = None
+        if failed:
+            seq, exc = failed[0]
+            names = ", ".join(f"{s.name!r}" for s, _ in failed)
+            self._flush_error = RunstoreError(
+                f"run {self._id}: could not store the points of sequence(s) {names} "
+                f"({type(exc).__name__}: {exc}); they are kept in memory, every other sequence "
+                "was committed"
+            )
+            warnings.warn(str(self._flush_error), RuntimeWarning, stacklevel=4)
+        return result
+
+    def _stop(self, why: Exception) -> None:
+        """Stop writing: the run was deleted, or another process took its lease."""
+        self._stopped = why
+        self._writable = False
+        self._due = float("inf")
+        for seq in self._seq_list:
+            seq._buf = _StoppedBuffer(self._id, why)
+        _lifecycle.unregister(self)
+        warnings.warn(str(why), RuntimeWarning, stacklevel=4)
 
     def close(self, status: str = "finished", *, ended_at: float | None = None) -> None:
         """Flush, mark the run ``status`` and stop accepting points. Idempotent.
@@ -441,13 +532,19 @@ class Run:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         if ended_at is not None and (isinstance(ended_at, bool) or not isinstance(ended_at, (int, float))):
             raise InvalidParamError(f"ended_at must be seconds since the epoch, got {ended_at!r}")
+        end = None if status == "running" and ended_at is None else _time() if ended_at is None else float(ended_at)
+
+        def mark(txn):
+            _rec.delete_lease(self.repo._env, txn, self._id)  # the next writer need not wait
+            return self._modify_in(txn, lambda r: r.update(status=status, ended_at=end))
+
         with self._lock:
             if not self._writable:
+                if self._stopped is not None and not self._stop_reported:
+                    self._stop_reported = True
+                    raise self._closed_error()
                 return
-            end = None if status == "running" and ended_at is None else _time() if ended_at is None else float(ended_at)
-            self._record = self._flush(
-                also=lambda txn: self._modify_in(txn, lambda r: r.update(status=status, ended_at=end))
-            )
+            self._record = self._flush(also=mark)
             self._writable = False
             self._due = float("inf")
             for seq in self._seq_list:
@@ -458,6 +555,8 @@ class Run:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and self._stopped is not None:
+            return False  # the error in flight already says why this writer stopped
         if exc_type is None:
             self.close("finished")
         else:
@@ -841,6 +940,19 @@ class Run:
 
     def __hash__(self) -> int:
         return hash(self._id)
+
+
+class _StoppedBuffer(_ClosedBuffer):
+    """The point buffer of a writer that lost its run: appending raises why."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, run_id: str, error: Exception) -> None:
+        super().__init__(run_id)
+        self.error = error
+
+    def fromlist(self, _row) -> None:
+        raise type(self.error)(str(self.error))
 
 
 def _key_parts(key: Any) -> tuple:

@@ -61,6 +61,7 @@ def delete_run(env: Environment, txn, run_id: str) -> bool:
     key = run_key(run_id)
     found = txn.delete(key, db=env.dbs["runs"])
     txn.delete(key, db=env.dbs["params"])
+    txn.delete(LEASE_PREFIX + key, db=env.dbs["meta"])
     for db in ("seqs", "blocks"):
         _delete_prefix(txn, env.dbs[db], key)
     env.bump(txn, RUNS_VERSION)
@@ -77,6 +78,29 @@ def _delete_prefix(txn, db, prefix: bytes) -> int:
             if not cur.delete():  # moves to the next item; False at the end
                 break
     return n
+
+
+# -- writer leases (see runstore._lease) ----------------------------------------
+# Kept in the meta database, not in the run record: a heartbeat at every flush
+# must not bump the runs version (that would invalidate every query cache).
+LEASE_PREFIX = b"lease:"
+
+
+def get_lease(env: Environment, txn, run_id: str) -> dict | None:
+    raw = txn.get(LEASE_PREFIX + run_key(run_id), db=env.dbs["meta"])
+    return None if raw is None else unpack(raw)
+
+
+def put_lease(env: Environment, txn, run_id: str, lease: dict) -> None:
+    txn.put(LEASE_PREFIX + run_key(run_id), pack(lease), db=env.dbs["meta"])
+
+
+def delete_lease(env: Environment, txn, run_id: str) -> None:
+    txn.delete(LEASE_PREFIX + run_key(run_id), db=env.dbs["meta"])
+
+
+def has_run(env: Environment, txn, run_id: str) -> bool:
+    return txn.get(run_key(run_id), db=env.dbs["runs"]) is not None
 
 
 # -- sequences ----------------------------------------------------------------
