@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_query import make_runs, timed  # noqa: E402
 
 from runstore import Repo  # noqa: E402
-from runstore._keys import run_get  # noqa: E402
-from runstore.query import run_query  # noqa: E402
+from runstore.analysis.keys import run_get  # noqa: E402
+from runstore.analysis import run_query  # noqa: E402
 
 FILTER = dict(experiment="mnist", hparams__model=["lstm", "gru"], hparams__lr=(1e-4, 1e-2))
 KEYS = ("experiment", "hparams.model")

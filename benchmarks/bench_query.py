@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from runstore import Repo, Run
-from runstore.query import compile_query, run_query, sequence_query
-from runstore._gc import gc_paused as _gc_paused
+from runstore.analysis import run_query, sequence_query
+from runstore.query import compile_query
+from runstore.storage.gc import gc_paused as _gc_paused
 from runstore.query.reference import run_matches
 
 PARAM_QUERY = "run.hparams.lr < 0.01 and run.experiment == 'mnist'"

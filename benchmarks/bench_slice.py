@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import best_of, row, workdir  # noqa: E402
 
 from runstore import Repo, Run  # noqa: E402
-from runstore._storage import blocks  # noqa: E402
+from runstore.storage import blocks  # noqa: E402
 
 
 class Counting:

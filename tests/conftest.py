@@ -11,7 +11,7 @@ def repo(tmp_path):
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of 5 points, so that short tests cross block boundaries."""
-    from runstore._storage import blocks
+    from runstore.storage import blocks
 
     monkeypatch.setattr(blocks, "CAPACITY", 5)
     return 5

@@ -10,7 +10,8 @@ import os
 import sys
 import time
 
-from runstore import Repo, Run, RunstoreError, _lease
+from runstore import Repo, Run, RunstoreError
+from runstore.tracking import lease as _lease
 
 repo_path, run_id, interval, min_stale = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 _lease.MIN_STALE = min_stale

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from runstore import Repo, Run
-from runstore._cli_live import sparkline
+from runstore.cli.live import sparkline
 from runstore.cli import cli
 
 from test_cli_terminal import ANSI, _pty_run, assert_fits  # noqa: F401  (shared pty helper)

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from runstore import AmbiguousRunError, Repo, Run, RunNotFoundError
-from runstore import _cli_table as T
-from runstore._handles import HANDLE_LENGTH, handle
+from runstore.cli import table as T
+from runstore.tracking.handles import HANDLE_LENGTH, handle
 from runstore.cli import cli
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -153,7 +153,7 @@ def test_a_starved_flush_thread_does_not_delay_durability(tmp_path):
     script = tmp_path / "starved.py"
     script.write_text(f"""
 import time
-from runstore import _lifecycle
+from runstore.tracking import lifecycle as _lifecycle
 _lifecycle._flush_loop = lambda: time.sleep(3600)   # a flush thread that never gets to run
 from runstore import Repo, Run
 run = Run(repo=Repo({str(tmp_path / 'repo')!r}, flush_interval=0.1))

@@ -339,9 +339,6 @@ def test_factory_must_return_a_pipeline(tmp_path, repo):
 
 
 def test_hierarchy_is_queryable(tmp_path, repo):
-    query = pytest.importorskip("runstore.query")
-    if not hasattr(query, "run_query"):
-        pytest.skip("the query layer has not landed yet")
     results = Experiment.from_dir(make_dir(tmp_path), Toy, repo=repo).run()
     small = list(repo.query("run.trial == 'small' and run.kind == 'repeat'"))
     assert sorted(r.id for r in small) == sorted(results[0].run_ids)
@@ -364,9 +361,6 @@ def test_example_experiment_and_analysis(tmp_path):
     acc = {t: np.mean([k.params["results"]["test_acc"] for k in kids if k.params["trial"] == t]) for t in ("linear", "mlp")}
     assert acc["mlp"] > acc["linear"] + 0.2  # the spiral needs the hidden layer
     assert all({a["name"] for a in k.artifacts} >= {"metrics.csv", "results.csv"} for k in kids)
-    query = pytest.importorskip("runstore.query")
-    if not hasattr(query, "run_query"):
-        pytest.skip("the query layer has not landed yet (analyze.py uses repo.query)")
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "analyze.py"), str(folder / "runs")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -251,7 +251,7 @@ def test_creating_a_repository_on_a_full_disk(tiny_disk):
 
 
 def test_eio_on_a_nearly_full_disk_is_storage_full(tmp_path, monkeypatch):
-    from runstore._storage import env as envmod
+    from runstore.storage import env as envmod
 
     repo = Repo(tmp_path / "repo")
     env = repo._env
@@ -585,7 +585,7 @@ def test_fuzzed_queries_raise_only_query_errors(tmp_path):
 def test_many_repo_objects_share_one_cache(tmp_path):
     import time
 
-    from runstore.query.columns import cache_for
+    from runstore.query.tables import cache_for
 
     path = build(tmp_path / "repo", runs=50, points=10)
     first = Repo(path)

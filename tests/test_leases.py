@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runstore import Repo, Run, RunLockedError, RunNotFoundError, _lease
-from runstore._storage import records as _rec
+from runstore import Repo, Run, RunLockedError, RunNotFoundError
+from runstore.tracking import lease as _lease
+from runstore.storage import records as _rec
 
 CHILD = str(Path(__file__).with_name("lease_child.py"))
 INTERVAL = 0.1

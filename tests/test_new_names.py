@@ -212,7 +212,7 @@ def _grid(repo):
 
 
 def test_hydraflow_names(repo):
-    from runstore.collections import RunCollection
+    from runstore.analysis.collections import RunCollection
 
     _grid(repo)
     runs = repo.query()

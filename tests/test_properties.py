@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runstore import Repo, Run
-from runstore._storage import blocks
+from runstore.storage import blocks
 
 NAMES = ["loss", "acc"]
 CONTEXTS = [None, {"subset": "train"}, {"subset": "val", "fold": 1}]

@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runstore import QueryNameError, QuerySyntaxError, Repo, Run
-from runstore.query import compile_query, run_query, sequence_query
-from runstore.query.columns import cache_for
+from runstore.analysis import run_query, sequence_query
+from runstore.query import compile_query
+from runstore.query.tables import cache_for
 from runstore.query.compiler import run_mask, seq_mask
 from runstore.query.reference import run_matches, seq_matches
 

@@ -50,7 +50,7 @@ def test_snapshot_is_written_and_gives_the_same_answers(tmp_path):
     parts = sorted(p.name.split("-")[0] for p in (tmp_path / "r" / snapshot.DIRNAME).iterdir())
     assert parts == ["runs", "seqs"]
     again = _fresh(tmp_path / "r")
-    from runstore.query.columns import cache_for
+    from runstore.query.tables import cache_for
 
     runs, seqs = cache_for(again).tables(True)
     assert runs.snapshotted and runs._records is None  # columns mapped, no record decoded
@@ -121,7 +121,7 @@ def test_a_readonly_repo_uses_but_never_writes_a_snapshot(tmp_path):
     _answers(_fresh(tmp_path / "r"))
     snapshot.wait()
     ro = _drop_cache(Repo(tmp_path / "r", readonly=True))
-    from runstore.query.columns import cache_for
+    from runstore.query.tables import cache_for
 
     assert cache_for(ro).runs().snapshotted  # ... but a snapshot another process wrote is used
     assert _answers(ro) == expected
@@ -129,7 +129,7 @@ def test_a_readonly_repo_uses_but_never_writes_a_snapshot(tmp_path):
 
 def test_run_ids_ending_in_zero_bytes_survive_the_snapshot(tmp_path):
     # NumPy "S" strings drop trailing zero bytes; ids are 12 raw bytes, some ending in 00.
-    from runstore.query.columns import RunTable
+    from runstore.query.tables import RunTable
 
     repo = _make(tmp_path / "r", 1)
     ids = ["01a206f6c373220633211000", "01a206f6c373220633210000", "0123456789abcdef01234567"]
@@ -151,6 +151,6 @@ def test_an_old_format_half_is_replaced_not_reported(tmp_path):
     assert _answers(_fresh(tmp_path / "r")) == expected
     snapshot.wait()
     again = _fresh(tmp_path / "r")
-    from runstore.query.columns import cache_for
+    from runstore.query.tables import cache_for
 
     assert cache_for(again).runs().snapshotted  # rewritten in the current format

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runstore import MatchError, Repo, Run
-from runstore._keys import run_cfg, run_get, run_impl
-from runstore.collections import RunCollection
+from runstore.analysis.keys import run_cfg, run_get, run_impl
+from runstore.analysis.collections import RunCollection
 
 pl = pytest.importorskip("polars")
 

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 
 from runstore import Repo, Run, Sequence
-from runstore import _seqframe
-from runstore.collections import RunCollection, SequenceCollection
+from runstore.analysis import seqframe as _seqframe
+from runstore.analysis.collections import RunCollection, SequenceCollection
 
 
 @pytest.fixture

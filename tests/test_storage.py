@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from runstore import Repo, Run
-from runstore._storage import blocks, keys
-from runstore._storage import records as rec
+from runstore.storage import blocks, keys
+from runstore.storage import records as rec
 from runstore.errors import RepositoryError, StorageFullError
 
 

@@ -40,11 +40,11 @@ _LAZY = {
 }
 # MLflow's remaining fluent names and seed 002's manager (pandas only when search_runs runs).
 _LAZY.update({
-    name: "._mlflow"
+    name: ".fluent.mlflow"
     for name in ("MLflowManager", "get_experiment_by_name", "log_dict", "log_figure", "log_text",
                  "search_runs", "set_experiment", "set_tracking_uri")
 })
-_LAZY.update({"RunCollection": ".collections", "SequenceCollection": ".collections"})
+_LAZY.update({"RunCollection": ".analysis.collections", "SequenceCollection": ".analysis.collections"})
 
 
 def __getattr__(name: str):
@@ -74,9 +74,9 @@ from .fluent import (
     set_tags,
     start_run,
 )
-from .repo import Repo
-from .run import Run
-from .sequence import Sequence
+from .tracking.repo import Repo
+from .tracking.run import Run
+from .tracking.sequence import Sequence
 
 __version__ = "0.1.0"
 

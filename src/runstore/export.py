@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from .errors import RunstoreError
 
 if TYPE_CHECKING:
-    from .repo import Repo
+    from .tracking.repo import Repo
 
 __all__ = ["ExportError", "ExportResult", "export", "flat_table", "flatten_structs"]
 

@@ -27,7 +27,7 @@ def start_line(script: str, run: Any, repo: Any, resumed: bool = False) -> str:
 
 def end_line(script: str, run: Any) -> str:
     """``train: run k3m9x2qa finished after 12.3s``."""
-    from .._cli_table import fmt_duration
+    from ..analysis.format import fmt_duration
 
     return f"{script}: run {run.handle} {run.status} after {fmt_duration(run.duration)}"
 

@@ -11,8 +11,8 @@ import os
 import socket
 from typing import Any
 
-from .. import _lifecycle
-from .._values import same_param_value
+from ..tracking import lifecycle as _lifecycle
+from ..tracking.values import same_param_value
 
 __all__ = ["is_live", "runs_of", "same_config", "effective_status"]
 

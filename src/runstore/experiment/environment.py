@@ -196,7 +196,7 @@ class Environment:
     @property
     def repository(self) -> Any:
         """The runstore :class:`~runstore.Repo` (opened on first use)."""
-        from ..repo import Repo
+        from ..tracking.repo import Repo
 
         if not isinstance(self._repo, Repo):
             self._repo = Repo(self._repo)

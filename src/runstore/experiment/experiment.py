@@ -250,7 +250,7 @@ class Experiment:
         experiment goes on; KeyboardInterrupt marks the current runs killed and stops.
         ``rerun_finished=True`` runs finished repeats again as well.
         """
-        from ..repo import Repo
+        from ..tracking.repo import Repo
 
         root = self.environment if self.environment is not None else Environment(repo=self.repo, trackers=[])
         store = self.repo if isinstance(self.repo, Repo) else root.repository
@@ -293,7 +293,7 @@ class Experiment:
 
     def _experiment_run(self, repo: Any) -> Any:
         """The run of kind ``experiment`` (reopened when the experiment ran before)."""
-        from ..run import Run
+        from ..tracking.run import Run
 
         earlier = [r for r in runs_of(repo, self.name) if r.params.get("kind") == "experiment" and not r.archived]
         if earlier:
@@ -325,7 +325,7 @@ class Experiment:
 
     def _run_trial(self, repo: Any, exp_env: Environment, trial: Trial, bar: Progress,
                    rerun_finished: bool) -> TrialResult:
-        from ..run import Run
+        from ..tracking.run import Run
 
         key = self.params_key
         mine = [
@@ -389,7 +389,7 @@ class Experiment:
         self, repo: Any, trial_env: Environment, trial: Trial, index: int, seed: int, parent: Any,
         earlier: list[Any], bar: Progress, rerun_finished: bool,
     ) -> tuple[RunStatus, str | None]:
-        from ..run import Run
+        from ..tracking.run import Run
 
         label = f"{trial.name} repeat {index}"
         finished = [r for r in earlier if r.status == "finished"]

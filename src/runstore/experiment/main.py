@@ -32,7 +32,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .._active import activated
+from ..tracking.active import activated
 from ..errors import ConfigError
 from . import _announce
 from ._history import effective_status, is_live, runs_of, same_config
@@ -104,7 +104,7 @@ def main(
                         print(f"# {job.label}")
                     print(OmegaConf.to_yaml(job.params), end="")
                 return []
-            from ..repo import Repo
+            from ..tracking.repo import Repo
 
             store = Repo(args.repo if args.repo is not None else repo)
             options = _Options(
@@ -190,7 +190,7 @@ def _jobs(schema: Any, files: list[Any], overrides: list[str], multirun: bool) -
 
 
 def _run_jobs(fn: Callable[[Any, Any], Any], repo: Any, jobs: list[_Job], opts: _Options, sweep: bool) -> list[Any]:
-    from ..run import Run
+    from ..tracking.run import Run
 
     runs: list[Any] = []
     failures: list[tuple[_Job, BaseException]] = []

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from .._active import activated
+from ..tracking.active import activated
 from ._points import metric_points, scalar
 from .levels import Level, Metric, metric_name
+from ..errors import InvalidValueError
 
 if TYPE_CHECKING:
     from .callbacks import Callback

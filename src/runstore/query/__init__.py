@@ -1,25 +1,23 @@
 """The query language: text -> AST (``parser``) -> resolved plan (``compiler``) ->
-vectorised evaluation (``evaluate``) over cached column tables (``columns``).
+vectorised evaluation (``evaluate``) over cached column tables (``tables``) of typed vectors (``vectors``).
 
-``repo.query(text)`` and ``repo.query_sequences(text)`` call :func:`run_query`
-and :func:`sequence_query`; docs/query.md is the language reference.
+This layer selects rows (:func:`select_runs`, :func:`select_sequences`); the
+collections wrapping them are the analysis layer's (``runstore.analysis``).
+docs/query.md is the language reference.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import contextlib
 
 import numpy as np
 
-from .columns import cache_for
+from .tables import cache_for
 from .compiler import compile_query, run_mask, seq_mask, warn_unknown_params
 
-if TYPE_CHECKING:
-    from ..collections import RunCollection, SequenceCollection
-
-__all__ = ["compile_query", "run_query", "sequence_query"]
+__all__ = ["compile_query", "select_runs", "select_sequences"]
 
 
 def _blank(text: Any) -> bool:
@@ -44,30 +42,25 @@ def _evaluation_errors(text: Any):
         raise syntax_error(str(text), (1, 1), f"the query cannot be evaluated ({type(exc).__name__}: {exc})") from None
 
 
-def run_query(repo: Any, text: str | None = None) -> "RunCollection":
-    """The runs of ``repo`` matching ``text`` (every run for None or "")."""
-    from .._runframe import Source
-    from ..collections import RunCollection
-
+def select_runs(repo: Any, text: str | None = None) -> tuple[Any, np.ndarray]:
+    """The run table of ``repo`` and the rows matching ``text`` (every row for None or "")."""
     if _blank(text):
         table = cache_for(repo).runs()
-        return RunCollection._from(Source(table, repo), np.arange(table.n))
+        return table, np.arange(table.n)
     plan = compile_query(text)  # syntax errors before any storage access
     runs, seqs = cache_for(repo).tables(plan.uses_seq)
     warn_unknown_params(plan, runs, seqs)
     with _evaluation_errors(text):
         mask = run_mask(plan, runs, seqs)
-    return RunCollection._from(Source(runs, repo), np.flatnonzero(mask))
+    return runs, np.flatnonzero(mask)
 
 
-def sequence_query(repo: Any, text: str | None = None) -> "SequenceCollection":
-    """The sequences of ``repo`` matching ``text`` (every sequence for None or "")."""
-    from ..collections import SequenceCollection
-
+def select_sequences(repo: Any, text: str | None = None) -> tuple[Any, np.ndarray]:
+    """The sequence table of ``repo`` and the rows matching ``text`` (every row for None or "")."""
     plan = None if _blank(text) else compile_query(text)
     runs, seqs = cache_for(repo).tables(True)
     if plan is not None:
         warn_unknown_params(plan, runs, seqs)
     with _evaluation_errors(text):
         rows = np.arange(seqs.n_real) if plan is None else np.flatnonzero(seq_mask(plan, runs, seqs))
-    return SequenceCollection(repo, seqs, rows)
+    return seqs, rows

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..errors import QueryNameError, QuerySyntaxError
 from . import evaluate as ev
-from .column import Column
-from .columns import DATE_ATTRS, RUN_ATTRS, SEQ_FIELDS, RunTable, SeqTable
+from .vectors import Column
+from .tables import DATE_ATTRS, RUN_ATTRS, SEQ_FIELDS, RunTable, SeqTable
 from .parser import (MAX_DEPTH, Arith, BoolOp, Call, Compare, Const, Neg, Not, Ref, SizedCache, parse, pos_of,
                      suggest, syntax_error)
 

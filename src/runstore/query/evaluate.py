@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .column import Column, element_key
+from .vectors import Column, element_key
 
 _OPS = {
     "==": operator.eq,

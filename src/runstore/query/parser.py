@@ -1,6 +1,6 @@
 """Query text -> AST.
 
-The grammar lives in ``query.lark`` (LALR).  A ``@v_args(inline=True)``
+The grammar lives in ``grammar.lark`` (LALR).  A ``@v_args(inline=True)``
 Transformer turns the parse tree into the small immutable node classes below;
 nothing here evaluates anything, and user text is never handed to ``eval``.
 
@@ -449,10 +449,10 @@ def _parser() -> Lark:
     # what a CLI invocation or the first query of a notebook pays.
     try:
         return Lark.open_from_package(
-            "runstore.query", "query.lark", parser="lalr", maybe_placeholders=True, cache=True
+            "runstore.query", "grammar.lark", parser="lalr", maybe_placeholders=True, cache=True
         )
     except OSError:  # pragma: no cover - an unwritable temp dir: build without the cache
-        return Lark.open_from_package("runstore.query", "query.lark", parser="lalr", maybe_placeholders=True)
+        return Lark.open_from_package("runstore.query", "grammar.lark", parser="lalr", maybe_placeholders=True)
 
 
 def parse(text: str) -> Any:

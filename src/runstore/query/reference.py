@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from . import evaluate as ev
-from .column import MISSING
-from .columns import walk
+from .vectors import MISSING
+from .tables import walk
 from .compiler import Field, Method, Plan
 from .parser import Arith, BoolOp, Compare, Const, Neg, Not
 

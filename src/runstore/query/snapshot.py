@@ -38,7 +38,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from .column import Column
+from .vectors import Column
 
 FORMAT = 2  # 1 stored run ids as NumPy 'S12', which drops trailing zero bytes
 DIRNAME = "query-snapshot"
@@ -167,7 +167,7 @@ def _col_decode(info: dict, key: str, arrays: dict) -> Column:
 # -- the two halves -------------------------------------------------------------------
 def save_runs(repo: Any, table: Any) -> None:
     """Write every attribute and every leaf param column of ``table``."""
-    from .columns import RUN_ATTRS
+    from .tables import RUN_ATTRS
 
     target = _part_dir(repo, "runs", table.version)
     if target is None or (target.exists() and load_runs(repo, table.version) is not None):

@@ -92,7 +92,7 @@ class RunstoreTracker(Tracker):
         level = Level(level)
         if level not in _RUN_LEVELS or self.run_at(level) is not None:
             return
-        from ...run import Run
+        from ...tracking.run import Run
 
         if self.env is None:
             raise ConfigError("RunstoreTracker needs an environment to know the repository")

@@ -8,9 +8,9 @@ from typing import Any, Sequence
 
 import click
 
-from . import _cli_table as T
-from ._cli_runs import color_on, emit, key_values, options, state
-from ._handles import handle
+from . import table as T
+from .runs import color_on, emit, key_values, options, state
+from ..tracking.handles import handle
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

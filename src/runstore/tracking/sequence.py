@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import numpy as np
 
-from . import _values
-from ._storage import blocks as _blocks
-from ._storage import locate as _locate
-from ._storage import records as _rec
-from ._storage.keys import run_key
-from .errors import InvalidValueError, RunClosedError, SequenceNotFoundError
+from . import values as _values
+from ..storage import blocks as _blocks
+from ..storage import locate as _locate
+from ..storage import records as _rec
+from ..storage.keys import run_key
+from ..errors import InvalidValueError, RunClosedError, SequenceNotFoundError
 
 if TYPE_CHECKING:
     from .run import Run

@@ -10,9 +10,9 @@ import click
 import numpy as np
 from rich.text import Text
 
-from . import _cli_table as T
-from ._cli_runs import color_on, run_sequences, state
-from ._keys import parse_seq_key
+from . import table as T
+from .runs import color_on, run_sequences, state
+from ..analysis.keys import parse_seq_key
 
 SPARKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 24
@@ -47,7 +47,7 @@ def _metric_filter(metrics: Sequence[str]) -> list[tuple[str, tuple]]:
 
 
 def _wanted(name: str, context: dict, filters: list) -> bool:
-    from ._keys import SeqKey
+    from ..analysis.keys import SeqKey
 
     return not filters or any(SeqKey(n, c, "last").matches(name, context) for n, c in filters)
 

@@ -20,7 +20,7 @@ import threading
 import weakref
 from typing import Any, Iterator, Sequence
 
-from .errors import SQLError
+from ..errors import SQLError
 
 __all__ = ["SQLResult", "sql", "TABLES", "VIEWS"]
 
@@ -102,7 +102,7 @@ class _Connection:
         return self.con
 
     def _build(self) -> Any:
-        from . import _sql_tables
+        from . import sql_tables as _sql_tables
 
         duckdb = _duckdb()
         runs = self.repo._scan_runs()

@@ -8,18 +8,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 
-from . import _handles, _lifecycle
-from ._gc import gc_paused
-from ._storage import records as _rec
-from ._storage.env import open_environment
-from ._storage.keys import run_created_at, run_key
-from .errors import RunNotFoundError
+from . import handles as _handles, lifecycle as _lifecycle
+from ..storage.gc import gc_paused
+from ..storage import records as _rec
+from ..storage.env import open_environment
+from ..storage.keys import run_created_at, run_key
+from ..errors import RunNotFoundError
 from .run import Run
 from .sequence import Sequence
 
 if TYPE_CHECKING:
-    from .collections import RunCollection, SequenceCollection
-    from .sql import SQLResult
+    from ..analysis.collections import RunCollection, SequenceCollection
+    from ..analysis.sql import SQLResult
 
 DEFAULT_PATH = ".runstore"
 ENV_VAR = "RUNSTORE_REPO"
@@ -61,8 +61,8 @@ def _check_target(path: Path, explicit: bool) -> None:
     ``Repo(".")`` in a project folder would otherwise quietly put data.mdb among the
     sources; a new repository gets a missing or empty directory unless ``create=True``.
     """
-    from ._storage.env import is_repository
-    from .errors import RepositoryError
+    from ..storage.env import is_repository
+    from ..errors import RepositoryError
 
     if is_repository(path):
         return
@@ -116,7 +116,7 @@ class Repo:
         self._pid = os.getpid()
 
     def _open_env(self, create: bool):
-        from ._storage.env import ReadOnly
+        from ..storage.env import ReadOnly
 
         env = open_environment(self.path, create=create, map_size=self._map_size, readonly=self.readonly)
         return ReadOnly(env) if self.readonly and not env.readonly else env
@@ -230,7 +230,7 @@ class Repo:
     # -- queries (the query layer does the work) -----------------------------------
     def query(self, query: str | None = None) -> "RunCollection":
         """Runs matching a query, e.g. ``"run.hparams.lr < 0.01"`` (all runs for None or "")."""
-        from .query import run_query
+        from ..analysis import run_query  # facade: the analysis layer builds the collection
 
         return run_query(self, query)
 
@@ -244,7 +244,7 @@ class Repo:
 
             repo.sql("SELECT step, value FROM points WHERE run_id = ? AND name = 'loss'", [run_id])
         """
-        from .sql import sql
+        from ..analysis.sql import sql  # facade: DuckDB over the analysis layer's Arrow views
 
         return sql(self, query, params)
 
@@ -268,7 +268,7 @@ class Repo:
 
     def query_sequences(self, query: str | None = None) -> "SequenceCollection":
         """Sequences matching a query, e.g. ``"seq.name == 'loss' and run.hparams.lr < 0.01"``."""
-        from .query import sequence_query
+        from ..analysis import sequence_query  # facade: the analysis layer builds the collection
 
         return sequence_query(self, query)
 
@@ -280,8 +280,8 @@ class Repo:
         summary agrees with its blocks, and every sequence, block and params
         record belongs to an existing run.
         """
-        from ._storage.check import check
-        from .query import snapshot
+        from ..storage.check import check
+        from ..query import snapshot
 
         # The persisted query columns are a cache: damage there is reported, and
         # is harmless (queries ignore a damaged snapshot and rebuild it).

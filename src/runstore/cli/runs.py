@@ -19,9 +19,9 @@ from typing import Any, Sequence
 
 import click
 
-from . import _cli_table as T
-from ._handles import handle
-from .errors import MatchError
+from . import table as T
+from ..tracking.handles import handle
+from ..errors import MatchError
 
 # Priorities (lower is kept first when the terminal is narrow).
 P_ID, P_NAME, P_STATUS, P_ASKED, P_METRIC, P_PARAM = 0, 1, 2, 10, 30, 40
@@ -228,7 +228,7 @@ def write_arrow(table: Any, fmt: str, output: str | None) -> None:
 
     import pyarrow as pa
 
-    from .export import flat_table
+    from ..export import flat_table
 
     if fmt in ("parquet", "arrow") and output is None and T.is_terminal():
         raise click.UsageError(f"refusing to write binary {fmt} to a terminal; use -o FILE or redirect stdout")
@@ -275,7 +275,7 @@ def _json_deep(value: Any) -> Any:
 
 def arrow_columns(table: Any, *, full_ids: bool, absolute: bool) -> list[T.Column]:
     """Fitted columns for any Arrow table (query --sequences): ids as handles, times relative."""
-    from .export import flatten_structs
+    from ..export import flatten_structs
 
     flat = flatten_structs(table)
     out = []

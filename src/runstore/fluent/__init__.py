@@ -35,11 +35,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import _active
-from ._values import same_param_value
-from .errors import ActiveRunError, InvalidParamError, InvalidValueError, ParamChangedError
-from .repo import Repo
-from .run import Run
+from ..tracking import active as _active
+from ..tracking.values import same_param_value
+from ..errors import ActiveRunError, InvalidParamError, InvalidValueError, ParamChangedError
+from ..tracking.repo import Repo
+from ..tracking.run import Run
 
 __all__ = [
     "active_run",

@@ -20,10 +20,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import fluent
-from .errors import InvalidParamError, InvalidValueError
-from .repo import Repo
-from .run import Run
+from .. import fluent
+from ..errors import InvalidParamError, InvalidValueError
+from ..tracking.repo import Repo
+from ..tracking.run import Run
 
 __all__ = [
     "MLflowExperiment",
@@ -138,7 +138,7 @@ def search_runs(
 def _frame(store: Repo, runs: Any) -> Any:
     import pandas as pd
 
-    from .query.columns import leaf_paths, walk
+    from ..query.tables import leaf_paths, walk
 
     ids = runs.ids
     metrics: dict[str, dict[str, float]] = {rid: {} for rid in ids}

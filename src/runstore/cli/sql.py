@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from . import _cli_table as T
-from ._cli_runs import color_on, emit, state
+from . import table as T
+from .runs import color_on, emit, state
 
 
 @click.command(short_help="Run SQL (DuckDB) over the runs, params, sequences and points.")
@@ -56,7 +56,7 @@ def sql(query: str | None, fmt: str | None, wide: bool, tables: bool) -> None:
 
 
 def _print_tables(repo: Any) -> None:
-    from .sql import TABLES, VIEWS
+    from ..analysis.sql import TABLES, VIEWS
 
     out = T.console(color=False)
     for name in list(TABLES) + list(VIEWS):

@@ -160,7 +160,7 @@ class Column:
 
     def pa_cats(self) -> Any:
         if self._pa_cats is None:
-            from .. import _arrow
+            from . import arrow as _arrow
 
             self._pa_cats = _arrow.strings(list(self.cats))
         return self._pa_cats
@@ -295,7 +295,7 @@ class Column:
         if not kinds:
             return pa.nulls(self.n)
         # The common kinds are built from buffers: pa.array would import pandas (see _arrow.py).
-        from .. import _arrow
+        from . import arrow as _arrow
 
         if kinds in (["int"], ["float"]):
             if self.ints is not None:

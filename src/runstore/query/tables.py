@@ -27,8 +27,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .._gc import gc_paused
-from .column import MISSING, Column
+from ..storage.gc import gc_paused
+from .vectors import MISSING, Column
 
 RUN_ATTRS = (
     "id",
@@ -130,7 +130,7 @@ class RunTable:
         return self
 
     def _load_dicts(self) -> None:
-        from .._gc import gc_paused
+        from ..storage.gc import gc_paused
 
         with gc_paused():
             rows = {rid: (rec, params) for rid, rec, params in self.repo._scan_runs()}
@@ -521,7 +521,7 @@ def _snapshot() -> Any:
 def _flush_own_runs(repo: Any) -> None:
     """Read your own writes: points this process tracked but has not flushed yet
     (the flush interval is about a second) are committed before a sequence query."""
-    from .. import _lifecycle
+    from ..tracking import lifecycle as _lifecycle
     from ..errors import RepositoryError
 
     for run in _lifecycle.live_runs():

@@ -264,7 +264,7 @@ class _BlockFiles(pafs.FileSystemHandler):
 
 
 def _ipc_file(steps: np.ndarray, values: np.ndarray, epochs: np.ndarray, times: np.ndarray) -> Any:
-    from . import _arrow
+    from ..query import arrow as _arrow
 
     pa = _pa()
     micros = np.rint(np.asarray(times, dtype=np.float64) * _NS).astype(np.int64)

@@ -16,10 +16,10 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from . import _arrow
+from ..query import arrow as _arrow
 
-from .query.column import display
-from .query.columns import SeqTable, leaf_paths, walk
+from ..query.vectors import display
+from ..query.tables import SeqTable, leaf_paths, walk
 
 # Above this many points per sequence on average, to_arrow() keeps one chunk per
 # sequence instead of concatenating (concatenation copies every point once).
@@ -88,7 +88,7 @@ class SequenceCollection:
     @property
     def runs(self) -> Any:
         """The runs these sequences belong to (each once, in order)."""
-        from ._runframe import Source
+        from .runframe import Source
         from .collections import RunCollection
 
         run_rows = self._seqs.run_idx[self._rows]
@@ -225,7 +225,7 @@ def _context_values(values: list) -> tuple[list, Any]:
     """Per-sequence context values and the one Arrow type they share."""
     import pyarrow as pa
 
-    from .query.column import MISSING
+    from ..query.vectors import MISSING
 
     values = [None if v is MISSING else v for v in values]
     kinds = {type(v) for v in values if v is not None}

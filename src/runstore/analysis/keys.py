@@ -28,9 +28,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError, MatchError
-from .query.column import MISSING
-from .query.columns import RUN_ATTRS, SUMMARY_FIELDS, walk
+from ..errors import ConfigError, MatchError
+from ..query.vectors import MISSING
+from ..query.tables import RUN_ATTRS, SUMMARY_FIELDS, walk
 
 NO_DEFAULT: Any = type("NoDefault", (), {"__repr__": lambda self: "NO_DEFAULT"})()
 ATTR_ALIASES = {"run_id": "id", "hash": "id"}
@@ -203,7 +203,7 @@ def missing_key_message(key: str, subject: str, candidates: list, advice: str | 
 
 
 def candidates_for_run(run: Any) -> list:
-    from .query.columns import leaf_paths
+    from ..query.tables import leaf_paths
 
     out = [".".join(map(str, p)) for p in leaf_paths([_param_tree(run)])]
     out += list(RUN_ATTRS) + list(DERIVED_KEYS)

@@ -13,7 +13,7 @@ import enum
 import math
 from typing import Any
 
-from .errors import InvalidContextError, InvalidParamError, InvalidValueError
+from ..errors import InvalidContextError, InvalidParamError, InvalidValueError
 
 _SCALARS = (str, int, float, bool, type(None))
 

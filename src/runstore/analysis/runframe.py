@@ -12,11 +12,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _keys
-from .errors import MatchError
-from .query import evaluate as ev
-from .query.column import MISSING, Column, display, element_key
-from .query.columns import DATE_ATTRS, RUN_ATTRS, RunTable, cache_for
+from . import keys as _keys
+from ..errors import MatchError
+from ..query import evaluate as ev
+from ..query.vectors import MISSING, Column, display, element_key
+from ..query.tables import DATE_ATTRS, RUN_ATTRS, RunTable, cache_for
 
 INFO_COLUMNS = ("id", "name", "experiment", "status", "tags", "created_at", "ended_at")
 
@@ -42,7 +42,7 @@ class Source:
             if table.runs is not None and not self.bound:
                 run = table.runs[row]
             else:
-                from .run import Run
+                from ..tracking.run import Run
 
                 repo = self.repo if self.repo is not None else table.runs[row].repo
                 rec = table.records[row] if table.runs is None else None
@@ -316,7 +316,7 @@ def arrow_column(col: Column, key: str, table: RunTable) -> Any:
     arr = col.to_arrow()
     if key in DATE_ATTRS and not table.param((key,)).present().any() and pa.types.is_floating(arr.type):
         micros = np.round(np.nan_to_num(col.num, nan=0.0) * 1e6).astype(np.int64)
-        from . import _arrow
+        from ..query import arrow as _arrow
 
         arr = _arrow.numeric(micros, pa.timestamp("us", tz="UTC"), ~col.num_mask)
     return arr
@@ -368,7 +368,7 @@ def build_arrow(src: Source, rows: np.ndarray, keys: tuple, callables: dict, def
         else:
             columns[name] = Column.from_values([_plain(v) for v in results]).to_arrow()
     if not columns:
-        from . import _arrow
+        from ..query import arrow as _arrow
 
         return pa.table({"id": _arrow.strings([table.ids[r] for r in rows])})
     return pa.table(columns)

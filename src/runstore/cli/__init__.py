@@ -21,10 +21,10 @@ from typing import Any, Iterable
 import click
 from rich.console import Console
 
-from .errors import RepositoryError, RunLockedError, RunstoreError
-from .export import export as export_runs
-from .repo import Repo, default_path
-from .run import Run
+from ..errors import RepositoryError, RunLockedError, RunstoreError
+from ..export import export as export_runs
+from ..tracking.repo import Repo, default_path
+from ..tracking.run import Run
 
 __all__ = ["cli"]
 
@@ -53,7 +53,7 @@ class _State:
 
 def _nearby_repository() -> str | None:
     """A subdirectory of the current one that is a repository (``Repo("runs")`` in a script)."""
-    from ._storage.env import is_repository
+    from ..storage.env import is_repository
 
     try:
         found = sorted(p.name for p in Path.cwd().iterdir() if p.is_dir() and is_repository(p))
@@ -169,7 +169,7 @@ def _show_query_warnings() -> None:
     every time: a typo in two commands deserves two hints."""
     import warnings
 
-    from .errors import QueryWarning
+    from ..errors import QueryWarning
 
     previous = warnings.showwarning
     if getattr(previous, "_runstore", False):  # installed by an earlier command in this process
@@ -368,7 +368,7 @@ def demo(fresh: bool) -> None:
 
 
 # Commands that live in their own modules (registered in the order `--help` lists them).
-from . import _cli_compare, _cli_live, _cli_runs, _cli_show, _cli_sql  # noqa: E402
+from . import compare as _cli_compare, live as _cli_live, runs as _cli_runs, show as _cli_show, sql as _cli_sql  # noqa: E402
 
 cli.add_command(_cli_runs.ls)
 cli.add_command(_cli_runs.query)
@@ -379,7 +379,7 @@ cli.add_command(_cli_live.plot)
 cli.add_command(_cli_compare.experiments)
 cli.add_command(_cli_sql.sql)
 
-from .ui._command import ui as _ui_command  # noqa: E402  (imports click only; the UI loads when it runs)
+from ..ui._command import ui as _ui_command  # noqa: E402  (imports click only; the UI loads when it runs)
 
 cli.add_command(_ui_command)
 

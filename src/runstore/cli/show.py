@@ -9,9 +9,9 @@ import click
 from rich.text import Text
 from rich.tree import Tree
 
-from . import _cli_table as T
-from ._cli_runs import color_on, run_sequences, state
-from ._handles import handle
+from . import table as T
+from .runs import color_on, run_sequences, state
+from ..tracking.handles import handle
 
 
 def _fmt_context(context: dict, prefix: str = "") -> str:

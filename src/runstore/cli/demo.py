@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from .repo import Repo
-from .run import Run
+from ..tracking.repo import Repo
+from ..tracking.run import Run
 
 LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3)
 
@@ -123,7 +123,7 @@ def _next_commands(repo: Repo, experiment: str, repo_hint: str | None, say) -> N
         f"{rs} experiments --metric acc@subset=val.max",
     ]
     try:
-        from .cli import cli
+        from . import cli
 
         if "ui" in cli.commands:
             lines.append(f"{rs} ui")

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import lmdb
 import numpy as np
 
-from . import _lease, _lifecycle, _values
-from ._storage import records as _rec
-from ._storage.env import SEQS_VERSION
-from ._storage.keys import new_run_id, run_key
-from .errors import (
+from . import lease as _lease, lifecycle as _lifecycle, values as _values
+from ..storage import records as _rec
+from ..storage.env import SEQS_VERSION
+from ..storage.keys import new_run_id, run_key
+from ..errors import (
     InvalidParamError,
     InvalidValueError,
     RunClosedError,
@@ -607,14 +607,14 @@ class Run:
     @property
     def info(self) -> "RunInfo":
         """HydraFlow's ``RunInfo``: ``run_id``, ``run_dir`` (the artifacts folder), ``job_name``."""
-        from ._keys import RunInfo
+        from ..analysis.keys import RunInfo
 
         return RunInfo(self._id, self.repo.path / "artifacts" / self._id, self.experiment)
 
     @property
     def handle(self) -> str:
         """The 8-character short name of the run shown by ``runstore ls`` (see runstore._handles)."""
-        from ._handles import handle
+        from .handles import handle
 
         return handle(self._id)
 
@@ -794,7 +794,7 @@ class Run:
         (``"status"``), else a sequence summary (``"loss.last"``,
         ``"loss@subset=val.max"``). ``KeyError`` naming the closest keys when
         found nowhere, unless ``default`` is given (a callable is called with the run)."""
-        from ._keys import run_get
+        from ..analysis.keys import run_get
 
         return run_get(self, key) if default is _NO_DEFAULT else run_get(self, key, default)
 
@@ -802,14 +802,14 @@ class Run:
     def cfg(self) -> Any:
         """The params as an OmegaConf config; structured (IDE completion) for runs
         from ``RunCollection.typed(Config)``."""
-        from ._keys import run_cfg
+        from ..analysis.keys import run_cfg
 
         return run_cfg(self)
 
     @property
     def impl(self) -> Any:
         """The object built by ``RunCollection.with_impl(factory)`` for this run (created once)."""
-        from ._keys import run_impl
+        from ..analysis.keys import run_impl
 
         return run_impl(self)
 

@@ -25,7 +25,7 @@ import hashlib
 from datetime import datetime
 from typing import Callable, Iterable, Sequence
 
-from .errors import AmbiguousRunError, RunNotFoundError
+from ..errors import AmbiguousRunError, RunNotFoundError
 
 HANDLE_LENGTH = 8
 ID_LENGTH = 24
