@@ -383,12 +383,12 @@ from ..ui._command import ui as _ui_command  # noqa: E402  (imports click only; 
 
 cli.add_command(_ui_command)
 
-from .server import _command as _server_commands  # noqa: E402  (Flight is imported when one runs)
+from ..server import _command as _server_commands  # noqa: E402  (Flight is imported when one runs)
 
 cli.add_command(_server_commands.server)
 cli.add_command(_server_commands.sync)
 cli.add_command(_server_commands.merge)
 
-from . import _cli_import  # noqa: E402
+from . import imports as _cli_import  # noqa: E402
 
 _cli_import.register(cli)

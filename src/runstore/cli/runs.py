@@ -4,7 +4,7 @@ Columns are prioritised the way a reader scans a list of runs: id, name and
 status first, then what was asked for (``--columns``) or what a reader wants
 without knowing key spellings (``ls``: the last values of the most common
 metrics; ``query``: the params that vary across the selection), then
-experiment, created and duration.  :mod:`runstore._cli_table` drops what does
+experiment, created and duration.  :mod:`runstore.cli.table` drops what does
 not fit and says so in a footer.
 """
 

@@ -57,7 +57,7 @@ __all__ = [
 _STATUSES = ("finished", "failed", "killed")
 _log = logging.getLogger("runstore")
 
-# The per-thread stack of active runs lives in runstore._active, shared with
+# The per-thread stack of active runs lives in runstore.tracking.active, shared with
 # @main and pipelines (their runs are pushed there while the user's code runs).
 # Runs never ended need no registry here: the core ends every live run at
 # interpreter exit (finished, or failed/killed after an uncaught exception).

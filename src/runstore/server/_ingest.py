@@ -2,7 +2,7 @@
 
 Flight calls run on gRPC's threads; each hands its op to :class:`Ingest` and
 waits.  One committer thread takes *everything* queued, applies it in one write
-transaction (``runstore._replica.commit``) and wakes the callers, which then
+transaction (``runstore.tracking.replica.commit``) and wakes the callers, which then
 acknowledge.  While a commit runs, the next ops queue up and go together into
 the next one: with a hundred clients there is one fsync per commit, not a
 hundred, and a lone client waits only for its own commit (no timer).
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _replica
+from ..tracking import replica as _replica
 from . import _protocol as P
 from ..errors import RunstoreError
 

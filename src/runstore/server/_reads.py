@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from .. import _replica, _values
+from ..tracking import replica as _replica, values as _values
 from ..errors import QueryWarning, RepositoryError, RunstoreError
 from . import _protocol as P
 

@@ -2,7 +2,7 @@
 
 The server translates Flight calls into the public API (``Repo``, queries, the
 collections' ``to_arrow``) and, for writes, into the tracking layer's replica
-hooks (``runstore._replica``) through :class:`~runstore.server._ingest.Ingest`.
+hooks (``runstore.tracking.replica``) through :class:`~runstore.server._ingest.Ingest`.
 It executes nothing a client sends but ops (data) and the query language.
 
 Calls:

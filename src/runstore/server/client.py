@@ -26,11 +26,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
 
-from .. import _replica
+from ..tracking import replica as _replica
 from ..errors import InvalidParamError, RepositoryError, RunClosedError, RunNotFoundError, RunstoreError
-from ..repo import Repo
-from ..run import Run
-from ..sequence import _ClosedBuffer
+from ..tracking.repo import Repo
+from ..tracking.run import Run
+from ..tracking.sequence import _ClosedBuffer
 from . import _protocol as P
 from ._link import Link, TokenRefused, Unreachable
 from ._shipper import Shipper

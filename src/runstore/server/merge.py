@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import _replica
-from ..repo import Repo
+from ..tracking import replica as _replica
+from ..tracking.repo import Repo
 
 # Record fields that say where and how a copy was written, not what the run is.
 _VOLATILE = ("writers", "server_clock", "artifacts")

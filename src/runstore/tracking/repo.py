@@ -40,7 +40,7 @@ def remote_module(target: Any) -> Any:
         return None
     scheme = target.split("://", 1)[0].lower()
     if scheme not in REMOTE_SCHEMES:
-        from .errors import RepositoryError
+        from ..errors import RepositoryError
 
         raise RepositoryError(
             f"{target!r}: unknown repository URL scheme {scheme!r}; use a directory path, "

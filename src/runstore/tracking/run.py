@@ -613,7 +613,7 @@ class Run:
 
     @property
     def handle(self) -> str:
-        """The 8-character short name of the run shown by ``runstore ls`` (see runstore._handles)."""
+        """The 8-character short name of the run shown by ``runstore ls`` (see runstore.tracking.handles)."""
         from .handles import handle
 
         return handle(self._id)
@@ -788,7 +788,7 @@ class Run:
             return False
         return True
 
-    # -- analysis access (the logic lives in runstore._keys) -----------------------
+    # -- analysis access (the logic lives in runstore.analysis.keys) -----------------------
     def get(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         """A value by dotted key: a param (``"hparams.lr"``), else an attribute
         (``"status"``), else a sequence summary (``"loss.last"``,

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from . import _values
-from ._storage import records as _rec
-from ._storage.env import SEQS_VERSION
-from ._storage.keys import new_run_id
+from . import values as _values
+from ..storage import records as _rec
+from ..storage.env import SEQS_VERSION
+from ..storage.keys import new_run_id
 from .run import Run
 from .sequence import Sequence
 
@@ -212,7 +212,7 @@ def commit(repo: "Repo", changes: Iterable[Change]) -> None:
             if change.edit is not None:
                 record = _rec.get_record(env, txn, run_id)
                 if record is None:
-                    from .errors import RunNotFoundError
+                    from ..errors import RunNotFoundError
 
                     raise RunNotFoundError(f"run {run_id} does not exist in {repo.path} (was it deleted?)")
                 params = _rec.get_params(env, txn, run_id)

@@ -15,7 +15,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _repo(repo_path: str | None) -> str | None:
-    from .cli import _state
+    from . import _state
 
     # The importer opens it after the source was read: a mistyped source makes no
     # repository. An import may start one (Repo() creates a missing or empty
@@ -24,7 +24,7 @@ def _repo(repo_path: str | None) -> str | None:
 
 
 def _run(work: Callable[..., Any], **kwargs: Any) -> None:
-    from .cli import _progress
+    from . import _progress
 
     with _progress() as bar:
         task = bar.add_task("reading", total=None)
@@ -69,7 +69,7 @@ def tensorboard(logdir: str, experiment: str | None, repo_path: str | None, forc
     Each directory with event files is a run; add_hparams sub-directories are
     merged into their run as the param `hparams`. No TensorFlow needed.
     """
-    from . import importers
+    from .. import importers
 
     _run(importers.tensorboard, logdir=logdir, repo=_repo(repo_path), experiment=experiment, force=force,
          contexts=not no_contexts, verify=not no_verify)
@@ -90,7 +90,7 @@ def mlflow(uri: str, experiments: tuple[str, ...], repo_path: str | None, force:
     their experiment, name, status, times, params, tags, parent and metrics;
     local artifacts are copied.
     """
-    from . import importers
+    from .. import importers
 
     _run(importers.mlflow, uri=uri, repo=_repo(repo_path), experiment=list(experiments) or None, force=force,
          contexts=not no_contexts)
