@@ -159,7 +159,7 @@ class Mirror:
         return read_points(self.remote, keys)
 
     def _sequence_view(self, run_id: str, seq_id: int, summary: dict) -> Any:
-        from ..sequence import Sequence
+        from ..tracking.sequence import Sequence
 
         return Sequence._from_summary(self, run_id, seq_id, summary)
 
@@ -185,9 +185,9 @@ class Mirror:
         return table
 
     def runs(self, text: str | None) -> Any:
-        from .._runframe import Source
-        from ..collections import RunCollection
-        from ..query.columns import cache_for
+        from ..analysis.runframe import Source
+        from ..analysis.collections import RunCollection
+        from ..query.tables import cache_for
 
         ids = self._ask("runs", text).column("run_id").to_pylist()
         table = cache_for(self).runs()
@@ -196,8 +196,8 @@ class Mirror:
         return RunCollection._from(Source(table, self), rows)
 
     def sequences(self, text: str | None) -> Any:
-        from ..collections import SequenceCollection
-        from ..query.columns import cache_for
+        from ..analysis.collections import SequenceCollection
+        from ..query.tables import cache_for
 
         answer = self._ask("sequences", text)
         runs, seqs = cache_for(self).tables(True)
