@@ -101,7 +101,7 @@ def read_token(token: str | None) -> str | None:
 # -- Arrow arrays without pandas ----------------------------------------------------------
 # pa.array(...), Array.to_numpy() and pa.table(dict) ask pyarrow's pandas shim whether
 # their argument is a pandas object, which imports pandas: 1-2 s on the first batch of
-# a process that never uses it (runstore._arrow says the same for exports). Arrays are
+# a process that never uses it (runstore.query.arrow says the same for exports). Arrays are
 # built from buffers and read back through them instead.
 _NUMPY = {"int32": np.int32, "int64": np.int64, "double": np.float64}
 

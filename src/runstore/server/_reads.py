@@ -120,7 +120,7 @@ class Mirror:
     def __hash__(self) -> int:
         return hash(self.remote)
 
-    # -- the scan contract of runstore.repo.Repo --------------------------------------------
+    # -- the scan contract of runstore.tracking.repo.Repo --------------------------------------------
     def _versions(self) -> tuple[int, int]:
         return self.versions
 

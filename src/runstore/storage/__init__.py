@@ -1,5 +1,6 @@
 """Private storage layer: the LMDB environment, keys, codecs and numeric blocks.
 
-Nothing outside ``runstore.repo``, ``runstore.run`` and ``runstore.sequence``
-imports from here (see DESIGN.md: a layer never reaches around the one below).
+The bottom layer: it imports nothing of runstore but ``errors``. The tracking
+layer (``runstore.tracking``) writes and reads through it; the query layer reads
+the records it scans (docs/architecture.md).
 """
