@@ -80,7 +80,7 @@ def _delete_prefix(txn, db, prefix: bytes) -> int:
     return n
 
 
-# -- writer leases (see runstore._lease) ----------------------------------------
+# -- writer leases (see runstore.tracking.lease) ----------------------------------------
 # Kept in the meta database, not in the run record: a heartbeat at every flush
 # must not bump the runs version (that would invalidate every query cache).
 LEASE_PREFIX = b"lease:"

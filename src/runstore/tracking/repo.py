@@ -207,8 +207,8 @@ class Repo:
         :class:`~runstore.RunLockedError` (``force=True`` deletes it anyway; that
         writer then stops with an error at its next flush). A run this process has
         open is closed first."""
-        from . import _lease
-        from .errors import RunLockedError
+        from . import lease as _lease
+        from ..errors import RunLockedError
 
         run_id = run_key(run_id).hex()  # one spelling, so artifacts/<id> is found too
         for run in _lifecycle.live_runs():

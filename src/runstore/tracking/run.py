@@ -57,7 +57,7 @@ class Run:
     ...     run["hparams"] = {"lr": 1e-3}
     ...     run.track(0.31, name="loss", context={"subset": "train"})
 
-    A writable run holds the run's writer lease (see ``runstore._lease``): resuming a
+    A writable run holds the run's writer lease (see ``runstore.tracking.lease``): resuming a
     run another live process is writing raises :class:`RunLockedError`
     (``force=True`` takes it over once that process is gone); resuming a run this
     process already has open returns that open ``Run``.
@@ -427,7 +427,7 @@ class Run:
         return self._after_commit(dirty, outcome)
 
     # The three steps of a flush, also used by the flush thread to write every due
-    # run of a repository in one transaction (runstore._lifecycle). The caller holds
+    # run of a repository in one transaction (runstore.tracking.lifecycle). The caller holds
     # the run's lock from _take_dirty to _after_commit.
     def _take_dirty(self) -> list[Sequence]:
         """Sequences with points to write (moved out of the hot buffers)."""
