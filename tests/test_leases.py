@@ -106,14 +106,15 @@ def test_a_writer_without_heartbeat_is_taken_over_after_its_stale_time(tmp_path)
     writer = _start_writer(path, run_id, min_stale=1.0)  # stale after 1 s without a heartbeat
     try:
         time.sleep(3 * INTERVAL)
-        writer.send_signal(signal.SIGSTOP)  # alive, but it writes nothing any more
+        writer.send_signal(signal.SIGUSR1)  # alive, but it writes nothing any more
+        assert writer.stdout.readline().strip() == "frozen"
         stopped_at = time.monotonic()
         with pytest.raises(RunLockedError, match="1 s"):
             Run(repo=Repo(path), run_id=run_id)
         time.sleep(max(0.0, 1.5 - (time.monotonic() - stopped_at)))
         taker = Run(repo=Repo(path, flush_interval=INTERVAL), run_id=run_id)  # no force needed
     finally:
-        writer.send_signal(signal.SIGCONT)
+        writer.send_signal(signal.SIGUSR2)
     assert "taken over" in _stopped(writer)
     taker.track(5.0, name="loss")
     taker.close()
