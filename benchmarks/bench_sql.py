@@ -11,7 +11,9 @@ in one process:
 - the same query for an aggregate over one run, and a summary-table query
   (``sequences``), which reads no points at all;
 - a full scan, ``SELECT count(*), avg(value) FROM points`` (reads everything: the
-  cost a query without a pushed-down filter pays).
+  cost a query without a pushed-down filter pays);
+- building the points dataset for 10k and 100k sequences (paid when sequences are
+  added; new points alone need no rebuild).
 
 The last lines time the first query in a fresh process (import + open + connect +
 query) and how many sequences the one-curve query read.
@@ -102,6 +104,17 @@ def main() -> None:
         curve()
         repo._read_sequences = original
         row("sequences read by the one-curve query", f"{len(set(read))} of {args.runs * len(NAMES)}")
+
+        # Building the points dataset grows with the number of sequences (not points):
+        # measured on synthetic sequence records, so no 100k-sequence repository is needed.
+        from runstore import _sql_tables
+
+        for n in (10_000, 100_000):
+            fake = [(f"{i:024x}", i % 7, {"name": "loss", "context": {"subset": "train", "k": i % 3}})
+                    for i in range(n)]
+            med, _ = best_of(lambda: _sql_tables.points_dataset(repo, fake), 3)
+            row(f"points dataset over {n:,} sequences: build", f"{med * 1e3:.0f} ms",
+                f"{med / n * 1e6:.1f} us/sequence")
 
         code = ("import time; t = time.perf_counter(); from runstore import Repo; r = Repo(%r, readonly=True); "
                 "n = len(r.sql(\"SELECT step, value FROM points WHERE run_id = '%s' AND name = 'loss'\")); "

@@ -200,3 +200,24 @@ def test_cli_sql(tmp_path):
 def test_hierarchy_views_exist_on_an_empty_repository(repo):
     for view in ("experiments", "trials", "trial_runs", "epochs", "results"):
         assert len(repo.sql(f"SELECT * FROM {view}")) == 0
+
+
+def test_a_live_run_is_seen_without_rebuilding_the_points_dataset(repo, monkeypatch):
+    from runstore import _sql_tables
+
+    built = []
+    original = _sql_tables.points_dataset
+    monkeypatch.setattr(_sql_tables, "points_dataset", lambda *a, **k: (built.append(1), original(*a, **k))[1])
+    run = Run(repo=repo, experiment="live")
+    run.track_many(np.arange(10.0), name="loss")
+    run.flush()
+    assert repo.sql("SELECT count(*), max(value) FROM points").rows() == [(10, 9.0)]
+    run.track_many(np.arange(10.0, 15.0), name="loss")  # the same sequence grows
+    run.flush()
+    assert repo.sql("SELECT count(*), max(value) FROM points").rows() == [(15, 14.0)]
+    assert repo.sql("SELECT count, last FROM sequences").rows() == [(15, 14.0)]
+    assert len(built) == 1  # new points: no new dataset, the fragment is made again from the blocks
+    run.track(1.0, name="acc")  # a new sequence: a new dataset
+    run.close()
+    assert sorted(repo.sql("SELECT DISTINCT name FROM points").column("name")) == ["acc", "loss"]
+    assert len(built) == 2

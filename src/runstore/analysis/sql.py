@@ -85,39 +85,57 @@ def _duckdb() -> Any:
 
 
 class _Connection:
-    """One DuckDB connection over one repository, rebuilt when the repository changes."""
+    """One DuckDB connection over one repository, kept current as the repository changes.
+
+    Each part is rebuilt only when what it shows changed: the run tables when runs or
+    params were committed, the sequences table when points were, the points dataset
+    only when sequences were added or removed (its fragments read blocks when a query
+    runs, so new points need no rebuild). A live training run therefore costs a
+    query one sequence scan, not a rebuild of everything."""
 
     def __init__(self, repo: Any) -> None:
         self.repo = repo
         self.lock = threading.Lock()
         self.version: tuple | None = None
+        self.seq_keys: tuple | None = None
         self.con: Any = None
+        self.files: Any = None
 
     def current(self) -> Any:
-        version = self.repo._versions()
-        if self.con is None or version != self.version:
-            self.close()
-            self.con = self._build()
-            self.version = version
-        return self.con
-
-    def _build(self) -> Any:
         from . import sql_tables as _sql_tables
 
-        duckdb = _duckdb()
-        runs = self.repo._scan_runs()
-        seqs = self.repo._scan_sequences()
-        con = duckdb.connect(":memory:")
-        for name, table in _sql_tables.build_tables(runs, seqs).items():
-            con.register(name, table)
-        con.register("points", _sql_tables.points_dataset(self.repo, seqs))
-        for name, body in VIEWS.items():
-            con.execute(f"CREATE VIEW {name} AS {body}")
+        version = self.repo._versions()
+        if self.con is not None and version == self.version:
+            return self.con
+        if self.con is None:
+            self.con = _duckdb().connect(":memory:")
+            self.files = _sql_tables._BlockFiles(self.repo)
+        con, old = self.con, self.version
+        runs_changed = old is None or version[0] != old[0]
+        seqs_changed = old is None or version[1] != old[1]
+        if runs_changed:
+            runs = self.repo._scan_runs()
+            for name, table in _sql_tables.build_tables(runs, []).items():
+                if name != "sequences":
+                    con.register(name, table)
+        if seqs_changed or runs_changed:
+            seqs = self.repo._scan_sequences()
+            con.register("sequences", _sql_tables.build_tables([], seqs)["sequences"])
+            self.files.forget()
+            keys = tuple((run_id, seq_id) for run_id, seq_id, _ in seqs)
+            if keys != self.seq_keys:
+                con.register("points", _sql_tables.points_dataset(self.repo, seqs, self.files))
+                self.seq_keys = keys
+        if old is None:
+            for name, body in VIEWS.items():
+                con.execute(f"CREATE VIEW {name} AS {body}")
+        self.version = version
         return con
 
     def close(self) -> None:
         if self.con is not None:
             con, self.con = self.con, None
+            self.version = self.seq_keys = None
             try:
                 con.close()
             except Exception:  # noqa: BLE001 - closing a connection that failed to build

@@ -5,7 +5,8 @@ param leaf, sequence or artifact) and are built in memory from one scan each.
 
 ``points`` can hold hundreds of millions of rows, so it is never built: it is a
 ``pyarrow.dataset.FileSystemDataset`` with one fragment per sequence, whose
-partition expression is ``run_id == r and name == n and context == c``. DuckDB pushes
+partition expression is ``run_id == r and name == n and context == c`` (from
+hive-style paths). DuckDB pushes
 the filters of a query (``WHERE run_id = ...``) into the dataset scanner; pyarrow
 drops every fragment whose partition expression contradicts the filter *before*
 opening it; and "opening" a fragment is served by :class:`_BlockFiles`, a pyarrow
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import urllib.parse
 from collections import OrderedDict
 from typing import Any
 
@@ -186,22 +188,28 @@ def _artifacts_table(runs: list[tuple[str, dict, dict]]) -> Any:
 
 
 # -- points: a dataset whose fragments are made from blocks on demand ----------------------
-def points_dataset(repo: Any, seqs: list[tuple[str, int, dict]]) -> Any:
-    """The ``points`` table as a lazily read dataset (see the module docstring)."""
-    import pyarrow.compute as pc
+def points_dataset(repo: Any, seqs: list[tuple[str, int, dict]], files: _BlockFiles | None = None) -> Any:
+    """The ``points`` table as a lazily read dataset (see the module docstring).
+
+    Fragment paths are hive-style, ``run_id=<id>/name=<name>/context=<json>/<seq id>``
+    (URI-encoded), so pyarrow derives every fragment's partition expression in C++:
+    building the dataset costs ~1.5 µs per sequence instead of ~100 µs for expressions
+    made one by one in Python."""
     import pyarrow.dataset as ds
 
-    paths, parts = [], []
+    quote = urllib.parse.quote
+    paths = []
     for run_id, seq_id, summary in seqs:
         if summary.get("type") not in (None, "number", "numeric"):  # object sequences have no scalar points
             continue
-        paths.append(f"{run_id}/{seq_id}")
-        parts.append((pc.field("run_id") == run_id)
-                     & (pc.field("name") == str(summary.get("name")))
-                     & (pc.field("context") == canonical_context(summary.get("context"))))
-    files = pafs.PyFileSystem(_BlockFiles(repo))
-    return ds.FileSystemDataset.from_paths(paths, schema=POINT_SCHEMA(), format=ds.IpcFileFormat(),
-                                           filesystem=files, partitions=parts)
+        paths.append(f"run_id={run_id}/name={quote(str(summary.get('name')), safe='')}"
+                     f"/context={quote(canonical_context(summary.get('context')), safe='')}/{seq_id}")
+    pa = _pa()
+    keys = pa.schema([("run_id", pa.string()), ("name", pa.string()), ("context", pa.string())])
+    handler = files if files is not None else _BlockFiles(repo)
+    return ds.dataset(paths, schema=POINT_SCHEMA(), format=ds.IpcFileFormat(),
+                      filesystem=pafs.PyFileSystem(handler),
+                      partitioning=ds.HivePartitioning(keys, segment_encoding="uri"), partition_base_dir="")
 
 
 class _BlockFiles(pafs.FileSystemHandler):
@@ -247,7 +255,8 @@ class _BlockFiles(pafs.FileSystemHandler):
             if buf is not None:
                 self._made.move_to_end(path)
                 return buf
-        run_id, _, seq_id = path.rpartition("/")
+        head, _, seq_id = path.rpartition("/")
+        run_id = head.split("/", 1)[0][len("run_id="):]
         steps, values, epochs, times = self.repo._read_sequences([(run_id, int(seq_id))])[0]
         buf = _ipc_file(steps, values, epochs, times)
         with self._lock:
@@ -255,6 +264,11 @@ class _BlockFiles(pafs.FileSystemHandler):
             while len(self._made) > self._KEEP:
                 self._made.popitem(last=False)
         return buf
+
+    def forget(self) -> None:
+        """Drop the files made so far (the repository changed: a sequence may have grown)."""
+        with self._lock:
+            self._made.clear()
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise PermissionError("the repository's SQL view is read-only")
