@@ -197,3 +197,30 @@ def test_track_scope_reports_failure():
         with TrackScope(manager, Level.TRIAL):
             raise ValueError("boom")
     assert calls == [(Level.TRIAL, "failed")]
+
+
+def test_batch_level_points_and_callbacks_from_yaml(tmp_path):
+    from omegaconf import OmegaConf
+
+    from runstore.experiment import EarlyStopping, Factory
+
+    env = Environment(None, repo=tmp_path / "repo")
+    m = env.tracker_manager
+    m.on_create(Level.TRIAL_RUN)
+    with TrackScope(m, Level.EPOCH, epoch=2):
+        for batch in range(3):
+            with TrackScope(m, Level.BATCH):
+                m.track(Metric.TRAIN_LOSS, 1.0 / (batch + 1), step=20 + batch)
+        m.track(Metric.TRAIN_LOSS, 0.5)
+    m.on_end(Level.TRIAL_RUN)
+    [run] = Repo(tmp_path / "repo").runs()
+    batch = run.sequence("train_loss", {"level": "batch"})
+    assert batch.steps.tolist() == [20, 21, 22] and batch.epochs.tolist() == [2.0, 2.0, 2.0]
+    assert run.sequence("train_loss").steps.tolist() == [2]  # the epoch's own point, at step = epoch
+
+    cfg = OmegaConf.create({"type": "EarlyStopping", "metric": "val_loss", "patience": 3, "mode": "max"})
+    stopper = Factory.create(cfg.type, cfg, env)
+    assert isinstance(stopper, EarlyStopping) and (stopper.metric, stopper.patience, stopper.mode, stopper.env) == (
+        "val_loss", 3, "max", env)
+    with pytest.raises(ConfigError, match="EarlyStopping from config.*paitence"):
+        Factory.create("EarlyStopping", {"metric": "x", "paitence": 3}, env)

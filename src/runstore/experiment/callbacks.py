@@ -402,3 +402,31 @@ class CheckpointCallback(Callback):
             path = self._directory() / "final.pth"
             self._save(path, self._last_metrics, announce=False)
             self.env.tracker_manager.on_add_artifact(Level.TRIAL_RUN, str(path), "model")
+
+
+# -- built from YAML: Factory.create("EarlyStopping", {"metric": "val_loss", "patience": 3}, env) ------------
+def _from_config(make: Callable[..., Any]) -> Any:
+    def from_config(cls: type, config: Any, env: Any = None, *args: Any) -> Any:
+        from omegaconf import OmegaConf
+
+        options = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else dict(config or {})
+        options.pop("type", None)
+        try:
+            return make(cls, env, options)
+        except TypeError as exc:
+            raise ConfigError(f"{cls.__name__} from config {options}: {exc}") from None
+
+    return classmethod(from_config)
+
+
+def _register_builtins() -> None:
+    from .serializable import YAMLSerializable
+
+    EarlyStopping.from_config = _from_config(lambda cls, env, o: cls(env=env, **o))  # type: ignore[attr-defined]
+    MetricsTracker.from_config = _from_config(lambda cls, env, o: cls(env, **o))  # type: ignore[attr-defined]
+    CheckpointCallback.from_config = _from_config(lambda cls, env, o: cls(env=env, **o))  # type: ignore[attr-defined]
+    for cls in (EarlyStopping, MetricsTracker, CheckpointCallback, Checkpoint, MetricsCSV):
+        YAMLSerializable.register(cls.__name__)(cls)
+
+
+_register_builtins()
