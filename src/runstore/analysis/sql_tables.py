@@ -33,6 +33,8 @@ import pyarrow.fs as pafs  # this module is only imported by repo.sql
 
 __all__ = ["POINT_SCHEMA", "build_tables", "canonical_context", "points_dataset"]
 
+# Sequence types whose points are numbers (older records have no type: numbers).
+_NUMERIC = frozenset({None, "float", "int", "number", "numeric"})
 _NS = 1_000_000  # timestamps are stored as float seconds; Arrow gets int64 microseconds
 
 
@@ -153,7 +155,7 @@ def _sequences_table(seqs: list[tuple[str, int, dict]]) -> Any:
         cols["run_id"].append(run_id)
         cols["name"].append(str(summary.get("name")))
         cols["context"].append(canonical_context(summary.get("context")))
-        cols["type"].append(str(summary.get("type") or "number"))
+        cols["type"].append(str(summary.get("type") or "float"))
         cols["count"].append(int(summary.get("count") or 0))
         for key in ("first_step", "last_step"):
             cols[key].append(summary.get(key))
@@ -200,7 +202,7 @@ def points_dataset(repo: Any, seqs: list[tuple[str, int, dict]], files: _BlockFi
     quote = urllib.parse.quote
     paths = []
     for run_id, seq_id, summary in seqs:
-        if summary.get("type") not in (None, "number", "numeric"):  # object sequences have no scalar points
+        if summary.get("type", "float") not in _NUMERIC:  # object sequences have no scalar points
             continue
         paths.append(f"run_id={run_id}/name={quote(str(summary.get('name')), safe='')}"
                      f"/context={quote(canonical_context(summary.get('context')), safe='')}/{seq_id}")

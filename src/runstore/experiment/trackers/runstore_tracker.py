@@ -18,7 +18,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
-from ..levels import Level
+import numpy as np
+
+from ..levels import Level, Metric
 from .._points import metric_points
 from .base import Tracker
 
@@ -145,6 +147,20 @@ class RunstoreTracker(Tracker):
             if batch:
                 merged.setdefault("level", "batch")
             run.track(number, name=name, step=step, epoch=epoch, context=merged or None)
+        if metric is Metric.CONFUSION:
+            self._track_matrix(run, value, step, epoch, context)
+
+    @staticmethod
+    def _track_matrix(run: Any, value: Any, step: Any, epoch: Any, context: dict | None) -> None:
+        """The whole matrix as one ``Array`` object sequence ``confusion_matrix`` too, when
+        this runstore has object sequences (the cells above are what queries and SQL read)."""
+        import runstore
+
+        array_type = getattr(runstore, "Array", None)
+        if array_type is None:
+            return
+        matrix = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+        run.track(array_type(matrix), name="confusion_matrix", step=step, epoch=epoch, context=context or None)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from ..config import to_container
