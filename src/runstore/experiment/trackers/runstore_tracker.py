@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ConfigError
 import numpy as np
 
-from ..levels import Level, Metric
+from ...errors import ConfigError
 from .._points import metric_points
+from ..levels import Level, Metric
 from .base import Tracker
 
 if TYPE_CHECKING:
