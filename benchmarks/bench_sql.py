@@ -107,7 +107,7 @@ def main() -> None:
 
         # Building the points dataset grows with the number of sequences (not points):
         # measured on synthetic sequence records, so no 100k-sequence repository is needed.
-        from runstore import _sql_tables
+        from runstore.analysis import sql_tables as _sql_tables
 
         for n in (10_000, 100_000):
             fake = [(f"{i:024x}", i % 7, {"name": "loss", "context": {"subset": "train", "k": i % 3}})

@@ -203,7 +203,7 @@ def test_hierarchy_views_exist_on_an_empty_repository(repo):
 
 
 def test_a_live_run_is_seen_without_rebuilding_the_points_dataset(repo, monkeypatch):
-    from runstore import _sql_tables
+    from runstore.analysis import sql_tables as _sql_tables
 
     built = []
     original = _sql_tables.points_dataset

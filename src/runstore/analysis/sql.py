@@ -5,7 +5,7 @@
 Nothing is copied into a database: the small tables (runs, params, sequences,
 artifacts) are Arrow tables built from one scan, and ``points`` is a dataset whose
 fragments are made from a sequence's blocks only when a query reaches them (see
-``_sql_tables``). The tables and views are listed in docs/query.md ("SQL").
+``sql_tables``). The tables and views are listed in docs/query.md ("SQL").
 
 A connection is kept per ``Repo`` object and rebuilt when the repository changed
 (any commit by any process bumps the version counters the query layer uses too),
