@@ -96,5 +96,27 @@ def mlflow(uri: str, experiments: tuple[str, ...], repo_path: str | None, force:
          contexts=not no_contexts)
 
 
+@import_.command(context_settings=CONTEXT)
+@click.argument("repo_dir", metavar="REPO_PATH", type=click.Path())
+@click.option("--python", "python", metavar="PATH", default=None,
+              help="Interpreter of an environment with the aim package [default: this one].")
+@click.option("--experiment", metavar="NAME", help="Experiment of the imported runs [default: Aim's].")
+@_repo_option
+@_force_option
+@_contexts_option
+def aim(repo_dir: str, python: str | None, experiment: str | None, repo_path: str | None, force: bool,
+        no_contexts: bool) -> None:
+    """Import the runs of the Aim repository at REPO_PATH (the folder with .aim).
+
+    Read through the aim package, in a subprocess: under this Python when aim
+    is installed here, else under --python (aim has no wheels for the newest
+    Pythons: make a virtual environment with aim and pass its interpreter).
+    """
+    from . import importers
+
+    _run(importers.aim, path=repo_dir, repo=_repo(repo_path), python=python, experiment=experiment,
+         force=force, contexts=not no_contexts)
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(import_)

@@ -60,3 +60,23 @@ def mlflow(uri: str | os.PathLike, repo: "Repo | str | os.PathLike | None" = Non
     source, runs, notes = _mlflow.read_runs(os.fspath(uri), wanted)
     return write_runs(_repo(repo), "mlflow", source, runs, len(runs), force=force, progress=progress,
                       contexts=contexts, notes=notes)
+
+
+def aim(path: str | os.PathLike, repo: "Repo | str | os.PathLike | None" = None, *,
+        python: str | os.PathLike | None = None, experiment: str | None = None, force: bool = False,
+        contexts: bool | Mapping[str, str] = True, progress: Progress | None = None) -> ImportResult:
+    """Import every run of the Aim repository at ``path`` (the folder holding ``.aim``).
+
+    Read through the ``aim`` package in a subprocess: this interpreter's when aim
+    is installed here, else ``python`` (e.g. ``"/opt/aim-venv/bin/python"``).
+    ``experiment`` replaces Aim's experiment names; ``contexts`` maps name
+    prefixes only of metrics tracked without a context.
+    """
+    from . import _aim
+
+    root = _aim.find_repo(path)
+    stream = _aim.AimStream(root, _aim.interpreter(python))
+    result = write_runs(_repo(repo), "aim", str(root), stream.runs(), stream.total, experiment=experiment,
+                        force=force, progress=progress, contexts=contexts)
+    result.skipped.extend(stream.problems)
+    return result

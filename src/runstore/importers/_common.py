@@ -89,6 +89,7 @@ class SourceRun:
     parent_id: str | None = None  # the source id of the parent run
     series: list[Series] | Callable[[], list[Series]] = field(default_factory=list)
     artifacts: list[Path] = field(default_factory=list)
+    archived: bool = False
     skipped: list[str] = field(default_factory=list)  # what could not be brought along, and why
 
 
@@ -254,6 +255,8 @@ def _write_one(repo: Repo, tool: str, source: str, src: SourceRun, experiment: s
             except (OSError, ValueError) as exc:
                 result.skipped.append(f"{src.source_id}: artifact {path} not copied ({exc})")
         result.skipped.extend(f"{src.name or src.source_id}: {s}" for s in src.skipped)
+        if src.archived:
+            run.archived = True
         ended = src.ended_at
         if ended is None and src.status != "running":  # no end time recorded: the last point's time
             ended = max([float(s.timestamps.max()) for s in series if len(s.timestamps)] or [src.created_at or 0.0])
