@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -200,3 +201,18 @@ def test_typed_params():
 
     assert [typed(t) for t in ("1", "-3", "0.5", "1e-3", "True", "false", "None", "adam", "nan", "007", " 2")] == \
         [1, -3, 0.5, 1e-3, True, False, None, "adam", "nan", "007", " 2"]
+
+
+@pytest.mark.slow
+def test_older_schema_without_run_names(stores, tmp_path):
+    """Databases from before runs.name existed: the name comes from the mlflow.runName tag."""
+    import sqlite3
+
+    uri, _ = stores["sqlite"]
+    old = tmp_path / "old.db"
+    shutil.copy(uri[len("sqlite:///"):], old)
+    with sqlite3.connect(old) as db:
+        db.execute("ALTER TABLE runs DROP COLUMN name")
+    repo = Repo(tmp_path / "repo")
+    result = importers.mlflow(f"sqlite:///{old}", repo=repo)
+    assert sorted(r.name for r in result) == ["child", "failed-one", "killed-one", "parent", "still-running"]

@@ -77,6 +77,12 @@ def _sqlite_runs(path: Path, wanted: list[str] | None) -> tuple[str, list[Source
                                 "table(s)")
     source = f"sqlite:///{path}"
     notes: list[str] = []
+    # Columns added over MLflow's history (runs.name, metrics.step, metrics.is_nan):
+    # an older database lacks them, and gets their defaults.
+    have = {t: {row[1] for row in db.execute(f"PRAGMA table_info({t})")} for t in ("runs", "metrics")}
+    name_col = "name" if "name" in have["runs"] else "NULL"
+    step_col = "step" if "step" in have["metrics"] else "0"
+    nan_col = "is_nan" if "is_nan" in have["metrics"] else "0"
     exps = {row[0]: (row[1], row[2]) for row in db.execute(
         "SELECT experiment_id, name, lifecycle_stage FROM experiments")}
     _check_wanted(wanted, {name for name, _ in exps.values()}, source)
@@ -90,7 +96,7 @@ def _sqlite_runs(path: Path, wanted: list[str] | None) -> tuple[str, list[Source
         tags.setdefault(run_id, {})[key] = value if value is not None else ""
     runs = []
     deleted = 0
-    rows = db.execute("SELECT run_uuid, name, status, start_time, end_time, lifecycle_stage, artifact_uri, "
+    rows = db.execute(f"SELECT run_uuid, {name_col}, status, start_time, end_time, lifecycle_stage, artifact_uri, "
                       "experiment_id FROM runs ORDER BY start_time, run_uuid").fetchall()
     for run_id, name, status, start, end, stage, artifact_uri, exp_id in rows:
         exp_name, exp_stage = exps.get(exp_id, (str(exp_id), "active"))
@@ -102,17 +108,19 @@ def _sqlite_runs(path: Path, wanted: list[str] | None) -> tuple[str, list[Source
         run_params, run_tags = params.get(run_id, {}), tags.get(run_id, {})
         fingerprint = _digest(status, end, counts.get(run_id), sorted(run_params.items()), sorted(run_tags.items()))
         runs.append(_source_run(run_id, fingerprint, exp_name, name, status, start, end, run_params, run_tags,
-                                _sqlite_series(db, run_id), _local_artifacts(artifact_uri, path.parent)))
+                                _sqlite_series(db, run_id, step_col, nan_col),
+                                _local_artifacts(artifact_uri, path.parent)))
     if deleted:
         notes.append(f"{deleted} deleted run{'s' if deleted != 1 else ''} (lifecycle_stage 'deleted'): not imported")
     return source, runs, notes
 
 
-def _sqlite_series(db: sqlite3.Connection, run_id: str) -> Callable[[], list[Series]]:
+def _sqlite_series(db: sqlite3.Connection, run_id: str, step_col: str = "step",
+                   nan_col: str = "is_nan") -> Callable[[], list[Series]]:
     def load() -> list[Series]:
         # rowid order is the order the points were logged in (MLflow's index on
         # run_uuid finds them without a sort)
-        rows = db.execute("SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ? "
+        rows = db.execute(f"SELECT key, value, timestamp, {step_col}, {nan_col} FROM metrics WHERE run_uuid = ? "
                           "ORDER BY rowid", (run_id,)).fetchall()
         if not rows:
             return []

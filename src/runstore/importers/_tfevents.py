@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _protobuf as pb
 from ._protobuf import DecodeError
-from ._tfrecord import frame
+from ._tfrecord import frame, rows
 # DataType enum (types.proto): numbers we read as scalars -> NumPy dtype
 _DTYPES = {1: "<f4", 2: "<f8", 3: "<i4", 4: "u1", 5: "<i2", 6: "i1", 9: "<i8", 10: "?", 17: "<u2",
            19: "<f2", 22: "<u4", 23: "<u8"}
@@ -187,22 +187,28 @@ class _Reader:
                 self.out.hparams_end = (status, end_time)
 
     # -- the columnar fast path --------------------------------------------------------
-    def records(self, offs: np.ndarray, lens: np.ndarray) -> None:
-        self.out.records = len(offs)
+    def records(self, offs: np.ndarray, lens: np.ndarray, verify: bool) -> None:
         if not len(offs):
             return
+        u8 = np.frombuffer(self.data, np.uint8)
         order = np.argsort(lens, kind="stable")
         bounds = np.flatnonzero(np.diff(lens[order])) + 1
         for group in np.split(order, bounds):
-            self._group(group, offs, int(lens[group[0]]))
+            length = int(lens[group[0]])
+            matrix, keep = rows(self.data, u8, offs[group], length, self.out.path, verify, self.out.problems)
+            if not keep.all():
+                group = group[keep]
+                matrix = matrix[keep] if matrix is not None else None
+            self.out.records += len(group)
+            self._group(group, offs, length, matrix)
 
-    def _group(self, group: np.ndarray, offs: np.ndarray, length: int) -> None:
-        """Decode the records ``group`` (indices into ``offs``), all ``length`` bytes long."""
-        if len(group) < 8:  # not worth a matrix
+    def _group(self, group: np.ndarray, offs: np.ndarray, length: int, matrix: np.ndarray | None) -> None:
+        """Decode the records ``group`` (indices into ``offs``), all ``length`` bytes
+        long, whose bytes are the rows of ``matrix`` (None: one by one)."""
+        if matrix is None or len(group) < 8:  # not worth a matrix
             for i in group:
                 self.event(int(i), int(offs[i]), int(offs[i]) + length)
             return
-        matrix = np.frombuffer(self.data, np.uint8)[offs[group][:, None] + np.arange(length)]
         rest = np.arange(len(group))
         for _ in range(_TEMPLATE_TRIES):
             if not len(rest):
@@ -236,21 +242,23 @@ class _Reader:
         shaped = steps_b[:, -1] < 0x80
         if step_len > 1:
             shaped &= (steps_b[:, :-1] >= 0x80).all(axis=1)
-        keys = sub[:, fixed]
+        keys = np.asfortranarray(sub[:, fixed])  # byte columns contiguous for the hash loop
         # A hash of those bytes picks the classes (np.unique on uint64 is much
         # faster than on raw rows); members are then compared byte for byte.
         digest = np.zeros(len(sub), np.uint64)
+        prime = np.uint64(1099511628211)
         for j in range(keys.shape[1]):
-            digest = digest * np.uint64(1099511628211) + keys[:, j]
+            digest = digest * prime + keys[:, j]
         _, inverse = np.unique(digest, return_inverse=True)
         inverse = inverse.ravel()
         done = np.zeros(len(rest), bool)
         for cls in range(int(inverse.max()) + 1):
             members = (inverse == cls) & shaped
-            if not members.any():
+            where = np.flatnonzero(members)
+            if not len(where):
                 continue
-            row = int(np.flatnonzero(members)[0])
-            members &= (keys == keys[row]).all(axis=1)
+            row = int(where[0])
+            members[where] = (keys[where] == keys[row]).all(axis=1)
             i = int(group[rest[row]])
             mine: list = []
             self.event(i, int(offs[i]), int(offs[i]) + length, mine)
@@ -296,7 +304,7 @@ def read(path: Path, verify: bool = True) -> EventFile:
     reader = _Reader(path, data)
     reader.out.problems.extend(problems)
     try:
-        reader.records(offs, lens)
+        reader.records(offs, lens, verify)
     except DecodeError as exc:
         reader.out.problems.append(f"{path}: a record is not a TensorBoard event ({exc}); records after it were kept")
     return reader.finish()

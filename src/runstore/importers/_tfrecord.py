@@ -49,11 +49,23 @@ _TABLE = _table()
 
 def crc32c_rows(matrix: np.ndarray) -> np.ndarray:
     """CRC-32C of each row of a (records, bytes) uint8 matrix."""
+    columns = np.asfortranarray(matrix)  # each byte column contiguous for the loop below
     crc = np.full(matrix.shape[0], 0xFFFFFFFF, np.uint32)
     table = _TABLE
+    low = np.uint32(0xFF)
+    eight = np.uint32(8)
     for j in range(matrix.shape[1]):
-        crc = table[(crc ^ matrix[:, j]) & 0xFF] ^ (crc >> 8)
+        crc = table[(crc & low) ^ columns[:, j]] ^ (crc >> eight)
     return crc ^ np.uint32(0xFFFFFFFF)
+
+
+def gather(u8: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """The ``width`` bytes at each of ``starts`` as a (len(starts), width) matrix.
+
+    Rows of a sliding-window view are copied whole: no (n, width) index matrix."""
+    if not len(starts):
+        return np.zeros((0, width), np.uint8)
+    return np.lib.stride_tricks.sliding_window_view(u8, width)[starts]
 
 
 def masked(crc: np.ndarray) -> np.ndarray:
@@ -87,12 +99,12 @@ def _period(lengths: list[int]) -> int:
 
 
 def frame(data: bytes, path: Path, verify: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Positions and lengths of the intact records' data, in file order, and the
-    problems found (each a sentence naming the file and the byte offset).
+    """Positions and lengths of the records' data, in file order, and the problems
+    found (each a sentence naming the file and the byte offset).
 
     A truncated last record is skipped and reported. With ``verify``, a record
     whose length checksum is wrong ends the file (the framing after it cannot be
-    trusted) and one whose data checksum is wrong is skipped."""
+    trusted); data checksums are checked by :func:`rows`, group by group."""
     n = len(data)
     u8 = np.frombuffer(data, np.uint8)
     heads: list[int] = []
@@ -123,7 +135,7 @@ def frame(data: bytes, path: Path, verify: bool = True) -> tuple[np.ndarray, np.
     head = np.concatenate([c[0] for c in chunks])
     size = np.concatenate([c[1] for c in chunks])
     if verify and len(head):
-        head, size = _verify(data, u8, path, head, size, problems)
+        head, size = _check_lengths(data, u8, path, head, size, problems)
     return head + 12, size, problems
 
 
@@ -141,7 +153,7 @@ def _predict(u8: np.ndarray, n: int, pos: int, cycle: list[int], heads: list[int
         fits = starts + 16 + expect <= n
         good = fits.copy()
         at = starts[fits]
-        good[fits] = u8[at[:, None] + np.arange(8)].view("<u8").ravel() == expect[fits].astype(np.uint64)
+        good[fits] = gather(u8, at, 8).copy().view("<u8").ravel() == expect[fits].astype(np.uint64)
         ok = len(good) if good.all() else int(np.argmin(good))
         if ok == 0:
             return pos
@@ -154,10 +166,10 @@ def _predict(u8: np.ndarray, n: int, pos: int, cycle: list[int], heads: list[int
             return pos
 
 
-def _verify(data: bytes, u8: np.ndarray, path: Path, head: np.ndarray, size: np.ndarray,
-            problems: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    # Length checksums: 8 bytes each, all records at once.
-    header = u8[head[:, None] + np.arange(12)]
+def _check_lengths(data: bytes, u8: np.ndarray, path: Path, head: np.ndarray, size: np.ndarray,
+                   problems: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Length checksums (8 bytes each, all records at once); the file ends at the first bad one."""
+    header = gather(u8, head, 12)
     stored = np.ascontiguousarray(header[:, 8:12]).view("<u4").ravel()
     bad = masked(crc32c_rows(header[:, :8])) != stored
     if bad.any():
@@ -165,31 +177,45 @@ def _verify(data: bytes, u8: np.ndarray, path: Path, head: np.ndarray, size: np.
         problems.append(f"{path}: the record at byte {int(head[first])} has a bad length checksum; the "
                         f"{len(data) - int(head[first])} bytes from there were not read")
         head, size = head[:first], size[:first]
-    keep = np.ones(len(head), bool)
-    library = None
-    unverified = 0
-    order = np.argsort(size, kind="stable")
-    bounds = np.flatnonzero(np.diff(size[order])) + 1
-    for group in np.split(order, bounds) if len(order) else []:
-        length = int(size[group[0]])
-        if length <= _WIDE:
-            rows = u8[(head[group] + 12)[:, None] + np.arange(length + 4)]
-            stored = np.ascontiguousarray(rows[:, length:]).view("<u4").ravel()
-            keep[group] = masked(crc32c_rows(rows[:, :length])) == stored
-            continue
-        library = library or crc_library()
+    return head, size
+
+
+def rows(data: bytes, u8: np.ndarray, offs: np.ndarray, length: int, path: Path, verify: bool,
+         problems: list[str]) -> tuple[np.ndarray | None, np.ndarray]:
+    """The data of records all ``length`` bytes long (at ``offs``) as a (records, length)
+    matrix (None for few or long records, which are decoded one by one), and a mask of
+    those whose data checksum holds (all True without ``verify``).
+
+    The matrix is gathered once with the stored checksums beside the data, so the
+    check and the decoding share it."""
+    n = len(offs)
+    keep = np.ones(n, bool)
+    if length <= _WIDE and (n >= 8 or verify):
+        matrix = gather(u8, offs, length + (4 if verify else 0))
+        if verify:
+            stored = np.ascontiguousarray(matrix[:, length:]).view("<u4").ravel()
+            keep = masked(crc32c_rows(matrix[:, :length])) == stored
+            matrix = matrix[:, :length]
+        _report(path, offs[~keep], problems)
+        return (matrix if n >= 8 else None), keep
+    if verify:
+        library = crc_library()
         if library is None:
-            unverified += len(group)
-            continue
-        for i in group:
-            a = int(head[i]) + 12
-            crc = library(data[a:a + length])
-            keep[i] = ((((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF) == _CRC.unpack_from(data, a + length)[0]
-    for i in np.flatnonzero(~keep)[:5]:
-        problems.append(f"{path}: the record at byte {int(head[i])} has a bad data checksum; it was skipped")
-    if (~keep).sum() > 5:
-        problems.append(f"{path}: {int((~keep).sum()) - 5} more records with bad data checksums were skipped")
-    if unverified:
-        problems.append(f"{path}: {unverified} records longer than {_WIDE} bytes (images, histograms) were not "
-                        "checksummed: pip install crc32c to check them too")
-    return head[keep], size[keep]
+            problems.append(f"{path}: {n} records of {length} bytes (images, histograms) were not checksummed: "
+                            "pip install crc32c to check them too")
+        else:
+            for i, a in enumerate(offs.tolist()):
+                crc = library(data[a:a + length])
+                keep[i] = ((((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF) == \
+                    _CRC.unpack_from(data, a + length)[0]
+            _report(path, offs[~keep], problems)
+    if n >= 8 and length <= 4 * _WIDE:
+        return gather(u8, offs, length), keep
+    return None, keep
+
+
+def _report(path: Path, bad_offs: np.ndarray, problems: list[str]) -> None:
+    for a in bad_offs[:5].tolist():
+        problems.append(f"{path}: the record at byte {a - 12} has a bad data checksum; it was skipped")
+    if len(bad_offs) > 5:
+        problems.append(f"{path}: {len(bad_offs) - 5} more records with bad data checksums were skipped")
