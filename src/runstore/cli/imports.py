@@ -112,7 +112,7 @@ def aim(repo_dir: str, python: str | None, experiment: str | None, repo_path: st
     is installed here, else under --python (aim has no wheels for the newest
     Pythons: make a virtual environment with aim and pass its interpreter).
     """
-    from . import importers
+    from .. import importers
 
     _run(importers.aim, path=repo_dir, repo=_repo(repo_path), python=python, experiment=experiment,
          force=force, contexts=not no_contexts)
