@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import lmdb
@@ -655,3 +656,36 @@ def test_track_many_rejects_what_is_not_a_real_number(repo, values, index, kind)
     with pytest.raises(InvalidValueError, match="element 1"):
         run.track_many([1.0, 2.0], name="w", steps=[0, 2 ** 64])
     run.close()
+
+
+def test_a_growing_repository_never_looks_truncated(tmp_path):
+    """The open-time check reads the meta pages, then the file size: a writer in another
+    process extends the file before it writes the meta page that counts the new pages.
+    (Size first, meta second reported "data.mdb is truncated" now and then under
+    concurrent writers.)"""
+    from runstore.storage.env import _validate_data_file
+
+    path = tmp_path / "repo"
+    Repo(path)
+    script = tmp_path / "grow.py"
+    script.write_text(f"""
+import numpy as np
+from runstore import Repo, Run
+run = Run(repo=Repo({str(path)!r}, flush_interval=60))
+print("ready", flush=True)
+while True:
+    run.track_many(np.arange(20000.0), name="x")  # ~10 new pages per commit
+    run.flush()
+""")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 3
+        checks = 0
+        while time.monotonic() < deadline:
+            _validate_data_file(path / "data.mdb")  # raises RepositoryError if it looks truncated
+            checks += 1
+        assert checks > 1000
+    finally:
+        proc.kill()
+        proc.wait()

@@ -136,9 +136,13 @@ def _validate_data_file(data: Path) -> None:
     LMDB sees the file, from the two meta pages.
     """
     try:
-        size = data.stat().st_size
         with open(data, "rb") as f:
             head = f.read(2 * 65536)
+            # The size after the meta pages: a writer in another process extends the
+            # file before it writes the meta page that counts the new pages, so read
+            # in this order a live repository never looks truncated (the other order
+            # did, once in a while, under concurrent writers).
+            size = os.fstat(f.fileno()).st_size
     except OSError as exc:
         raise RepositoryError(f"cannot read {data}: {exc}") from exc
     damaged = (f"{data} is empty or damaged (no valid LMDB meta page); restore it from a backup; "
