@@ -1,6 +1,7 @@
 """Scale benchmarks (issue 22): cold paths and costs that grow with the repository.
 
-Run:  python benchmarks/bench_scale.py [--quick] [--dir DIR] [--runs N] [--big-points N] [--only NAMES]
+Run:  python benchmarks/bench_scale.py [--quick] [--dir DIR] [--runs N] [--big-points N]
+                                      [--cold-points N] [--drop-caches] [--only NAMES]
 
 Every figure is printed beside its target, as a ratio to a baseline measured
 in the same process or against a stated floor:
@@ -22,6 +23,14 @@ in the same process or against a stated floor:
 - big:      one run, ``track_many`` of BIG points in 1 M chunks: write points/s
             (target >= 20 M/s incl. fsync), full read vs ``np.copy`` of the same
             bytes (target >= 0.5), bytes per point on disk (target <= 12).
+- coldread: one run with a COLD-point sequence (default 20 M; cached under
+            DIR): its first full read in a fresh process from a cold page cache
+            vs ``cat`` of data.mdb (cold too) + one ``np.copy`` of the bytes read
+            (target: within 2x), with and without the read-ahead hints
+            (``RUNSTORE_READAHEAD=0``), and the same read warm. The file is
+            evicted with ``posix_fadvise(DONTNEED)`` (only this file's pages; no
+            root needed); ``--drop-caches`` uses ``/proc/sys/vm/drop_caches``
+            instead (root only; drops every file's cache on the machine).
 
 Repositories are generated once under DIR (default /tmp/runstore-bench) and
 reused; building the 100,000-run one takes a few minutes the first time.
@@ -142,7 +151,7 @@ def bench_cold(base: Path, n: int, repeat: int) -> None:
     code = (
         "import time,json,resource;ti=time.perf_counter();from runstore import Repo;t0=time.perf_counter();"
         f"r=Repo({str(path)!r});c=r.query('run.hparams.lr < 0.01');n1=len(c);t1=time.perf_counter();"
-        "from runstore.query.columns import cache_for;"
+        "from runstore.query.tables import cache_for;"
         "rss0=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
         "s=r.query_sequences(\"seq.name == 'loss' and seq.last < 0.5\");n2=len(s);t2=time.perf_counter();"
         "t3=time.perf_counter();r.query('run.hparams.lr < 0.01');r.query_sequences(\"seq.last < 0.5\");"
@@ -266,13 +275,100 @@ def bench_big(base: Path, points: int) -> None:
     row("disk per point", f"{size / points:.1f} B", f"target <= 12 B: {verdict(size / points <= 12)}")
 
 
+def evict(path: Path, drop_caches: bool) -> None:
+    """Take ``path`` out of the page cache (no process may have it mapped)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages cannot be dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    if drop_caches:
+        if os.geteuid() != 0:
+            raise SystemExit("--drop-caches needs root (writes /proc/sys/vm/drop_caches)")
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def resident(path: Path) -> str:
+    """Share of ``path`` in the page cache (util-linux ``fincore``), for the record."""
+    try:
+        out = subprocess.run(["fincore", "-b", "-n", "-o", "RES,SIZE", str(path)],
+                             capture_output=True, text=True, check=True).stdout.split()
+        return f"{int(out[0]) / max(int(out[1]), 1):.0%}"
+    except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
+        return "?"
+
+
+def bench_coldread(base: Path, points: int, repeat: int, drop_caches: bool) -> None:
+    from runstore import Repo, Run
+
+    print(f"cold full read of a {points:,}-point sequence (one run, track_many in 1 M chunks)")
+    path = base / f"coldread-{points}"
+    if not (path / ".complete").exists():
+        repo = Repo(path, create=True)
+        chunk = np.random.default_rng(0).random(1_000_000)
+        with Run(repo=repo) as run:
+            for _ in range(points // len(chunk)):
+                run.track_many(chunk, name="x")
+        del repo
+        (path / ".complete").touch()
+    data = path / "data.mdb"
+    code = (
+        "import time,json,resource,numpy as np;from runstore import Repo;"
+        f"r=Repo({str(path)!r},readonly=True);s=r.runs()[0].sequence('x');"
+        "f0=resource.getrusage(resource.RUSAGE_SELF).ru_majflt;"
+        "t=time.perf_counter();c=s.numpy();rd=time.perf_counter()-t;"
+        "f1=resource.getrusage(resource.RUSAGE_SELF).ru_majflt;"
+        "nb=sum(v.nbytes for v in c.values());del c;"
+        "t=time.perf_counter();c=s.numpy();wr=time.perf_counter()-t;del c;src=np.ones(nb//8);"
+        "cp=[];\nfor _ in range(3):\n t=time.perf_counter();dst=np.copy(src);cp.append(time.perf_counter()-t);del dst\n"
+        "cp=min(cp);"
+        "print(json.dumps({'read':rd,'warm':wr,'copy':cp,'faults':f1-f0,'nbytes':nb}))"
+    )
+
+    def cold(env: dict | None) -> dict:
+        evict(data, drop_caches)
+        res = resident(data)
+        res_run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 env={**os.environ, **(env or {})})
+        out = json.loads(res_run.stdout.strip().splitlines()[-1])
+        out["resident"] = res
+        return out
+
+    cats, hinted, plain = [], [], []
+    for _ in range(repeat):
+        evict(data, drop_caches)
+        t = time.perf_counter()
+        subprocess.run(["cat", str(data)], stdout=subprocess.DEVNULL, check=True)
+        cats.append({"cat": time.perf_counter() - t})
+        hinted.append(cold(None))
+    for _ in range(max(1, repeat // 2)):  # the old way is slow: fewer repeats
+        plain.append(cold({"RUNSTORE_READAHEAD": "0"}))
+    size = data.stat().st_size
+    floor = med(cats, "cat") + med(hinted, "copy")
+    row(f"cat data.mdb, cold ({size / 2**20:.0f} MiB)", spread(cats, "cat"),
+        f"resident before reads: {hinted[0]['resident']}")
+    row(f"one np.copy of the {med(hinted, 'nbytes') / 2**20:.0f} MiB read (warm, best of 3)", spread(hinted, "copy"))
+    ratio = med(hinted, "read") / floor
+    row("cold full read, read-ahead hints", spread(hinted, "read"),
+        f"{ratio:.2f}x cat+copy, target <= 2x: {verdict(ratio <= 2)}; "
+        f"{med(hinted, 'faults'):.0f} major faults")
+    row("cold full read, RUNSTORE_READAHEAD=0 (before)", spread(plain, "read"),
+        f"{med(plain, 'read') / floor:.2f}x cat+copy; {med(plain, 'faults'):.0f} major faults")
+    row("warm full read, hints / no hints", f"{med(hinted, 'warm') * 1e3:.1f} / {med(plain, 'warm') * 1e3:.1f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (10,000 runs, 10 M points, 3 repeats)")
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "runstore-bench"))
     ap.add_argument("--runs", type=int, default=None, help="runs in the cold-open repository (default 100,000)")
     ap.add_argument("--big-points", type=int, default=None, help="points of the big sequence (default 100 M)")
-    ap.add_argument("--only", default="import,arrow,cold,build,lookup,big")
+    ap.add_argument("--cold-points", type=int, default=None, help="points of the cold-read sequence (default 20 M)")
+    ap.add_argument("--drop-caches", action="store_true",
+                    help="coldread: evict with /proc/sys/vm/drop_caches (root; whole machine) on top of fadvise")
+    ap.add_argument("--only", default="import,arrow,cold,build,lookup,big,coldread")
     args = ap.parse_args()
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
@@ -293,6 +389,9 @@ def main() -> None:
         bench_lookup(base, 3000)
     if "big" in only:
         bench_big(base, big)
+    if "coldread" in only:
+        cold_points = args.cold_points or (5_000_000 if args.quick else 20_000_000)
+        bench_coldread(base, cold_points, repeat, args.drop_caches)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import blocks as _blocks
+from . import prefetch as _prefetch
 from .keys import block_key, run_key, seq_key
 from .records import unpack
 
@@ -67,6 +68,9 @@ class BlockReader:
         """Decoded columns of blocks ``first..last`` (inclusive), copied out of the map."""
         if last < first:
             return _blocks.empty()
+        if last - first + 1 >= _prefetch.MIN_BLOCKS and _prefetch.enabled():
+            # Read ahead before fetching the blocks in between (see ``prefetch``).
+            _prefetch.hint_blocks(self.raw(first), self.raw(last), last - first + 1)
         return _blocks.decode_many([self.raw(no) for no in range(first, last + 1)])
 
 

@@ -8,6 +8,7 @@ from typing import Any, Iterator
 import msgpack
 
 from . import blocks as _blocks
+from . import prefetch as _prefetch
 from .env import RUNS_VERSION, SEQS_VERSION, Environment
 from .keys import RUN_ID_BYTES, block_key, block_no_of, run_id_of, run_key, seq_id_of, seq_key
 
@@ -163,4 +164,30 @@ def iter_blocks(env: Environment, txn, run_id: str, seq_id: int) -> Iterator[tup
 
 
 def read_sequence(env: Environment, txn, run_id: str, seq_id: int) -> tuple:
+    run = run_key(run_id)
+    db = env.dbs["blocks"]
+    # Blocks are numbered from 0, so one lookup of block MIN_BLOCKS - 1 (a miss for the
+    # common short sequence: ~1 µs) tells whether a read-ahead hint is worth giving.
+    if txn.get(block_key(run, seq_id, _prefetch.MIN_BLOCKS - 1), db=db) is not None:
+        _hint_sequence(env, txn, run, seq_id)
     return _blocks.decode_many([raw for _, raw in iter_blocks(env, txn, run_id, seq_id)])
+
+
+def _hint_sequence(env: Environment, txn, run: bytes, seq_id: int) -> None:
+    """Read ahead a long sequence's blocks before fetching them (see ``prefetch``):
+    a cursor move finds its last block."""
+    if not _prefetch.enabled():
+        return
+    db = env.dbs["blocks"]
+    first = txn.get(block_key(run, seq_id, 0), db=db)
+    prefix = seq_key(run, seq_id)
+    cur = txn.cursor(db=db)
+    # Positioning reads keys only; cur.value() then faults in the last block alone
+    # (py-lmdb touches every page of a value it returns).
+    if seq_id < 0xFFFFFFFF and cur.set_range(seq_key(run, seq_id + 1)):
+        cur.prev()
+    else:
+        cur.last()
+    if first is None or bytes(cur.key()[:len(prefix)]) != prefix:
+        return
+    _prefetch.hint_blocks(first, cur.value(), block_no_of(cur.key()) + 1)
