@@ -1,7 +1,8 @@
 """Scale benchmarks (issue 22): cold paths and costs that grow with the repository.
 
 Run:  python benchmarks/bench_scale.py [--quick] [--dir DIR] [--runs N] [--big-points N]
-                                      [--cold-points N] [--drop-caches] [--only NAMES]
+                                      [--cold-points N] [--drop-caches] [--names N] [--steps N]
+                                      [--only NAMES]
 
 Every figure is printed beside its target, as a ratio to a baseline measured
 in the same process or against a stated floor:
@@ -23,6 +24,13 @@ in the same process or against a stated floor:
 - big:      one run, ``track_many`` of BIG points in 1 M chunks: write points/s
             (target >= 20 M/s incl. fsync), full read vs ``np.copy`` of the same
             bytes (target >= 0.5), bytes per point on disk (target <= 12).
+- views:    iterating the ``Run`` views of an N-run selection, µs per run with the
+            cyclic GC on and off (target: GC-neutral).
+- metrics:  one run, NAMES metric names x STEPS steps via ``track`` (default
+            10,000 x 1,000; cached under DIR): per-value cost beside the same
+            number of ``track`` calls on one name (the floor; target within 1.5x),
+            and, in a fresh process, ``run.sequences()`` + one summary query
+            (target <= 50 ms), beside the same in a warm process.
 - coldread: one run with a COLD-point sequence (default 20 M; cached under
             DIR): its first full read in a fresh process from a cold page cache
             vs ``cat`` of data.mdb (cold too) + one ``np.copy`` of the bytes read
@@ -275,6 +283,87 @@ def bench_big(base: Path, points: int) -> None:
     row("disk per point", f"{size / points:.1f} B", f"target <= 12 B: {verdict(size / points <= 12)}")
 
 
+def bench_metrics(base: Path, names: int, steps: int, repeat: int) -> None:
+    from runstore import Repo, Run
+
+    print(f"many metrics: one run, {names:,} names x {steps:,} steps via track")
+    path = base / f"metrics-{names}x{steps}"
+    total = names * steps
+    # The floor: the same number of track calls on one name, in a throwaway repository.
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        repo = Repo(Path(d) / "r", create=True)
+        run = Run(repo=repo)
+        t = time.perf_counter()
+        for i in range(total):
+            run.track(0.5, name="loss", step=i)
+        run.close()
+        floor = (time.perf_counter() - t) / total
+        del run, repo
+    many = None
+    if not (path / ".complete").exists():
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        repo = Repo(path, create=True)
+        run = Run(repo=repo)
+        keys = [f"metric/{j}" for j in range(names)]
+        t = time.perf_counter()
+        for step in range(steps):
+            for key in keys:
+                run.track(0.5, name=key, step=step)
+        run.close()
+        many = (time.perf_counter() - t) / total
+        del run, repo
+        (path / ".complete").touch()
+    code = (
+        "import time,json;from runstore import Repo;t0=time.perf_counter();"
+        f"r=Repo({str(path)!r},readonly=True);run=r.runs()[0];n=len(run.sequences());"
+        "q=len(r.query_sequences(\"seq.name == 'metric/7' and seq.last < 1\"));t1=time.perf_counter();"
+        "t2=time.perf_counter();run=r.runs()[0];run.sequences();r.query_sequences(\"seq.name == 'metric/7' and seq.last < 1\");"
+        "t3=time.perf_counter();print(json.dumps({'first':t1-t0,'warm':t3-t2,'n':n,'q':q}))"
+    )
+    rows = fresh(code, repeat)
+    assert rows[0]["n"] == names and rows[0]["q"] == 1, rows[0]
+    row("track, one name (floor)", f"{floor * 1e6:.2f} µs/value")
+    if many is not None:
+        row(f"track, {names:,} names round-robin", f"{many * 1e6:.2f} µs/value",
+            f"{many / floor:.2f}x floor, target <= 1.5x: {verdict(many / floor <= 1.5)}")
+    else:
+        row(f"track, {names:,} names round-robin", "(cached; delete the repo to re-measure)")
+    row("fresh process: open + run.sequences() + summary query", spread(rows, "first"),
+        f"target <= 50 ms: {verdict(med(rows, 'first') <= 0.05)}")
+    row("same, warm (same process)", spread(rows, "warm"))
+
+
+def bench_views(base: Path, n: int) -> None:
+    import gc
+
+    from runstore import Repo
+
+    print(f"iterating the Run views of a {n:,}-run selection")
+    path = base / f"scale-{n}x3"
+    build_runs(path, n, 10, metrics=3)
+    repo = Repo(path, readonly=True)
+
+    def loop() -> float:
+        sel = repo.query("run.hparams.lr > 0")
+        t = time.perf_counter()
+        k = sum(1 for _ in sel)
+        return (time.perf_counter() - t) / max(k, 1)
+
+    on, off = [], []
+    for _ in range(3):
+        on.append(loop())
+        gc.disable()
+        try:
+            off.append(loop())
+        finally:
+            gc.enable()
+    a, b = statistics.median(on), statistics.median(off)
+    row("per run, cyclic GC on", f"{a * 1e6:.1f} µs", f"{a / b:.2f}x GC off")
+    row("per run, cyclic GC off (baseline)", f"{b * 1e6:.1f} µs")
+
+
 def evict(path: Path, drop_caches: bool) -> None:
     """Take ``path`` out of the page cache (no process may have it mapped)."""
     fd = os.open(path, os.O_RDONLY)
@@ -368,7 +457,9 @@ def main() -> None:
     ap.add_argument("--cold-points", type=int, default=None, help="points of the cold-read sequence (default 20 M)")
     ap.add_argument("--drop-caches", action="store_true",
                     help="coldread: evict with /proc/sys/vm/drop_caches (root; whole machine) on top of fadvise")
-    ap.add_argument("--only", default="import,arrow,cold,build,lookup,big,coldread")
+    ap.add_argument("--names", type=int, default=None, help="metric names of the many-metrics run (default 10,000)")
+    ap.add_argument("--steps", type=int, default=None, help="steps of each metric (default 1,000)")
+    ap.add_argument("--only", default="import,arrow,cold,build,lookup,views,big,metrics,coldread")
     args = ap.parse_args()
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
@@ -389,6 +480,11 @@ def main() -> None:
         bench_lookup(base, 3000)
     if "big" in only:
         bench_big(base, big)
+    if "views" in only:
+        bench_views(base, runs)
+    if "metrics" in only:
+        bench_metrics(base, args.names or (1_000 if args.quick else 10_000),
+                      args.steps or (100 if args.quick else 1_000), repeat)
     if "coldread" in only:
         cold_points = args.cold_points or (5_000_000 if args.quick else 20_000_000)
         bench_coldread(base, cold_points, repeat, args.drop_caches)

@@ -82,3 +82,19 @@ def test_far_apart_blocks_are_not_hinted(calls):
     assert prefetch.hint_blocks(first, mv[7 * mmap.PAGESIZE:8 * mmap.PAGESIZE], 8) is True
     assert prefetch.hint_blocks(bytes(first), bytes(last), 8) is False  # copies: nothing to hint
     assert prefetch.hint_blocks(first, last, 2) is False  # too few blocks
+
+
+# -- run views are lean (issue 22 target 10; tracking/run.py Run._view) ----------------------
+def test_run_views_allocate_only_what_they_hold(repo):
+    view = list(repo.query(""))[0]  # a view made by a selection
+    assert set(vars(view)) <= {"repo", "_id", "_record", "_params"}, vars(view)
+    # shared defaults behave as before: read-only, no sequences of its own, a lock per view
+    assert not view._writable and view._is_view
+    lock = view._lock
+    assert lock is view._lock and lock is not repo.runs()[0]._lock
+    assert view.sequences() == [("long", {}), ("short", {})]
+    view.close()  # a view has nothing to close: no-op, as before
+    view.delete_sequence("short")
+    assert repo.runs()[0].sequences() == [("long", {})]
+    with pytest.raises(TypeError):
+        view._seqs["x"] = 1  # the shared default cannot be filled by mistake

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from time import monotonic as _monotonic
 from time import time as _time
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import lmdb
@@ -48,6 +49,23 @@ _FAILED = object()  # a sequence whose points could not be stored at a flush
 _NO_DEFAULT = object()
 _coerce_value = _values.coerce_value
 _coerce_step = _values.coerce_step
+
+
+class _LazyLock:
+    """A per-instance RLock made on first use (a non-data descriptor: the instance's own
+    ``_lock``, set by writers, takes precedence)."""
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        lock = obj.__dict__.get("_lock")
+        if lock is None:
+            with _LAZY_LOCK_GUARD:
+                lock = obj.__dict__.setdefault("_lock", threading.RLock())
+        return lock
+
+
+_LAZY_LOCK_GUARD = threading.Lock()
 
 
 class Run:
@@ -216,14 +234,40 @@ class Run:
         self._stopped: Exception | None = None  # why this writer stopped (lease lost, run deleted)
         self._stop_reported = False
 
+    # A view's state: class attributes every view shares until it sets its own. A
+    # selection makes one view per run (100,000 for a big one); each container a view
+    # allocated (dict, list, lock, a 20-entry __dict__) was work for the cyclic GC,
+    # which walked them all again at each full collection: 23 µs a run with the GC on,
+    # 5.7 µs off. Writers (_init_state) set all of these on the instance.
+    _writable = False
+    _is_view = True
+    _seqs: Any = MappingProxyType({})  # read-only: a view never adds a sequence
+    _seq_list: Any = ()
+    _next_seq_id = 0
+    _record: dict | None = None
+    _params: dict | None = None
+    _flush_error: Exception | None = None
+    _in_flush = False
+    _flush_interval = 1.0
+    _next_flush = float("inf")
+    _due = float("inf")
+    _opened = False
+    _stopped: Exception | None = None
+    _stop_reported = False
+    _lock = _LazyLock()
+
     @classmethod
     def _view(cls, repo: "Repo", run_id: str, record: dict | None = None, params: dict | None = None) -> "Run":
-        """A read view of a stored run (no tracking; attribute and param edits are written)."""
+        """A read view of a stored run (no tracking; attribute and param edits are written).
+
+        Four attributes: the rest are the class's view defaults above."""
         self = object.__new__(cls)
         self.repo = repo
         self._id = run_id
-        self._init_state(writable=False)
-        self._record, self._params = record, params
+        if record is not None:
+            self._record = record
+        if params is not None:
+            self._params = params
         return self
 
     # -- tracking (the hot path) ---------------------------------------------------
@@ -857,7 +901,7 @@ class Run:
             env = self.repo._env
             env.write(lambda txn: _rec.delete_sequence(env, txn, self._id, target._id))
             key = (name, _values.freeze(ctx))
-            local = self._seqs.pop(key, None)
+            local = self._seqs.pop(key, None) if self._writable else None
             if local is not None:
                 local._buf = _ClosedBuffer(self._id)
                 self._seq_list.remove(local)
