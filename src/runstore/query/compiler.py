@@ -45,7 +45,7 @@ METHODS = {
 @dataclass(frozen=True)
 class Field:
     level: str  # "run" | "seq"
-    source: str  # "attr" | "param" | "summary" | "name" | "context"
+    source: str  # "attr" | "param" | "env" | "summary" | "name" | "context"
     name: str
     path: tuple
     pos: tuple = (1, 1)
@@ -107,6 +107,8 @@ class _Resolver:
                 return Field("run", "param", "params", path[1:], ref.pos)
             if head == "hash":  # Aim's name for the id
                 head = "id"
+            if head == "env":  # the captured environment: a tree in the run record
+                return Field("run", "env", "env", path[1:], ref.pos)
             if head in RUN_ATTRS:
                 if len(path) > 1:
                     raise self.error(
@@ -212,6 +214,8 @@ class Frame:
         if f.level == "run":
             if f.source == "attr":
                 getter = lambda: runs.attr(f.name)  # noqa: E731
+            elif f.source == "env":
+                getter = lambda: runs.env(f.path)  # noqa: E731
             else:
                 getter = lambda: runs.param(f.path)  # noqa: E731
             return getter() if seqs is None else seqs.run_column(getter, (f.source, f.path, f.name))

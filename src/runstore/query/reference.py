@@ -41,6 +41,8 @@ def _attr(run_id: str, record: dict, name: str) -> Any:
 def _field(f: Field, run: tuple, seq: dict | None) -> Any:
     run_id, record, params = run
     if f.level == "run":
+        if f.source == "env":
+            return walk(record.get("env") or {}, f.path)
         return _attr(run_id, record, f.name) if f.source == "attr" else walk(params or {}, f.path)
     if seq is None:
         return MISSING

@@ -174,6 +174,7 @@ class RunTable:
         for run in runs:
             rec = {a: getattr(run, a, None) for a in RUN_ATTRS if a not in ("id", "duration")}
             rec["tags"] = list(rec.get("tags") or [])
+            rec["env"] = getattr(run, "env", None)
             rows.append((run.id, rec, run.params))
         return cls(rows, None, None, list(runs))
 
@@ -212,6 +213,14 @@ class RunTable:
         if name == "tags":
             return Column.from_values([list(r.get("tags") or []) for r in self.records])
         return Column.from_values([r.get(name) for r in self.records])
+
+    def env(self, path: tuple) -> Column:
+        """``run.env.<path>``: the environment captured at run start (kept in the record)."""
+        key = ("env", path)
+        col = self._cols.get(key)
+        if col is None:
+            col = self._cols[key] = Column.from_values([walk(r.get("env") or {}, path) for r in self.records])
+        return col
 
     def param(self, path: tuple) -> Column:
         key = ("param", path)

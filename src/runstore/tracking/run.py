@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import lmdb
 import numpy as np
 
-from . import lease as _lease, lifecycle as _lifecycle, values as _values
+from . import console as _console, environment as _environment, lease as _lease, lifecycle as _lifecycle
+from . import system_metrics as _system_metrics, values as _values
 from ..storage import records as _rec
 from ..storage.env import SEQS_VERSION
 from ..storage.keys import new_run_id, run_key
@@ -117,14 +118,29 @@ class Run:
         run_hash: str | None = None,
         created_at: float | None = None,
         force: bool = False,
+        system_metrics: bool | float | None = None,
+        capture_env: bool | dict | None = None,
+        capture_output: bool = False,
     ) -> None:
         """``created_at`` (seconds since the epoch) backdates a new run: importers
         use it to keep the time a run really started in another tracker (the run id
-        encodes it, so the run sorts where it belongs). It cannot change a resumed run."""
+        encodes it, so the run sorts where it belongs). It cannot change a resumed run.
+
+        ``system_metrics``: sample CPU/memory/IO/GPU under ``system/`` every 10 s (or
+        every N seconds; False: off; default from RUNSTORE_SYSTEM_METRICS: on).
+        ``capture_env``: git, command line, Python, packages, host as ``run.env``
+        (False, or a dict piece -> bool; default from RUNSTORE_CAPTURE_ENV: on).
+        A backdated run (``created_at``) is an import: both default to off for it.
+        ``capture_output``: tee stdout/stderr lines into the artifact ``console.log``."""
         from .repo import Repo
 
         if getattr(self, "_opened", False):  # this process's open run, from __new__
             return self._reopen(name, experiment, description, tags, parent)
+        # checked before anything is written: a bad option creates no run
+        imported = created_at is not None
+        metrics_interval = _system_metrics.interval_for(False if imported and system_metrics is None
+                                                        else system_metrics)
+        env_pieces = _environment.options(False if imported and capture_env is None else capture_env)
 
         if run_hash is not None:  # Aim's name for run_id
             if run_id is not None and run_id != run_hash:
@@ -167,6 +183,8 @@ class Run:
                 _rec.put_params(env, txn, self._id, {})
                 _rec.put_lease(env, txn, self._id, self._lease)
 
+            if env_pieces:  # captured once per process; written with the record (no extra commit)
+                record["env"] = _environment.capture(env_pieces)
             env.write(create)
             self._record, self._params = record, {}
         else:
@@ -202,6 +220,9 @@ class Run:
         self._last_beat = _monotonic()
         self._opened = True
         _lifecycle.register(self)
+        _system_metrics.watch(self, metrics_interval)
+        if capture_output:
+            self._console = _console.start(self)
 
     def _reopen(self, name: Any, experiment: Any, description: Any, tags: Any, parent: Any) -> None:
         """``Run(repo, run_id=...)`` of a run this process has open: the same object,
@@ -233,6 +254,7 @@ class Run:
         self._opened = False
         self._stopped: Exception | None = None  # why this writer stopped (lease lost, run deleted)
         self._stop_reported = False
+        self._console: Any = None
 
     # A view's state: class attributes every view shares until it sets its own. A
     # selection makes one view per run (100,000 for a big one); each container a view
@@ -577,10 +599,17 @@ class Run:
         if ended_at is not None and (isinstance(ended_at, bool) or not isinstance(ended_at, (int, float))):
             raise InvalidParamError(f"ended_at must be seconds since the epoch, got {ended_at!r}")
         end = None if status == "running" and ended_at is None else _time() if ended_at is None else float(ended_at)
+        _system_metrics.unwatch(self)
+        console = _console.stop(self)
+
+        def ending(record: dict) -> None:
+            record.update(status=status, ended_at=end)
+            if console is not None:
+                _console.record_artifact(record, console)
 
         def mark(txn):
             _rec.delete_lease(self.repo._env, txn, self._id)  # the next writer need not wait
-            return self._modify_in(txn, lambda r: r.update(status=status, ended_at=end))
+            return self._modify_in(txn, ending)
 
         with self._lock:
             if not self._writable:
@@ -747,6 +776,13 @@ class Run:
     @property
     def hostname(self) -> str:
         return self._rec()["hostname"]
+
+    @property
+    def env(self) -> dict:
+        """The environment captured when the run was created (git, command, python,
+        packages, host, cuda; see ``capture_env``); ``{}`` when none was. In queries:
+        ``run.env.git.commit``."""
+        return copy.deepcopy(self._rec().get("env") or {})
 
     @property
     def pid(self) -> int:
