@@ -8,18 +8,17 @@ from tests.integrations.conftest import curve
 pytestmark = pytest.mark.slow
 
 
-def _trainable(config):
-    from ray import tune
-
-    for i in range(3):
-        tune.report({"train_loss": config["lr"] * (3 - i), "val_acc": 0.5 + 0.1 * i})
-
-
 def test_tuner_writes_a_run_per_trial(tmp_path):
     import ray
     from ray import tune
 
     from runstore.integrations.ray import RunstoreLoggerCallback
+
+    def _trainable(config):  # defined here: Ray's workers get it by value, not by module name
+        from ray import tune
+
+        for i in range(3):
+            tune.report({"train_loss": config["lr"] * (3 - i), "val_acc": 0.5 + 0.1 * i})
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
