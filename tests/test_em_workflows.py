@@ -142,6 +142,14 @@ def test_failed_repeat_keeps_error_and_traceback(tmp_path):
     assert repo.sql("SELECT status FROM trials").rows() == [("failed",)]
     log = (tmp_path / "outputs" / "cmp" / "trials" / "t" / "run_2" / "logs" / "trial_run.log").read_text()
     assert "diverged at epoch 2" in log
+    # the YAML ids are kept without shadowing the runs' own ids: the terminal tables work
+    from click.testing import CliRunner
+
+    from runstore.cli import cli
+
+    out = CliRunner().invoke(cli, ["--repo", str(repo.path), "ls", "--full-ids"])
+    assert out.exit_code == 0, out.output
+    assert failed.id in out.output and repo.sql("SELECT id FROM trials").rows() == [("1",)]
 
 
 # -- "Hyperparameter Tuning" -------------------------------------------------------------------

@@ -205,7 +205,7 @@ def test_quick_start_runs_end_to_end(tmp_path):
     # the experiment.yaml settings and ids are kept on the experiment's run
     record = repo.get_run(exp["run_id"])
     assert record.params["settings"] == {"model_type": "mlp", "batch_size": 32, "epochs": 10}
-    assert record.params["id"] == 1
+    assert record.params["yaml_id"] == 1 and "id" not in record.params  # run.id stays the run's id
     kinds = {a["name"]: a["level"] for a in record.artifacts}
     assert kinds == {"env.yaml": "experiment", "experiment.yaml": "experiment", "base.yaml": "experiment",
                      "trials.yaml": "experiment"}

@@ -45,14 +45,14 @@ VIEWS = {
                coalesce(p_desc.value_str, r.description) AS "desc", r.status,
                r.created_at, r.ended_at, r.duration
         FROM runs r
-        LEFT JOIN params p_id ON p_id.run_id = r.run_id AND p_id.key = 'id'
+        LEFT JOIN params p_id ON p_id.run_id = r.run_id AND p_id.key = 'yaml_id'
         LEFT JOIN params p_desc ON p_desc.run_id = r.run_id AND p_desc.key = 'desc'
         WHERE r.kind = 'experiment' AND NOT r.archived""",
     "trials": """
         SELECT r.run_id, r.parent AS experiment_id, r.experiment, r.name, p_id.value_json AS id,
                r.status, r.created_at, r.ended_at, r.duration
         FROM runs r
-        LEFT JOIN params p_id ON p_id.run_id = r.run_id AND p_id.key = 'id'
+        LEFT JOIN params p_id ON p_id.run_id = r.run_id AND p_id.key = 'yaml_id'
         WHERE r.kind = 'trial' AND NOT r.archived""",
     "trial_runs": """
         SELECT r.run_id, r.parent AS trial_id, r.experiment, p_trial.value_str AS trial,

@@ -301,9 +301,10 @@ class Experiment:
         else:
             record = Run(repo=repo, experiment=self.name, name=self.name, description=self.description)
             record["kind"] = "experiment"
-        record["name"] = self.name
+        # experiment.yaml's id is kept as ``yaml_id``: a param named ``id`` (or ``name``)
+        # would shadow the run's own id/name attribute in keys such as ``runstore ls``'s.
         if self.experiment_id is not None:
-            record["id"] = self.experiment_id
+            record["yaml_id"] = self.experiment_id
         if self.description is not None:
             record["desc"] = self.description
         if self.settings or "settings" not in record.params:
@@ -344,7 +345,7 @@ class Experiment:
             parent["trial"] = trial.name
             parent[key] = trial.settings
         if trial.id is not None:
-            parent["id"] = trial.id
+            parent["yaml_id"] = trial.id
         parent["repeats"] = trial.repeat
         parent["seeds"] = list(trial.seeds)
 
