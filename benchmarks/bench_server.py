@@ -16,7 +16,10 @@ shared and noisy):
 * remote ``query`` and ``query_sequences(...).to_arrow()`` over a 1,000-run
   repository vs the same calls on the local repository (warm: the second call;
   the first remote call fetches the mirror);
-* the first call in a fresh process: ``Repo(url)``, a run, one point, ``close()``.
+* the first call in a fresh process: ``Repo(url)``, a run, one point, ``close()``;
+* with ``--aim-python PATH`` (an environment where ``aim`` is installed): the same
+  tracking loop through ``aim server`` (Aim's remote tracking, ``aim://``) and
+  through ``runstore server``, each client in its own process and environment.
 """
 
 from __future__ import annotations
@@ -184,21 +187,80 @@ def first_call(url: str) -> None:
     row("python -c '<remote run, one point, close>'", f"{t * 1e3:8.0f} ms", f"+{(t - base_t) * 1e3:.0f} ms")
 
 
+REMOTE_LOOP = """
+import sys, time
+kind, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if kind == "aim":
+    from aim import Run
+    run = Run(repo=url, experiment="bench")
+else:
+    from runstore import Repo, Run
+    run = Run(repo=Repo(url), experiment="bench")
+t = time.perf_counter()
+for i in range(n):
+    run.track(0.5, name="loss", step=i, context={"subset": "train"})
+loop = time.perf_counter() - t
+run.close()
+print(loop, time.perf_counter() - t)
+"""
+
+
+def versus_aim(base: Path, aim_python: str, n: int) -> None:
+    import socket
+
+    aim_bin = str(Path(aim_python).parent / "aim")
+    repo = base / "aim-repo"
+    repo.mkdir()
+    subprocess.run([aim_bin, "init", "--repo", str(repo)], check=True, capture_output=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([aim_bin, "server", "--repo", str(repo), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in server.stdout:
+            if "mounted" in line:
+                break
+        script = base / "remote_loop.py"
+        script.write_text(REMOTE_LOOP)
+        out = subprocess.run([aim_python, str(script), "aim", f"aim://127.0.0.1:{port}", str(n)],
+                             capture_output=True, text=True, check=True).stdout.split()
+        aim_loop, aim_total = float(out[0]), float(out[1])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    with ServerProcess(base / "vs-aim") as proc:
+        out = subprocess.run([sys.executable, str(script), "runstore", proc.url, str(n)],
+                             capture_output=True, text=True, check=True).stdout.split()
+    rs_loop, rs_total = float(out[0]), float(out[1])
+    print(f"\nremote tracking next to Aim's (aim server; {n:,} values, one call each, client in its own process)")
+    row("runstore server: track() loop", f"{rs_loop / n * 1e6:8.2f} us/value")
+    row("aim server: track() loop", f"{aim_loop / n * 1e6:8.2f} us/value", f"{aim_loop / rs_loop:7.0f}x runstore")
+    row("runstore server: loop + close()", f"{rs_total * 1e3:8.0f} ms")
+    row("aim server: loop + close()", f"{aim_total * 1e3:8.0f} ms", f"{aim_total / rs_total:7.0f}x runstore")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--aim-python", default=None, help="python of an environment with aim installed")
+    parser.add_argument("--aim-values", type=int, default=2000)
+    parser.add_argument("--only-aim", action="store_true", help="only the comparison with aim server")
     args = parser.parse_args()
     base = workdir("server")
     os.environ["XDG_CACHE_HOME"] = str(base / "cache")  # spools of this benchmark stay here
     try:
-        with ServerProcess(base / "served") as proc:
-            track_cost(proc.url, Repo(base / "local"), args.steps)
-            first_call(proc.url)
-        throughput(base, [int(c) for c in args.clients.split(",")], args.points)
-        queries(base, args.runs)
+        if not args.only_aim:
+            with ServerProcess(base / "served") as proc:
+                track_cost(proc.url, Repo(base / "local"), args.steps)
+                first_call(proc.url)
+            throughput(base, [int(c) for c in args.clients.split(",")], args.points)
+            queries(base, args.runs)
+        if args.aim_python:
+            versus_aim(base, args.aim_python, args.aim_values)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -186,6 +186,9 @@ OFFLINE = textwrap.dedent("""
         repo = Repo(url, close_timeout=0.5)
         run = Run(repo=repo, experiment="offline", name="no-network")
         run["hparams"] = {"lr": 0.5}
+        with open(sys.argv[2], "wb") as f:
+            f.write(bytes(range(256)) * 5000)
+        run.log_artifact(sys.argv[2], kind="model")
         for i in range(5000):
             run.track(float(i), name="loss", context={"subset": "train"})
             run.track_many([float(i)], name="many")
@@ -213,7 +216,8 @@ def test_sync_of_a_spool_written_while_no_server_existed(tmp_path, spool_home):
     script = tmp_path / "offline.py"
     script.write_text(OFFLINE)
     env = dict(os.environ)
-    out = subprocess.run([sys.executable, str(script), url], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run([sys.executable, str(script), url, str(tmp_path / "model.bin")], capture_output=True,
+                         text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     run_id = out.stdout.split()[0]
     assert "cannot be reached" in out.stdout  # Repo(url) warned
@@ -238,6 +242,8 @@ def test_sync_of_a_spool_written_while_no_server_existed(tmp_path, spool_home):
         assert (stored.name, stored.status, stored.params) == ("no-network", "finished", {"hparams": {"lr": 0.5}})
         assert stored.sequence("loss", {"subset": "train"}).values.tolist() == [float(i) for i in range(5000)]
         assert stored.sequence("many").count == 5000
+        (art,) = stored.artifacts
+        assert open(art["path"], "rb").read() == bytes(range(256)) * 5000
         assert local(proc).check() == []
 
 
@@ -337,3 +343,144 @@ def test_token_refused_after_an_offline_start(tmp_path, spool_home):
         stored = local(proc).get_run(run.id)
         assert (stored.name, stored.status) == ("refused", "finished")
         assert stored.sequence("x").values.tolist() == [float(i) for i in range(100)]
+
+
+def test_artifacts_stream_in_chunks_exactly_once(server, tmp_path):
+    big = tmp_path / "weights.bin"
+    payload = np.random.default_rng(0).bytes(2_500_000)  # three chunks of 1 MiB
+    big.write_bytes(payload)
+    folder = tmp_path / "config"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.yaml").write_text("lr: 0.1\n")
+    (folder / "sub" / "b.txt").write_text("")
+    repo = Repo(server.url)
+    run = Run(repo=repo)
+    entry = run.log_artifact(big, kind="model")
+    big.write_bytes(b"changed after logging")  # the staged copy is what is sent
+    run.log_artifact(folder)
+    run.close()
+    assert entry["size"] == len(payload)
+    stored = local(server).get_run(run.id)
+    arts = {a["name"]: a for a in stored.artifacts}
+    assert set(arts) == {"weights.bin", "config"} and arts["weights.bin"]["kind"] == "model"
+    assert open(arts["weights.bin"]["path"], "rb").read() == payload
+    assert open(f"{arts['config']['path']}/a.yaml").read() == "lr: 0.1\n"
+    assert open(f"{arts['config']['path']}/sub/b.txt").read() == ""
+    assert list((repo.spool_dir / "staged").iterdir()) == []  # staged copies removed once acknowledged
+    with pytest.raises(FileNotFoundError):
+        run.log_artifact(tmp_path / "missing")
+
+
+EIGHT = textwrap.dedent("""
+    import sys
+    from runstore import Repo, Run
+    url, k, art = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    repo = Repo(url, flush_interval=0.2, close_timeout=120)
+    for r in range(2):
+        run = Run(repo=repo, experiment="eight", name=f"c{k}-r{r}")
+        run["hparams"] = {"client": k, "run": r, "lr": 0.1 / (k + 1)}
+        for i in range(25_000):
+            run.track(k + i / 1e5, name="loss", step=i, context={"subset": "train"})
+            run.track(-i, name="loss", step=i, context={"subset": "val", "fold": r})
+        run.log_artifact(art, name=f"notes-{k}-{r}.txt")
+        run.close()
+""")
+
+
+@pytest.mark.slow
+def test_eight_client_processes_of_100k_values(server, tmp_path):
+    script = tmp_path / "eight.py"
+    script.write_text(EIGHT)
+    art = tmp_path / "notes.txt"
+    art.write_text("notes\\n" * 100)
+    procs = [subprocess.Popen([sys.executable, str(script), server.url, str(k), str(art)]) for k in range(8)]
+    assert [p.wait(timeout=600) for p in procs] == [0] * 8
+    repo = local(server)
+    runs = repo.query("run.experiment == 'eight'")
+    assert len(runs) == 16
+    steps = np.arange(25_000)
+    total = 0
+    for run in runs:
+        k, r = run["hparams.client"], run["hparams.run"]
+        train = run.sequence("loss", {"subset": "train"})
+        val = run.sequence("loss", {"subset": "val", "fold": r})
+        np.testing.assert_array_equal(train.steps, steps)
+        np.testing.assert_array_equal(train.values, k + steps / 1e5)
+        np.testing.assert_array_equal(val.values, -steps)
+        total += train.count + val.count
+        (entry,) = run.artifacts
+        assert entry["name"] == f"notes-{k}-{r}.txt" and open(entry["path"]).read() == "notes\\n" * 100
+    assert total == 8 * 100_000
+    assert repo.check() == []
+
+
+def test_the_ui_from_the_same_process(tmp_path):
+    import time
+    import urllib.request
+
+    import pyarrow as pa
+
+    ui_port = free_port()
+    with ServerProcess(tmp_path / "served", "--ui", "--ui-port", str(ui_port)) as proc:
+        with Run(repo=Repo(proc.url), name="seen-in-the-ui") as run:
+            run.track(1.0, name="loss")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/api/runs") as answer:
+                    body = answer.read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        table = pa.ipc.open_stream(body).read_all()  # the UI's API answers Arrow IPC
+        assert "seen-in-the-ui" in table.column("name").to_pylist()
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/") as page:
+            assert page.status == 200 and "<html" in page.read().decode().lower()
+
+
+FORKING = textwrap.dedent("""
+    import multiprocessing, sys
+    from runstore import Repo, Run
+
+    def worker(repo, n):
+        with Run(repo=repo, name="forked-child") as run:
+            for i in range(n):
+                run.track(float(i), name="y", context={"worker": 1})
+
+    if __name__ == "__main__":
+        repo = Repo(sys.argv[1], flush_interval=0.1)
+        parent = Run(repo=repo, name="parent")
+        parent.track(1.0, name="x")
+        parent.flush()  # the parent's channel and DoPut stream are open when it forks
+        child = multiprocessing.get_context("fork").Process(target=worker, args=(repo, 500))
+        child.start()
+        child.join(timeout=120)
+        parent.track(2.0, name="x")
+        parent.close()
+        print("child exit code", child.exitcode)
+""")
+
+
+def test_a_forked_child_tracks_without_touching_the_parents_grpc(server, tmp_path):
+    """gRPC hangs in a process forked after its parent used it (a DataLoader worker):
+    the child never makes a channel; it spools and an exec'd `runstore sync` sends.
+    The training script runs in a process of its own, as it would."""
+    import os
+    import signal
+
+    script = tmp_path / "forking.py"
+    script.write_text(FORKING)
+    proc = subprocess.Popen([sys.executable, str(script), server.url], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0 and "child exit code 0" in out
+    stored = {r.name: r for r in local(server).runs()}
+    assert stored["forked-child"].status == "finished"
+    assert stored["forked-child"].sequence("y", {"worker": 1}).values.tolist() == [float(i) for i in range(500)]
+    assert stored["parent"].sequence("x").values.tolist() == [1.0, 2.0]

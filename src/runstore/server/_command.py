@@ -26,9 +26,12 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
               help="PEM certificate: serve grpc+tls:// (with --tls-key).")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
               help="PEM private key of --tls-cert.")
+@click.option("--ui", "with_ui", is_flag=True, help="Also serve the web UI (runstore ui) from this process.")
+@click.option("--ui-port", default=43800, show_default=True, type=click.IntRange(1, 65535),
+              help="Port of the web UI with --ui.")
 @click.pass_context
 def server(ctx: click.Context, repo_path: str | None, host: str, port: int, token_file: str | None,
-           tls_cert: str | None, tls_key: str | None) -> None:
+           tls_cert: str | None, tls_key: str | None, with_ui: bool, ui_port: int) -> None:
     """Serve a repository to runs on other hosts: Run(repo="grpc://HOST:PORT").
 
     Writes from every client are committed together (one transaction per commit);
@@ -50,7 +53,8 @@ def server(ctx: click.Context, repo_path: str | None, host: str, port: int, toke
     tls = (Path(tls_cert).read_bytes(), Path(tls_key).read_bytes()) if tls_cert and tls_key else None
     path = repo_path if repo_path is not None else getattr(ctx.obj, "repo_path", None)
     repo = Repo(path)
-    serve(repo, host, port, token=token, tls=tls, echo=lambda line: click.echo(line))
+    serve(repo, host, port, token=token, tls=tls, echo=lambda line: click.echo(line),
+          ui_port=ui_port if with_ui else None)
 
 
 @click.command(name="sync", short_help="Send spooled data (written while a server was away) to it.",

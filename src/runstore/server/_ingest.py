@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..tracking import replica as _replica
+from . import _artifacts
 from . import _protocol as P
 from ..errors import RunstoreError
 
@@ -147,6 +149,8 @@ class Ingest:
                 item.result = {"error": str(exc)}
             except (KeyError, TypeError, ValueError) as exc:
                 item.result = {"error": f"malformed op ({type(exc).__name__}: {exc})"}
+            except OSError as exc:  # an artifact could not be written (disk full...): the client retries
+                item.result = {"error": f"the server could not store an artifact: {exc}", "retry": True}
         if not staged:
             return
         try:
@@ -191,6 +195,13 @@ class Ingest:
             s = _Staged(run)
         if item.batch is not None:
             _stage_points(s.run, op, item.batch)  # raises before queuing anything
+        if "blob" in op:  # an artifact's chunk: written now, idempotent if the op comes again
+            if op.get("data") is None:
+                return {"error": f"a chunk of artifact {op['blob'].get('name')!r} came without its data "
+                                 "(its staged copy on the client is gone)"}
+            _artifacts.write_chunk(Path(self.repo.path), run_id, writer, op["blob"], op["data"])
+        if "artifact" in op:
+            op = dict(op, artifact=_artifacts.finish(Path(self.repo.path), run_id, writer, op["artifact"]))
         staged[run_id] = s
         if creating:
             record, params = op["create"]

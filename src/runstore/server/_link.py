@@ -10,8 +10,11 @@ reached (:class:`Unreachable`: keep the data, retry later) and everything else
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import threading
+import weakref
 from typing import Any
 
 import pyarrow as pa
@@ -30,6 +33,46 @@ class TokenRefused(RepositoryError):
     """The server refused the token (or none was given and the server needs one)."""
 
 
+class ForkedChild(Unreachable):
+    """gRPC cannot be used in this process: it was forked after its parent used it."""
+
+
+# gRPC cannot be used in a process forked after gRPC started in its parent: a new
+# channel there hangs (measured: a FlightClient made in a fork()ed child never
+# answers, GRPC_ENABLE_FORK_SUPPORT or not). Such a child never touches gRPC; its
+# shipper spools and sends through an exec'd `runstore sync` (Shipper._send_forked).
+_grpc_used = False
+_forked = False
+_links: "weakref.WeakSet[Link]" = weakref.WeakSet()
+
+
+def forked() -> bool:
+    """True in a process forked after its parent made a Flight client."""
+    return _forked
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    if _grpc_used:
+        _forked = True
+        # Cyclic garbage of the parent (an old Link, a stream) may hold gRPC objects:
+        # collected here, their destructors would hang. Nothing that exists at the
+        # fork is ever collected in this child.
+        gc.freeze()
+    for link in list(_links):
+        link._lock = threading.RLock()  # a parent's thread may have held it at the fork
+        # The parent's channel and stream must never be destroyed here: gRPC's
+        # destructors hang in a forked child. One extra reference each, never
+        # released, keeps them alive through interpreter exit.
+        for inherited in (link._client, link._put):
+            if inherited is not None:
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(inherited))
+        link._client = link._put = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Link:
     """Calls to one server (see the module docstring). Thread-safe."""
 
@@ -43,6 +86,7 @@ class Link:
         self._pid = -1
         self._client: Any = None
         self._put: Any = None  # (writer, reader) of the long-lived DoPut stream
+        _links.add(self)
 
     def _headers(self) -> list:
         return [(b"authorization", f"Bearer {self._token}".encode())] if self._token else []
@@ -51,6 +95,11 @@ class Link:
         return flight.FlightCallOptions(timeout=timeout, headers=self._headers())
 
     def client(self) -> flight.FlightClient:
+        global _grpc_used
+        if _forked:
+            raise ForkedChild("this process was forked from one that had used gRPC, which cannot be used "
+                              "after fork(); its data is sent by a `runstore sync` subprocess")
+        _grpc_used = True
         if self._pid != os.getpid() or self._client is None:
             kwargs: dict = {}
             if self.address.tls and self._tls_ca is not None:
@@ -131,7 +180,7 @@ class Link:
 def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return exc
-    if isinstance(exc, Unreachable):
+    if isinstance(exc, Unreachable):  # ForkedChild included
         return exc
     if isinstance(exc, flight.FlightUnauthenticatedError) or REFUSED in str(exc):
         return TokenRefused(REFUSED + "; check --token / $RUNSTORE_TOKEN against the server's token file")

@@ -69,17 +69,32 @@ def everything(repo: Any, kind: str) -> flight.RecordBatchStream:
 
 def points(repo: Any, keys: list[tuple[str, int]]) -> flight.GeneratorStream:
     def batches():
-        # One read transaction per slice of sequences, one batch per sequence:
-        # a big selection streams instead of sitting in memory twice.
-        for start in range(0, len(keys), 256):
-            part = keys[start:start + 256]
-            for i, (steps, values, epochs, times) in enumerate(_replica.read(repo, part)):
-                yield pa.RecordBatch.from_arrays(
-                    [P.numeric(np.full(len(steps), start + i, dtype=np.int32), pa.int32()),
-                     P.numeric(steps, pa.int64()), P.numeric(values, pa.float64()),
-                     P.numeric(epochs, pa.float64()), P.numeric(times, pa.float64())], schema=POINTS_SCHEMA)
+        # Sequences are read 64 at a time (one read transaction each) and sent in
+        # record batches of about a million points: a big selection streams instead
+        # of sitting in memory twice, and a thousand short sequences are not a
+        # thousand tiny batches.
+        pending: list = []
+        size = 0
+        for start in range(0, len(keys), 64):
+            for i, cols in enumerate(_replica.read(repo, keys[start:start + 64])):
+                pending.append((start + i, cols))
+                size += len(cols[0])
+                if size >= 1_000_000:
+                    yield _batch(pending)
+                    pending, size = [], 0
+        if pending or not keys:
+            yield _batch(pending)
 
     return flight.GeneratorStream(POINTS_SCHEMA, batches())
+
+
+def _batch(parts: list) -> pa.RecordBatch:
+    k = np.repeat(np.array([i for i, _ in parts], dtype=np.int32), [len(c[0]) for _, c in parts])
+    cols = [np.concatenate([c[j] for _, c in parts]) if parts else np.zeros(0) for j in range(4)]
+    return pa.RecordBatch.from_arrays(
+        [P.numeric(k, pa.int32())] + [P.numeric(col, typ) for col, typ in
+                                      zip(cols, (pa.int64(), pa.float64(), pa.float64(), pa.float64()))],
+        schema=POINTS_SCHEMA)
 
 
 # -- client side ----------------------------------------------------------------------------

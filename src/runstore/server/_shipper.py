@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from . import _artifacts, _link
 from . import _protocol as P
 from ._link import Link, TokenRefused, Unreachable
 from ._spool import Spool
@@ -133,6 +135,8 @@ class Shipper:
     def _send_all(self, runs: list["RemoteRun"]) -> None:
         if self.offline is not None and time.monotonic() < self._retry_at:
             return
+        if _link.forked():
+            return self._send_forked(runs)
         try:
             for run in runs:
                 self._send(run)
@@ -164,11 +168,12 @@ class Shipper:
                     batch = entry[1]
                 result = self.link.put(op, batch)
             else:
-                result = self.link.action("op", op)
+                result = self.link.action("op", _artifacts.wire(op))
             if result.get("ok"):
                 outbox.popleft()
                 if entry[2] is not None:
                     self.spool.done(entry)
+                _artifacts.acknowledged(op)
                 continue
             if result.get("retry"):
                 raise Unreachable(result.get("error", "the server asked to retry"))
@@ -178,6 +183,39 @@ class Shipper:
             warnings.warn(f"runstore: run {run.id}: {run._stuck}; its unsent data is kept", RuntimeWarning,
                           stacklevel=2)
 
+
+    def _send_forked(self, runs: list["RemoteRun"]) -> None:
+        """In a forked child (no gRPC here): spool everything and let an exec'd
+        ``runstore sync`` send it; what it sent (its files are gone) is acknowledged."""
+        self._spool_all(runs)
+        if not any(e[2] for r in runs for e in list(r._outbox)):
+            return
+        env = dict(os.environ)
+        if self.link._token:
+            env["RUNSTORE_TOKEN"] = self.link._token
+        cmd = [sys.executable, "-m", "runstore", "sync", "--spool", str(self.spool.directory),
+               "--server", self.link.address.url]
+        if self.link._tls_ca is not None:
+            ca = self.spool.directory / ".tls-ca.pem"
+            ca.write_bytes(self.link._tls_ca)
+            cmd += ["--tls-ca", str(ca)]
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+            problem = None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["sync failed"])[-1]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            problem = f"runstore sync: {exc}"
+        for run in runs:
+            outbox = run._outbox
+            while outbox and outbox[0][2] is not None and not os.path.exists(outbox[0][2]):
+                _artifacts.acknowledged(outbox.popleft()[0])
+        if problem is None:
+            self.offline, self._backoff = None, _BACKOFF_MIN
+        elif "refused the token" in problem:
+            self.refused = TokenRefused(problem.removeprefix("Error: "))
+        else:
+            self.offline = problem
+            self._retry_at = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
 
     def _spool_all(self, runs: list["RemoteRun"]) -> int:
         """Move every queued op of ``runs`` to the spool (caller holds ``_io``); how many stay in memory."""

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from . import _artifacts
 from . import _protocol as P
 
 DEFAULT_LIMIT = 1 << 30
@@ -138,7 +139,7 @@ def push(link: Any, directory: Path, echo: Callable[[str], None] = print) -> dic
             except FileNotFoundError:  # the writing process sent it meanwhile
                 continue
             op, batch = decode(raw)
-            result = link.put(op, batch) if batch is not None else link.action("op", op)
+            result = link.put(op, batch) if batch is not None else link.action("op", _artifacts.wire(op))
             if not result.get("ok"):
                 report["errors"].append(f"run {op.get('run')}: {result.get('error')}")
                 report["left"] += len(files) - i
@@ -148,5 +149,6 @@ def push(link: Any, directory: Path, echo: Callable[[str], None] = print) -> dic
                 report["points"] += batch.num_rows
             report["runs"].add(op.get("run"))
             path.unlink(missing_ok=True)
+            _artifacts.acknowledged(op)
     report["runs"] = len(report["runs"])
     return report

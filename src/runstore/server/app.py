@@ -152,14 +152,34 @@ _RECORD_FIELDS = ("name", "experiment", "tags", "description", "status", "create
                   "parent", "archived", "hostname", "pid", "artifacts")
 
 
+def start_ui(repo: Any, host: str, port: int, token: str | None, echo: Any) -> Any:
+    """The web UI (runstore.ui) on ``port`` in a thread of this process; its uvicorn server."""
+    import threading
+
+    from .. import ui
+
+    ui._require()
+    import uvicorn
+
+    app = ui.create_app(repo, host=host, token=token)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    threading.Thread(target=server.run, name="runstore-ui", daemon=True).start()
+    shown = f"[{host}]" if ":" in host else host
+    echo(f"runstore server: web UI on http://{shown}:{port}/" + ("  (send the same token)" if token else ""))
+    return server
+
+
 def serve(repo: Any, host: str = "127.0.0.1", port: int = P.DEFAULT_PORT, *, token: str | None = None,
-          tls: tuple[bytes, bytes] | None = None, echo: Any = print, ready: Any = None) -> None:
+          tls: tuple[bytes, bytes] | None = None, echo: Any = print, ready: Any = None,
+          ui_port: int | None = None) -> None:
     """Serve ``repo`` until SIGINT/SIGTERM; every acknowledged op is committed before
-    the process exits (the running commit finishes, calls in flight are answered)."""
+    the process exits (the running commit finishes, calls in flight are answered).
+    ``ui_port``: also serve the web UI (runstore.ui) from this process."""
     import signal
     import threading
 
     server = TrackingServer(repo, host, port, token=token, tls=tls)
+    ui_server = start_ui(repo, host, ui_port, token, echo) if ui_port is not None else None
     scheme = "grpc+tls" if tls else "grpc"
     shown = f"[{host}]" if ":" in host else host
     echo(f"runstore server: serving {repo.path} on {scheme}://{shown}:{server.port}"
@@ -183,6 +203,8 @@ def serve(repo: Any, host: str = "127.0.0.1", port: int = P.DEFAULT_PORT, *, tok
     # waiting for as long as that client lives: after a short grace the process
     # exits anyway. Nothing acknowledged is lost by that: an acknowledgement is
     # only sent after its commit.
+    if ui_server is not None:
+        ui_server.should_exit = True
     server.ingest.stop()
     done = threading.Thread(target=server.shutdown, daemon=True)
     done.start()

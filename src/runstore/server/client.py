@@ -32,7 +32,7 @@ from ..tracking.repo import Repo
 from ..tracking.run import Run
 from ..tracking.sequence import _ClosedBuffer
 from . import _protocol as P
-from ._link import Link, TokenRefused, Unreachable
+from ._link import ForkedChild, Link, TokenRefused, Unreachable
 from ._shipper import Shipper
 from ._spool import DEFAULT_LIMIT as DEFAULT_SPOOL_LIMIT
 from ._spool import Spool
@@ -84,6 +84,8 @@ class RemoteRepo(Repo):
             self.server_repo = hello.get("repo")
         except TokenRefused as exc:
             raise RepositoryError(str(exc)) from None
+        except ForkedChild:
+            pass  # no gRPC in a forked child: its ops are sent by `runstore sync` (_shipper)
         except Unreachable as exc:
             warnings.warn(
                 f"runstore: the server {self.url} cannot be reached ({exc}); runs keep their data "
@@ -370,6 +372,33 @@ class RemoteRun(Run):
             del params[key]
             self._enqueue({"params-": [key]})
 
+    # -- artifacts -----------------------------------------------------------------------
+    def log_artifact(self, path: str | os.PathLike, kind: str | None = None, name: str | None = None) -> dict:
+        """Copy a file (or folder) into the run's artifacts folder on the server.
+
+        The file is copied aside at once (changing it afterwards changes nothing) and
+        streamed in 1 MiB chunks by the background thread, exactly once, through
+        restarts and the spool (runstore.server._artifacts)."""
+        from . import _artifacts
+
+        src = Path(path)
+        if not src.exists():
+            raise FileNotFoundError(f"cannot log artifact {src}: no such file or folder")
+        name = name or src.name
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"artifact name {name!r} must be a plain file name")
+        with self._lock:
+            staging = Path(self.repo.spool_dir) / "staged" / f"{self._writer}-{self._next_n:012d}"
+            files = _artifacts.stage(src, staging)
+            entry = _artifacts.entry(name, kind, files)
+            for op in _artifacts.chunk_ops(name, files):
+                self._enqueue(op)
+            self._enqueue({"artifact": entry, "staged": str(staging)})
+            if self._record is not None:
+                arts = [a for a in self._record.setdefault("artifacts", []) if a["name"] != name]
+                self._record["artifacts"] = arts + [dict(entry)]
+        return dict(entry)
+
     # -- what needs the repository's files ------------------------------------------------
     @property
     def artifacts_dir(self) -> Path:
@@ -400,7 +429,6 @@ def _compile(query: Any) -> None:
         raise TypeError(f"a query must be a string, got {type(query).__name__}")
     compile_query(query)
 _live: dict[int, RemoteRun] = {}
-_live_lock = threading.Lock()
 
 
 def _close_all_at_exit() -> None:
