@@ -154,3 +154,28 @@ def test_an_old_format_half_is_replaced_not_reported(tmp_path):
     from runstore.query.tables import cache_for
 
     assert cache_for(again).runs().snapshotted  # rewritten in the current format
+
+
+def test_check_never_sees_an_older_half_being_deleted(tmp_path, monkeypatch):
+    """CI saw check() report "runs-... is damaged (No such file ...)": a query in another
+    thread was deleting the older half file by file while check() read it. A half is now
+    renamed away (atomically) before it is deleted."""
+    repo = _make(tmp_path / "r")
+    _answers(repo)
+    snapshot.wait()
+    seen: list = []
+    real_rmtree = snapshot.shutil.rmtree
+
+    def slow_rmtree(path, *args, **kwargs):
+        path = Path(path)
+        if path.is_dir() and (path / "arrays.bin").exists():
+            (path / "arrays.bin").unlink()  # the state a concurrent check() can meet
+            seen.append(snapshot.check(repo))
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot.shutil, "rmtree", slow_rmtree)
+    with Run(repo=repo, experiment="e", name="late") as run:
+        run.track(1.0, name="loss")
+    _answers(_fresh(tmp_path / "r"))  # a newer snapshot replaces (deletes) the older halves
+    snapshot.wait()
+    assert seen and all(problems == [] for problems in seen)

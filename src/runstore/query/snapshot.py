@@ -97,8 +97,21 @@ def _write_part(final: Path, meta: dict, arrays: dict) -> None:
     prefix = final.name.split("-", 1)[0] + "-"
     for other in root.iterdir():  # older halves, and temporary leftovers of crashed writers
         stale_tmp = other.name.startswith("tmp-") and time.time() - _mtime(other) > 600
-        if (other.name.startswith(prefix) and other != final) or stale_tmp:
+        if stale_tmp:
             shutil.rmtree(other, ignore_errors=True)
+        elif other.name.startswith(prefix) and other != final:
+            _discard(other)
+
+
+def _discard(part: Path) -> None:
+    """Remove a snapshot half so that no reader ever sees it half-deleted: renamed to a
+    ``tmp-`` name first (atomic; readers and check() skip those), then deleted."""
+    dead = part.with_name(f"tmp-dead-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}")
+    try:
+        os.rename(part, dead)
+    except OSError:
+        return  # already gone (another process discarded it)
+    shutil.rmtree(dead, ignore_errors=True)
 
 
 def _mtime(p: Path) -> float:
@@ -172,7 +185,7 @@ def save_runs(repo: Any, table: Any) -> None:
     target = _part_dir(repo, "runs", table.version)
     if target is None or (target.exists() and load_runs(repo, table.version) is not None):
         return
-    shutil.rmtree(target, ignore_errors=True)  # damaged or of an older format: rewritten
+    _discard(target)  # damaged or of an older format: rewritten
     arrays: dict = {}
     cols = {}
     for name in RUN_ATTRS:
@@ -223,7 +236,7 @@ def save_seqs(repo: Any, base: Any) -> None:
     target = _part_dir(repo, "seqs", base.version)
     if target is None or (target.exists() and load_seqs(repo, base.version) is not None):
         return
-    shutil.rmtree(target, ignore_errors=True)
+    _discard(target)
     arrays = {k: v for k, v in base.data.items() if isinstance(v, np.ndarray)}
     meta = {k: v for k, v in base.data.items() if not isinstance(v, np.ndarray)}
     meta["extras"] = {int(k): v for k, v in meta.get("extras", {}).items()}
