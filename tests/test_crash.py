@@ -1,7 +1,8 @@
 """Crash safety: a writer SIGKILLed at random moments, 20 times (issue 2).
 
-Afterwards the repository opens, check() is clean, and every value tracked more
-than one flush interval before the kill is present. The child prints, every
+Afterwards the repository opens, check() is clean (blocks, blob references), and
+every value tracked more than one flush interval before the kill is present,
+images and text included (issue 13). The child prints, every
 100 steps, the step it reached and when; "more than one interval before the
 kill" is judged from those reports, plus 700 ms of scheduling slack: the flush
 thread needs the CPU and the GIL to run at all, and a loaded 2-core CI machine
@@ -76,6 +77,16 @@ def test_sigkill_at_random_moments(tmp_path):
         np.testing.assert_array_equal(loss.values, np.arange(len(steps), dtype=float))
         assert run.sequence("acc", context={"subset": "val"}).count >= last + 1
         assert run.sequence("handle", context={"kind": "append"}).count >= last + 1
+        # Object sequences (issue 13): images every 10 steps, text every 50, same promise.
+        if last < 0:
+            continue
+        images = run.sequence("samples")
+        assert images.type == "image" and images.count >= last // 10 + 1
+        np.testing.assert_array_equal(images.steps, np.arange(images.count) * 10)
+        for i in {0, images.count // 2, images.count - 1}:
+            assert images[i].to_numpy()[0, 0, 0] == (10 * i) % 251
+        notes = run.sequence("notes")
+        assert notes.count >= last // 50 + 1 and notes[-1].text == f"text {50 * (notes.count - 1)}"
 
 
 def test_sigterm_marks_killed_and_chains(tmp_path):

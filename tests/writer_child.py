@@ -2,7 +2,8 @@
 
     python writer_child.py REPO MODE N FLUSH_INTERVAL
 
-MODE "loop": track forever on three sequences and print "i time" after every
+MODE "loop": track forever on three sequences, plus an image every 10 steps
+(pixels i % 251) and a text every 50 (issue 13), and print "i time" after every
 100 steps (the parent SIGKILLs it). MODE "count": track N values per sequence,
 close, exit.
 """
@@ -12,7 +13,7 @@ import time
 
 import numpy as np
 
-from runstore import Repo, Run
+from runstore import Image, Repo, Run, Text
 
 repo_path, mode, n, interval = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 repo = Repo(repo_path, flush_interval=interval)
@@ -27,6 +28,10 @@ while mode == "loop" or i < n:
     seq.append(float(-i), step=i)
     if i % 500 == 499:
         run.track_many(np.full(5, float(i)), name="bulk")
+    if mode == "loop" and i % 10 == 0:
+        run.track(Image(np.full((8, 8, 3), i % 251, np.uint8)), name="samples", step=i)
+        if i % 50 == 0:
+            run.track(Text(f"text {i}"), name="notes", step=i)
     if mode == "loop" and i % 100 == 99:
         print(i, time.time(), flush=True)
     i += 1

@@ -74,6 +74,7 @@ from .fluent import (
     set_tags,
     start_run,
 )
+from .tracking.objects import Array, Audio, Distribution, Figure, Image, Text
 from .tracking.repo import Repo
 from .tracking.run import Run
 from .tracking.sequence import Sequence
@@ -81,6 +82,12 @@ from .tracking.sequence import Sequence
 __version__ = "0.1.0"
 
 __all__ = [
+    "Array",
+    "Audio",
+    "Distribution",
+    "Figure",
+    "Image",
+    "Text",
     "MLflowManager",
     "QueryWarning",
     "RunCollection",

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +28,7 @@ class ExportResult(NamedTuple):
     runs: int
     sequences: int
     points: int
+    objects: int = 0  # points of object sequences (images, text, ...; see export_objects)
 
 
 def flatten_structs(table):
@@ -98,7 +99,11 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
     which DuckDB, Polars, pyarrow and Spark discover by themselves.
 
     The sequences are read once (``SequenceCollection.to_arrow()``) so every
-    file shares one schema: readers need no schema merging.
+    file shares one schema: readers need no schema merging. Object sequences
+    (images, audio, figures, arrays) become files under ``dest/objects/`` with an
+    index ``dest/objects.<format>``; text and distributions go to
+    ``dest/text.<format>`` and ``dest/distributions.<format>`` (see
+    :func:`export_objects`).
     ``on_progress(done, total)`` is called after each file.
     """
     if format not in ("parquet", "csv"):
@@ -114,7 +119,9 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
     seq_dir = dest / "sequences"
     if dest.exists() and not dest.is_dir():
         raise ExportError(f"{dest} exists and is not a directory; choose another destination")
-    earlier = [p for p in (dest / "runs.parquet", dest / "runs.csv", seq_dir) if p.exists()]
+    outputs = [dest / f"{stem}.{ext}" for stem in ("runs", "objects", "text", "distributions")
+               for ext in ("parquet", "csv")]
+    earlier = [p for p in (*outputs, seq_dir, dest / "objects") if p.exists()]
     if earlier and not overwrite:
         raise ExportError(
             f"{dest} already holds an export ({earlier[0].name}); pass overwrite=True (--overwrite) to replace it"
@@ -135,10 +142,14 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
             pacsv.write_csv(flat_table(table), path)
 
     write(_runs_table(runs.to_arrow()), runs_file)
+    objects = 0
+    if any(t != "float" for t in sequences.types):  # images, text, ...: files and tables of their own
+        objects = export_objects(sequences, dest, write, fmt, _points_table)
+        sequences = sequences.of_type("float")
     table = _points_table(sequences.to_arrow())
     if table.num_rows == 0:
         on_progress(0, 0)
-        return ExportResult(len(runs), len(sequences), 0)
+        return ExportResult(len(runs), len(sequences), 0, objects)
     # Group rows by run: a stable sort on the run id keeps each sequence's points in order.
     run_ids = pc.cast(table["run_id"], pa.string()).to_numpy(zero_copy_only=False)
     order = np.argsort(run_ids, kind="stable")
@@ -161,6 +172,111 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
             path = seq_dir / f"experiment={_partition_value(experiment)}" / f"{run_id}.{fmt}"
         write(part, path)
         on_progress(done, total)
-    return ExportResult(len(runs), len(sequences), table.num_rows)
+    return ExportResult(len(runs), len(sequences), table.num_rows, objects)
 
 
+# -- object sequences (issue 13) ---------------------------------------------------
+# ``runstore export`` of object sequences (images, audio, figures, arrays, text, distributions).
+#
+# Layout under the destination::
+#
+#     objects/<run_id>/<name>/<context as k=v,...>/<step>.<ext>   one file per point
+#     objects.<fmt>        index: run_id, name, context (JSON), step, type, path (relative to dest)
+#     text.<fmt>           run_id, name, context, step, epoch, timestamp, text
+#     distributions.<fmt>  run_id, name, context, step, epoch, timestamp, counts, bin_edges
+#
+# Files are the stored bytes as they are (``seq[i].data``): PNG or JPEG images, WAV
+# audio, matplotlib figures as PNG (and the SVG beside it, ``<step>.svg``), plotly
+# figures as JSON, arrays as ``.npy``. A context is one path segment
+# (``subset=val,fold=1``; ``-`` when empty); several points at one step get
+# ``<step>-1.<ext>``, ``<step>-2.<ext>``... Sequences are read one at a time, so
+# memory holds one sequence's payloads, not the export's.
+
+_FILE_TYPES = ("image", "audio", "figure", "array")
+
+
+def _segment(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe=" -_.,+@()=") or "-"
+
+
+def _context_segment(context: dict, prefix: str = "") -> str:
+    parts = []
+    for key, value in sorted(context.items()):
+        if isinstance(value, dict):
+            inner = _context_segment(value, f"{prefix}{key}.")
+            if inner != "-":
+                parts.append(inner)
+        else:
+            parts.append(f"{prefix}{key}={value}")
+    return ",".join(parts) if parts else "-"
+
+
+def _ext(typ: str, obj: Any) -> str:
+    if typ == "image":
+        return "jpg" if obj.format == "jpeg" else "png"
+    if typ == "audio":
+        return "wav"
+    if typ == "figure":
+        return "json" if obj.library == "plotly" else "png"
+    return "npy"
+
+
+def export_objects(seqs: Any, dest: Path, write: Callable[[Any, Path], None], fmt: str,
+                   points_table: Callable[[Any], Any]) -> int:
+    """Write the object sequences of ``seqs`` (a SequenceCollection) under ``dest``; returns the
+    number of points written. ``points_table`` types the text/distribution tables as the
+    float points are (run_id a string, timestamp a UTC timestamp)."""
+    import pyarrow as pa
+
+    index: dict[str, list] = {k: [] for k in ("run_id", "name", "context", "step", "type", "path")}
+    tables: dict[str, dict[str, list]] = {}
+    total = 0
+    for (run_id, name, context), typ, seq in zip(seqs.keys, seqs.types, seqs):
+        if typ == "float":
+            continue
+        binary = typ in _FILE_TYPES
+        part = seq[:]  # the public reading API: steps, epochs, timestamps and the objects
+        steps, epochs, times, items = part.steps, part.epochs, part.timestamps, part.values
+        total += len(items)
+        ctx_json = json.dumps(context, sort_keys=True, default=str)
+        if not binary:
+            rows = tables.setdefault(typ, {k: [] for k in ("run_id", "name", "context", "step", "epoch",
+                                                           "timestamp")})
+            rows["run_id"] += [run_id] * len(items)
+            rows["name"] += [name] * len(items)
+            rows["context"] += [ctx_json] * len(items)
+            rows["step"] += steps.tolist()
+            rows["epoch"] += [None if e != e else e for e in epochs.tolist()]
+            rows["timestamp"] += times.tolist()
+            if typ == "text":
+                rows.setdefault("text", []).extend(it.text for it in items)
+            else:
+                rows.setdefault("counts", []).extend(it.counts.tolist() for it in items)
+                rows.setdefault("bin_edges", []).extend(it.bin_edges.tolist() for it in items)
+            continue
+        folder = Path("objects") / _segment(run_id) / _segment(name) / _segment(_context_segment(context))
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+        seen: dict[int, int] = {}
+        for step, obj in zip(steps.tolist(), items):
+            k = seen.get(step, 0)
+            seen[step] = k + 1
+            stem = f"{step}" if k == 0 else f"{step}-{k}"
+            rel = folder / f"{stem}.{_ext(typ, obj)}"
+            (dest / rel).write_bytes(obj.data)
+            if typ == "figure" and obj.svg is not None:
+                (dest / folder / f"{stem}.svg").write_bytes(obj.svg)
+            index["run_id"].append(run_id)
+            index["name"].append(name)
+            index["context"].append(ctx_json)
+            index["step"].append(step)
+            index["type"].append(typ)
+            index["path"].append(rel.as_posix())
+    if index["path"]:
+        write(pa.table({k: pa.array(v, type=pa.int64() if k == "step" else pa.string())
+                        for k, v in index.items()}), dest / f"objects.{fmt}")
+    for typ, rows in tables.items():
+        name = "text" if typ == "text" else "distributions"
+        write(points_table(pa.table(rows)), dest / f"{name}.{fmt}")
+    return total

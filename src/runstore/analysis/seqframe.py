@@ -17,6 +17,7 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 
 from ..query import arrow as _arrow
+from ..errors import InvalidValueError
 
 from ..query.vectors import display
 from ..query.tables import SeqTable, leaf_paths, walk
@@ -96,8 +97,29 @@ class SequenceCollection:
         return RunCollection._from(Source(self._seqs.run_table, self._repo), run_rows[np.sort(first)])
 
     # -- point data --------------------------------------------------------------------
-    def _read(self) -> list:
+    @property
+    def types(self) -> list[str]:
+        """``seq.type`` of every sequence: "float", or "image", "text", ... (issue 13)."""
+        extras = self._seqs.base.extras
+        return [(extras.get(b) or {}).get("type") or "float" for b in self._base_rows.tolist()]
+
+    def of_type(self, *types: str) -> "SequenceCollection":
+        """The sequences whose ``seq.type`` is one of ``types`` ("float", "image", ...)."""
+        keep = np.array([t in types for t in self.types], dtype=bool)
+        return SequenceCollection(self._repo, self._seqs, self._rows[keep] if len(keep) else self._rows)
+
+    def _read(self, what: str = "to_numpy()") -> list:
         if self._arrays is None:
+            types = self.types
+            for (run_id, name, ctx), typ in zip(self.keys, types):
+                if typ != "float":
+                    from ..tracking import values as _values
+
+                    raise InvalidValueError(
+                        f"{what} reads float sequences, and run {run_id}'s {_values.describe(name, ctx)} "
+                        f"holds {typ} values; select float sequences (seq.type == \"float\"), or use "
+                        "to_arrow() on an object selection, or read the objects with seq[i]"
+                    )
             base = self._seqs.base
             rows = self._base_rows.tolist()
             keys = [(base.run_ids[b], base.seq_ids[b]) for b in rows]
@@ -116,10 +138,22 @@ class SequenceCollection:
     def to_arrow(self) -> Any:
         """Long form: run_id, name, ``context.<key>`` columns, step, value, epoch, timestamp.
 
+        On object sequences (images, text, ...): step, epoch, timestamp, type and the
+        payload columns (see :mod:`runstore.analysis.objframe`); a selection mixing float and
+        object sequences raises InvalidValueError (select one kind with ``seq.type``).
+
         run_id, name and context are dictionary-encoded (categoricals in pandas/polars);
         epoch is NaN for points tracked without one; timestamp is unix seconds."""
         import pyarrow as pa
 
+        types = self.types
+        n_float = types.count("float")
+        if n_float < len(types):
+            from . import objframe as _objframe
+
+            if n_float:
+                raise _objframe.mixed_error(n_float, len(types) - n_float, "to_arrow()")
+            return _objframe.to_arrow(list(self), self.keys, types)
         arrays = self._read()
         keys = self.keys
         counts = np.fromiter((len(a[0]) for a in arrays), dtype=np.int64, count=len(arrays))
@@ -157,7 +191,7 @@ class SequenceCollection:
         if on not in _AXES:
             raise ValueError(f"align(on=...) takes 'step', 'epoch' or 'timestamp', got {on!r}")
         j = _AXES[on]
-        arrays = self._read()
+        arrays = self._read("align()")
         xs, vs, rows = [], [], []
         for i, a in enumerate(arrays):
             x, v = a[j], a[1]

@@ -244,8 +244,9 @@ def export(dest: str, query: str, fmt: str, partition_by: str, overwrite: bool) 
 
         result = export_runs(repo, target, query or None, format=fmt, partition_by=partition_by,
                              overwrite=overwrite, on_progress=advance)
+    objects = f", {_plural(result.objects, 'object')}" if result.objects else ""
     click.echo(f"exported {_plural(result.runs, 'run')}, {_plural(result.sequences, 'sequence')} "
-               f"({_plural(result.points, 'point')}) to {target}")
+               f"({_plural(result.points, 'point')}{objects}) to {target}")
 
 
 def _progress():
@@ -337,6 +338,8 @@ def check() -> None:
     problems = repo.check()
     for problem in problems:
         click.echo(f"problem: {problem}")
+    for note in getattr(problems, "notes", ()):
+        click.echo(f"note: {note}")
     if problems:
         click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found in {_shown(repo)}", err=True)
         raise click.exceptions.Exit(1)

@@ -55,7 +55,8 @@ def _wanted(name: str, context: dict, filters: list) -> bool:
 def _tail_table(repo: Any, run: Any, filters: list, width: int | None, plain: bool) -> Any:
     from rich.console import Group
 
-    rows = [((rid, n, c), seq) for rid, n, c, seq in run_sequences(repo, [run.id]) if _wanted(n, c, filters)]
+    rows = [((rid, n, c), seq) for rid, n, c, seq in run_sequences(repo, [run.id])
+            if seq.type == "float" and _wanted(n, c, filters)]  # images, text, ...: runstore show lists them
     names = [n + (f"@{_ctx(c)}" if c else "") for _, n, c in (key for key, _ in rows)]
     spark_w = SPARK_WIDTH if width is None else max(8, min(SPARK_WIDTH, width - 60))
     cols = [

@@ -111,7 +111,7 @@ def common_metrics(repo: Any, run_ids: Sequence[str], limit: int = AUTO_METRICS)
     last: dict[tuple, dict] = collections.defaultdict(dict)
     order: dict[tuple, int] = {}
     for run_id, name, context, seq in run_sequences(repo, run_ids):
-        if seq.count == 0:
+        if seq.count == 0 or seq.type != "float":  # images, text, ... have no last value to show
             continue
         ctx = _spell_context(context)
         ident = (name, ctx)

@@ -111,6 +111,8 @@ def show(run: str, absolute: bool) -> None:
         T.Column("min", [T.fmt_value(s.min) for s in seqs], 4, fixed=True, justify="right"),
         T.Column("max", [T.fmt_value(s.max) for s in seqs], 4, fixed=True, justify="right"),
     ]
+    if any(s.type != "float" for s in seqs):  # images, text, ... (issue 13): say which is which
+        cols.insert(2, T.Column("type", [s.type for s in seqs], 2, fixed=True))
     _section(out, "sequences", cols, width, plain)
 
     arts = found.artifacts

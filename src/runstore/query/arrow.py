@@ -93,3 +93,31 @@ def string_lists(values: list) -> Any | None:
     return pa.Array.from_buffers(pa.list_(child.type), len(values),
                                  [_validity(mask), pa.py_buffer(np.array(offsets, dtype=np.int32))],
                                  children=[child])
+
+
+def binaries(values: list) -> Any:
+    """A binary (or large_binary past 2 GiB) array from a list of bytes or None."""
+    pa = _pa()
+    n = len(values)
+    lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    typ = pa.binary() if offsets[-1] < 2**31 else pa.large_binary()
+    offsets = offsets.astype(np.int32) if typ == pa.binary() else offsets
+    mask = np.fromiter((v is None for v in values), dtype=bool, count=n)
+    data = b"".join(v for v in values if v is not None)
+    return pa.Array.from_buffers(typ, n, [_validity(mask), pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def float_lists(values: list) -> Any:
+    """A list<float64> array from a list of 1-D float64 arrays (or None)."""
+    pa = _pa()
+    n = len(values)
+    lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    present = [v for v in values if v is not None]
+    flat = np.concatenate(present).astype(np.float64) if present else np.empty(0)
+    mask = np.fromiter((v is None for v in values), dtype=bool, count=n)
+    return pa.Array.from_buffers(pa.list_(pa.float64()), n, [_validity(mask), pa.py_buffer(offsets)],
+                                 children=[numeric(flat, pa.float64())])

@@ -7,7 +7,7 @@ queries only pay for the vectorised evaluation over cached columns:
   created_at, ended_at, duration, description, parent, archived, hostname,
   pid); any other ``run.<path>`` is a param; ``run.params.<path>`` is always a
   param (the way to reach a param whose top-level key is an attribute name);
-- ``seq.name``, ``seq.context.<path>`` and the summaries ``seq.count``,
+- ``seq.name``, ``seq.context.<path>``, ``seq.type`` ("float", "image", ...) and the summaries ``seq.count``,
   ``first_step``, ``last_step``, ``last``, ``min``, ``max``; ``metric`` is the
   same as ``seq``.
 

@@ -48,6 +48,8 @@ def _field(f: Field, run: tuple, seq: dict | None) -> Any:
         return MISSING
     if f.source == "context":
         return walk(seq.get("context") or {}, f.path)
+    if f.name == "type":
+        return seq.get("type") or "float"
     value = seq.get(f.name)
     return MISSING if value is None and f.source == "summary" else value
 

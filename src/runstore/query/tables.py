@@ -45,7 +45,7 @@ RUN_ATTRS = (
     "hostname",
     "pid",
 )
-SEQ_FIELDS = ("name", "context", "count", "first_step", "last_step", "last", "min", "max")
+SEQ_FIELDS = ("name", "context", "type", "count", "first_step", "last_step", "last", "min", "max")
 SUMMARY_FIELDS = ("count", "first_step", "last_step", "last", "min", "max")
 DATE_ATTRS = ("created_at", "ended_at")
 
@@ -421,6 +421,12 @@ class SeqBase:
                 col = Column.from_values(per_ctx).take(d["ctx_of"]) if self.n else Column(0)
             elif field == "name":
                 col = Column.strings(self.n, np.arange(self.n), [self.names[c] for c in d["name_of"].tolist()])
+            elif field == "type":  # "float", or the object type kept in the record (issue 13)
+                types = ["float"] * self.n
+                for i, more in self.extras.items():
+                    if more.get("type"):
+                        types[i] = more["type"]
+                col = Column.strings(self.n, np.arange(self.n), types)
             elif field in INT_FIELDS:
                 arr, ok = d[field], d[field + ".present"]
                 col = Column.numeric(np.where(ok, arr, np.nan).astype(np.float64), ok.copy(), arr)

@@ -185,6 +185,8 @@ class RemoteRepo(Repo):
 class RemoteRun(Run):
     """A run tracked through a server (see the module docstring)."""
 
+    _object_values = False  # images, text, ... (issue 13) are not shipped yet: refused at track()
+
     def __init__(self, repo: Any = None, run_id: str | None = None, *, experiment: str | None = None,
                  name: str | None = None, tags: Iterable[str] | None = None, description: str | None = None,
                  parent: Any = None, flush_interval: float | None = None, run_hash: str | None = None) -> None:

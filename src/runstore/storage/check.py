@@ -7,18 +7,30 @@ import math
 import numpy as np
 
 from . import blocks as _blocks
+from . import objblocks as _ob
 from .env import Environment, stale_compact_dirs
 from .keys import block_no_of, run_id_of, seq_id_of
 from .records import unpack
 
 
-def check(env: Environment) -> list[str]:
+class Report(list):
+    """The problems found (a list of strings, empty when clean), plus ``notes``:
+    things worth knowing that are not damage, such as blobs no block references
+    any more (``reclaimable_bytes`` of them; ``runstore compact`` drops them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notes: list[str] = []
+        self.reclaimable_bytes = 0
+
+
+def check(env: Environment) -> Report:
     """Every problem found, one entry each; never raises on damaged data.
 
     A page LMDB cannot read, a record that does not decode or a block of the
     wrong shape becomes an entry, so that ``runstore check`` can print them all.
     """
-    problems: list[str] = []
+    problems = Report()
     for stale in stale_compact_dirs(env.path):
         problems.append(f"{stale.name}: left by an interrupted compact; `runstore compact` removes it")
     try:
@@ -28,7 +40,7 @@ def check(env: Environment) -> list[str]:
     return problems
 
 
-def _check(env: Environment, problems: list[str]) -> None:
+def _check(env: Environment, problems: Report) -> None:
     with env.read(buffers=True) as txn:
         runs = set()
         for key, raw in txn.cursor(db=env.dbs["runs"]):
@@ -56,6 +68,7 @@ def _check(env: Environment, problems: list[str]) -> None:
             blocks.setdefault((run_id_of(key), seq_id_of(key)), []).append((block_no_of(key), raw))
 
         seen = set()
+        refs: dict[bytes, str] = {}  # blob key -> the first sequence referencing it
         for key, raw in txn.cursor(db=env.dbs["seqs"]):
             rid, sid = run_id_of(key), seq_id_of(key)
             seen.add((rid, sid))
@@ -71,11 +84,66 @@ def _check(env: Environment, problems: list[str]) -> None:
                 problems.append(f"{where}: record is not a mapping")
                 continue
             try:
-                _check_sequence(summary, rid, blocks.get((rid, sid), []), problems)
+                if summary.get("type", "float") == "float":
+                    _check_sequence(summary, rid, blocks.get((rid, sid), []), problems)
+                else:
+                    _check_objects(summary, rid, blocks.get((rid, sid), []), problems, refs)
             except Exception as exc:
                 problems.append(f"{where}: cannot be verified: {type(exc).__name__}: {exc}")
         for rid, sid in blocks.keys() - seen:
             problems.append(f"blocks of run {rid} sequence {sid} belong to no sequence")
+        _check_blobs(env, txn, refs, problems)
+
+
+def _check_objects(summary: dict, rid: str, blocks: list, problems: list[str], refs: dict) -> None:
+    """An object sequence: blocks decode, are full but the last, agree with the
+    summary (count, first/last step), and name their blobs (collected in ``refs``)."""
+    where = f"run {rid} {summary.get('type')} sequence {summary.get('name')!r} {summary.get('context') or ''}".rstrip()
+    numbers = [no for no, _ in blocks]
+    parts = []
+    for no, data in blocks:
+        try:
+            parts.append(_ob.decode(data))
+        except Exception as exc:
+            problems.append(f"{where}: block {no} does not decode: {exc}")
+    if numbers != list(range(len(numbers))):
+        problems.append(f"{where}: block numbers are not 0..{len(numbers) - 1}: {numbers[:10]}")
+    if summary.get("blocks") != len(numbers):
+        problems.append(f"{where}: summary says {summary.get('blocks')} blocks, found {len(numbers)}")
+    if any(len(p[3]) != _ob.CAPACITY for p in parts[:-1]):
+        problems.append(f"{where}: a block other than the last is not full")
+    steps, _, _, items = _ob.concat(parts)
+    if summary.get("count") != len(items):
+        problems.append(f"{where}: summary count {summary.get('count')} but blocks hold {len(items)} points")
+    elif items:
+        for k, v in (("first_step", int(steps[0])), ("last_step", int(steps[-1]))):
+            if summary.get(k) != v:
+                problems.append(f"{where}: summary {k}={summary.get(k)!r} but blocks give {v!r}")
+    for key in _ob.referenced(items):
+        refs.setdefault(key, where)
+
+
+def _check_blobs(env: Environment, txn, refs: dict, problems: Report) -> None:
+    """Every referenced blob exists and hashes to its key; unreferenced blobs
+    (left by delete_run) are reclaimable space, reported as a note."""
+    db = _ob.blobs_db(env, txn)
+    orphans = 0
+    if db is not None:
+        for key, raw in txn.cursor(db=db):
+            key = bytes(key)
+            where = refs.pop(key, None)
+            if where is None:
+                orphans += 1
+                problems.reclaimable_bytes += len(raw)
+            elif _ob.blob_key(raw) != key:
+                problems.append(f"{where}: blob {key.hex()[:16]}... is damaged (its bytes do not match its hash)")
+    for key, where in refs.items():
+        problems.append(f"{where}: references blob {key.hex()[:16]}..., which is missing")
+    if orphans:
+        problems.notes.append(
+            f"{orphans} blob{'s' if orphans != 1 else ''} ({problems.reclaimable_bytes} bytes) referenced by no "
+            "sequence (left by deleted runs): reclaimable space, not damage; `runstore compact` drops them"
+        )
 
 
 def _check_sequence(summary: dict, rid: str, blocks: list, problems: list[str]) -> None:

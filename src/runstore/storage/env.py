@@ -24,8 +24,13 @@ import msgpack
 
 from ..errors import RepositoryError, StorageFullError
 
-FORMAT_VERSION = 1
-DB_NAMES = ("meta", "runs", "params", "seqs", "blocks")
+# Format 2 (issue 13) adds the "blobs" database and object blocks. A format-1
+# repository opens unchanged (it has no blobs database: reads treat it as empty)
+# and is migrated in place by the first object tracked into it (ensure_blobs).
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+DB_NAMES = ("meta", "runs", "params", "seqs", "blocks", "blobs")
+_SINCE = {"blobs": 2}  # databases an older format does not have
 
 # LMDB needs a maximum map size up front. On Linux the file only grows as pages
 # are written, so a generous map costs nothing; when it is still reached we
@@ -115,7 +120,7 @@ class ReadOnly:
             "open it without readonly to write"
         )
 
-    def compact(self) -> tuple[int, int]:
+    def compact(self, prune: Any = None) -> tuple[int, int]:
         return self.write(lambda txn: None)
 
 
@@ -356,6 +361,7 @@ class Environment:
                     txn.put(FORMAT_KEY, msgpack.packb({"format": FORMAT_VERSION}), db=self.dbs["meta"])
             self.write(init)
             self._new = False
+            self.format = FORMAT_VERSION
             return
         data = self.path / "data.mdb"
         try:
@@ -366,6 +372,9 @@ class Environment:
                 try:
                     dbs[name] = self.lmdb.open_db(name.encode(), create=False)
                 except lmdb.NotFoundError:
+                    if name in _SINCE:
+                        dbs[name] = None  # an older format: created by its migration
+                        continue
                     raise RepositoryError(
                         f"{data} is empty or damaged: its database {name!r} is missing; "
                         "restore it from a backup; nothing was written"
@@ -386,11 +395,29 @@ class Environment:
             fmt = msgpack.unpackb(raw).get("format")
         except Exception as exc:
             raise RepositoryError(f"{data} is damaged: its format record does not decode ({exc})") from exc
-        if fmt != FORMAT_VERSION:
+        if fmt not in READABLE_FORMATS:
             raise RepositoryError(
-                f"{self.path} has storage format {fmt}, this runstore reads format {FORMAT_VERSION}; "
-                "upgrade runstore (or migrate the repository)"
+                f"{self.path} has storage format {fmt}, this runstore reads formats "
+                f"{', '.join(map(str, READABLE_FORMATS))}; upgrade runstore"
             )
+        self.format = fmt
+
+    def ensure_blobs(self) -> None:
+        """Migrate a format-1 repository to format 2 (create the blobs database).
+
+        Done by the first object tracked, in a transaction of its own: opening
+        never writes, and a repository without objects stays byte-identical."""
+        if self.dbs.get("blobs") is not None:
+            return
+        opened = {}
+
+        def migrate(txn):
+            opened["blobs"] = self.lmdb.open_db(b"blobs", txn=txn)
+            txn.put(FORMAT_KEY, msgpack.packb({"format": FORMAT_VERSION}), db=self.dbs["meta"])
+
+        self.write(migrate)
+        self.dbs["blobs"] = opened["blobs"]
+        self.format = FORMAT_VERSION
 
     # -- transactions -------------------------------------------------------
     def read(self, buffers: bool = False):
@@ -482,8 +509,11 @@ class Environment:
         return (_U64.unpack(r)[0] if r else 0, _U64.unpack(s)[0] if s else 0)
 
     # -- maintenance ----------------------------------------------------------
-    def compact(self) -> tuple[int, int]:
+    def compact(self, prune: Callable[[Any], Any] | None = None) -> tuple[int, int]:
         """Rewrite the data file without free pages; returns (bytes before, after).
+
+        ``prune(txn)``, when given, first deletes what is no longer needed, once
+        the repository is known to be this process's alone.
 
         Power-safe: the copy is fsync'd before it replaces data.mdb (an atomic
         rename), and the directory is fsync'd after, so at every instant the
@@ -505,6 +535,8 @@ class Environment:
                 ) from None
             for stale in stale_compact_dirs(self.path):
                 shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted compact
+            if prune is not None:
+                self.write(prune)  # e.g. blobs no block references (the lock is ours now)
             data = self.path / "data.mdb"
             st = data.stat()
             before = st.st_size

@@ -277,18 +277,25 @@ class Repo:
         """Verify integrity; returns a list of problems (empty when clean).
 
         Every block decodes, block numbers are contiguous, each sequence's
-        summary agrees with its blocks, and every sequence, block and params
-        record belongs to an existing run.
+        summary agrees with its blocks, every sequence, block and params
+        record belongs to an existing run, and every blob an object block
+        references exists and matches its hash. The list has a ``notes``
+        attribute too: blobs no block references (left by ``delete_run``) are
+        reclaimable space, not damage, counted in ``reclaimable_bytes`` until
+        ``compact`` drops them.
         """
         from ..storage.check import check
         from ..query import snapshot
 
         # The persisted query columns are a cache: damage there is reported, and
         # is harmless (queries ignore a damaged snapshot and rebuild it).
-        return check(self._env) + snapshot.check(self)
+        report = check(self._env)
+        report.extend(snapshot.check(self))
+        return report
 
     def compact(self) -> tuple[int, int]:
-        """Reclaim the space of deleted data; returns (bytes before, bytes after).
+        """Reclaim the space of deleted data (and of blobs no sequence references);
+        returns (bytes before, bytes after).
 
         Needs the repository to itself: fails with a clear error while another
         process has it open.
@@ -296,7 +303,12 @@ class Repo:
         for run in _lifecycle.live_runs():
             if run.repo == self:
                 run.flush()
-        return self._env.compact()
+        from ..storage import objblocks
+
+        # Blobs orphaned by delete_run (identical payloads are shared between runs,
+        # so deleting a run cannot drop its blobs: they are collected here).
+        env = self._env
+        return env.compact(prune=lambda txn: objblocks.drop_unreferenced(env, txn))
 
     def disk_usage(self) -> int:
         """Bytes on disk of the repository (allocated blocks, artifacts included)."""

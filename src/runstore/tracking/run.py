@@ -36,6 +36,8 @@ from ..errors import (
     RunstoreError,
     SequenceNotFoundError,
 )
+from .object_sequence import track_object as _track_object
+from .objects import TrackedObject
 from .sequence import Sequence, _ClosedBuffer
 
 if TYPE_CHECKING:
@@ -310,6 +312,8 @@ class Run:
         if type(value) is not float and type(value) is not int:
             if isinstance(value, dict):
                 return self._track_dict(value, name, step, epoch, context)
+            if isinstance(value, TrackedObject):  # Image, Text, ... (issue 13)
+                return _track_object(seq, value, step, epoch)
             value = _coerce_value(value, seq.name, seq.context)
         if step is None:
             step = _NAN

@@ -32,6 +32,7 @@ from ..storage import locate as _locate
 from ..storage import records as _rec
 from ..storage.keys import run_key
 from ..errors import InvalidValueError, RunClosedError, SequenceNotFoundError
+from .objects import TrackedObject
 
 if TYPE_CHECKING:
     from .run import Run
@@ -101,6 +102,10 @@ class Sequence:
         self._pending: list[np.ndarray] = []  # (n, 4) row blocks taken from _buf, not yet committed
         self._tail = None  # columns of the last, not yet full block (None: not loaded)
         self._new = summary is None
+        if summary is not None and summary.get("type", "float") != "float":
+            from .object_sequence import become  # images, text, ... (issue 13)
+
+            become(self, writable)
 
     @classmethod
     def _from_summary(cls, repo, run_id: str, seq_id: int, summary: dict) -> "Sequence":
@@ -117,6 +122,10 @@ class Sequence:
     def append(self, value: Any, step: int | None = None, epoch: int | float | None = None) -> None:
         """Append one point; ``step`` defaults to the last step + 1 (0 first)."""
         if type(value) is not float and type(value) is not int:
+            if isinstance(value, TrackedObject):
+                from .object_sequence import track_object
+
+                return track_object(self, value, step, epoch)
             value = _values.coerce_value(value, self.name, self.context)
         if step is None:
             step = _NAN
@@ -247,6 +256,11 @@ class Sequence:
         self._new = self._summary["count"] == 0
 
     # -- reading --------------------------------------------------------------------
+    @property
+    def type(self) -> str:
+        """"float" for numbers; object sequences say "image", "text", ... (issue 13)."""
+        return "float"
+
     def _columns(self) -> tuple:
         self._require_points()
         return self.run.repo._read_sequence(self.run.id, self._id)

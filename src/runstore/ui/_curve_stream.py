@@ -56,7 +56,8 @@ class CurveStream:
         of ``series`` (int32), ``x`` and ``y`` (plus ``lo``/``hi`` for groups)."""
         p = _curve_params(spec)
         sel = selection_query(p["runs"], p["q"])
-        text = f"seq.name == {quote(p['name'])}" + (f" and {sel}" if sel else "")
+        # Curves are of float sequences; images, text, ... (issue 13) have no y to draw.
+        text = f"seq.type == 'float' and seq.name == {quote(p['name'])}" + (f" and {sel}" if sel else "")
         want = p["context"]
         for path, value in _leaves("", want or {}):
             if isinstance(value, (str, int, float, bool)):

@@ -186,7 +186,7 @@ class UIRepo:
                 params.append({"key": name, "varies": distinct > 1, "distinct": distinct})
             params.sort(key=lambda p: (not p["varies"], p["key"]))
             seqs: dict = {}
-            for _, name, ctx in self.repo.query_sequences(None).keys:
+            for _, name, ctx in self.repo.query_sequences("seq.type == 'float'").keys:  # curves only
                 key = context_key(name, ctx)
                 entry = seqs.setdefault(key, {"key": key, "name": name, "context": ctx, "runs": 0})
                 entry["runs"] += 1
@@ -211,7 +211,7 @@ class UIRepo:
         seqs = []
         for name, ctx in run.sequences():
             s = run.sequence(name, ctx)
-            seqs.append({"name": name, "context": ctx, "key": context_key(name, ctx), "count": s.count,
+            seqs.append({"name": name, "context": ctx, "key": context_key(name, ctx), "type": s.type, "count": s.count,
                          "first_step": s.first_step, "last_step": s.last_step, "last": _num(s.last),
                          "min": _num(s.min), "max": _num(s.max),
                          "system": name.startswith(("__system", "system/", "sys/"))})
@@ -288,7 +288,7 @@ class UIRepo:
     def metrics(self, ids: list[str] | None, q: str | None) -> list[dict]:
         """(name, context) pairs tracked by the selected runs, with how many runs have each."""
         sel = selection_query(ids, q)
-        seqs = self.repo.query_sequences(sel or None)
+        seqs = self.repo.query_sequences("seq.type == 'float'" + (f" and ({sel})" if sel else ""))
         out: dict = {}
         for _, name, ctx in seqs.keys:
             key = context_key(name, ctx)
