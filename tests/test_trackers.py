@@ -127,7 +127,10 @@ def test_per_label_confusion_and_custom_metrics(tmp_path):
     assert run.sequence("val_acc", {"label": "cat"}).last == 0.8
     assert run.sequence("confusion", {"true": 1, "pred": 0}).last == 2.0
     assert run.sequence("f1").last == 0.7
-    assert sorted(n for n, _ in run.sequences()) == ["confusion"] * 4 + ["f1", "val_acc", "val_acc"]
+    assert sorted(n for n, _ in run.sequences()) == ["confusion"] * 4 + ["confusion_matrix", "f1", "val_acc", "val_acc"]
+    # the whole matrix as one Array object sequence as well (issue 13)
+    matrix = run.sequence("confusion_matrix")
+    assert matrix.type == "array" and matrix[-1].to_numpy().tolist() == [[5, 1], [2, 7]]
     cells = Repo(tmp_path / "repo").sql(
         "SELECT context->>'true' AS t, context->>'pred' AS p, value FROM points WHERE name = 'confusion' "
         "ORDER BY t, p").rows()
