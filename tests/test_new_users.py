@@ -57,7 +57,7 @@ def test_fluent_calls_in_a_main_multirun_land_in_each_configs_own_run(tmp_path, 
     for (lr, seed), run in by_cfg.items():
         assert run.sequence("score").values.tolist() == [lr * 10 + seed]
         assert run.params["extra"] == seed
-        assert [a["name"] for a in run.artifacts] == ["note.txt"]
+        assert [a["name"] for a in run.artifacts] == ["hydra", "note.txt"]  # Hydra's .hydra/ folder, then ours
     assert not (elsewhere / ".runstore").exists()  # no stray run in any other repository
     assert runstore.active_run() is None
 

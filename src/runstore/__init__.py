@@ -36,7 +36,7 @@ from .errors import (
 _LAZY = {
     name: ".experiment"
     for name in ("Callback", "Checkpoint", "EarlyStopping", "Experiment", "MetricsCSV", "Pipeline",
-                 "RunStatus", "insert_value", "load_config", "main", "multiply")
+                 "RunStatus", "insert_value", "iter_run_dirs", "load_config", "main", "multiply")
 }
 # MLflow's remaining fluent names and seed 002's manager (pandas only when search_runs runs).
 _LAZY.update({
@@ -131,6 +131,7 @@ __all__ = [
     "active_run",
     "end_run",
     "insert_value",
+    "iter_run_dirs",
     "load_config",
     "log_artifact",
     "log_metric",

@@ -12,6 +12,7 @@ from .experiment import Experiment, Trial, TrialResult, seed_everything
 from .factory import PipelineFactory
 from .levels import Level, Metric
 from .main import main
+from .rundirs import iter_run_dirs
 from .pipeline import Pipeline, RunStatus
 from .serializable import Factory, YAMLSerializable
 from .trackers import LogTracker, MLflowTracker, RunstoreTracker, Tracker, TrackerManager, TrackScope
@@ -41,6 +42,7 @@ __all__ = [
     "TrialResult",
     "YAMLSerializable",
     "insert_value",
+    "iter_run_dirs",
     "load_config",
     "main",
     "multiply",

@@ -1,4 +1,4 @@
-"""The ``main`` decorator: a training function becomes a command-line program.
+"""``@runstore.main``: a training function becomes a Hydra application that tracks its runs.
 
 ::
 
@@ -9,77 +9,88 @@
     if __name__ == "__main__":
         train()
 
-``python train.py lr=0.01 --config conf.yaml`` builds the config (schema defaults <-
-YAML files <- overrides), creates a run in the experiment, stores the resolved
-config as the params ``hparams`` and calls ``train(run, cfg)``; the run ends
-finished, failed (exception) or killed (Ctrl-C). ``--multirun lr=0.1,0.01 seed=1,2``
-runs the cartesian product, one run each. A config that already has a finished run
-in the experiment is skipped; one whose run failed or was killed resumes that run.
+The decorated function is an ordinary Hydra app (hydra-core's ``hydra.main`` runs
+it): config groups and defaults lists (``config_path=``/``config_name=``, or the
+structured config ``Config`` registered in Hydra's ConfigStore), the whole
+override grammar (``+key=1``, ``~key``, ``lr=range(0,3)``, ``choice(...)``,
+``hydra.run.dir=...``), ``--multirun``, ``--cfg job``, ``--info`` and any
+installed sweeper or launcher plugin. Each job is one run (see ``_job.py``):
+identical finished configs are skipped, failed or killed ones resumed in place.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import inspect
-import itertools
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from ..tracking.active import activated
 from ..errors import ConfigError
-from . import _announce
-from ._history import effective_status, is_live, runs_of, same_config
-from ._progress import Progress
-from .config import build_config, parse_override, split_sweep, to_container
+from . import _job
 
 __all__ = ["main"]
 
+# runstore's own command-line options, taken out of argv before Hydra parses it.
+_FLAGS = {
+    "--rerun-finished": "rerun_finished",
+    "--new-run": "force_new_run",
+    "--print-config": "dry_run",
+    "--quiet": "quiet",
+    "-q": "quiet",
+}
+_VALUED = {"--repo": "repo", "--experiment": "experiment", "--config": "config"}
 
-@dataclasses.dataclass
-class _Job:
-    overrides: list[str]
-    cfg: Any
-    params: dict[str, Any]
-
-    @property
-    def label(self) -> str:
-        return " ".join(self.overrides) or "(defaults)"
+# Overrides that keep a dry run from writing (no .hydra/ files, no log files); the output
+# folders Hydra still makes go to a temporary folder, removed afterwards.
+_DRY_RUN_OVERRIDES = ["hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none"]
 
 
 def main(
     schema: Any = None,
     *,
-    experiment: str | None = None,
-    params_key: str = "hparams",
     repo: str | os.PathLike[str] | None = None,
+    experiment: str | None = None,
+    chdir: bool = False,
+    force_new_run: bool = False,
+    rerun_finished: bool = False,
+    match_overrides: bool = False,
+    update: Callable[[Any], Any] | None = None,
+    dry_run: bool = False,
+    config_path: str | os.PathLike[str] | None = None,
+    config_name: str | None = None,
+    version_base: str | None = "1.3",
+    params_key: str = "hparams",
     name: str | None = None,
     tags: Iterable[str] | None = None,
     config_files: Iterable[str | os.PathLike[str]] = (),
 ) -> Callable[[Callable[[Any, Any], Any]], Callable[..., list[Any]]]:
-    """Turn ``fn(run, cfg)`` into a program that takes config overrides on the command line.
+    """Turn ``fn(run, cfg)`` into a Hydra application that runs each job as a tracked run.
 
     ``schema`` is a dataclass (or None for an untyped config); ``fn`` receives an
     instance of it with every value resolved (a DictConfig without a schema).
-    ``experiment`` defaults to the name of the script; ``repo`` to ``$RUNSTORE_REPO``
-    or ``./.runstore``; ``config_files`` are read before any ``--config``. The
-    decorated function takes an optional ``argv`` list (default ``sys.argv[1:]``) and
-    returns the runs it used, one per configuration (skipped ones included).
+    Without ``config_path`` the schema is the primary config (stored in Hydra's
+    ConfigStore as ``config_name``, default ``"config"``); with it, Hydra composes
+    ``config_path/config_name.yaml`` (relative to the script, as in ``hydra.main``)
+    and each job's config is validated against the schema.
 
-    Command line: ``key=value ...`` overrides, ``--config FILE`` (repeatable),
-    ``--multirun``/``-m`` (comma-separated values sweep), ``--rerun-finished``,
-    ``--new-run``, ``--repo PATH``, ``--experiment NAME``, ``--print-config``.
+    ``experiment`` defaults to Hydra's job name (the script's name); ``repo`` to
+    ``$RUNSTORE_REPO`` or ``./.runstore``. ``force_new_run``, ``rerun_finished``,
+    ``match_overrides``, ``update``, ``chdir`` and ``dry_run`` follow HydraFlow
+    (docs/experiments.md). The decorated function takes an optional ``argv`` list
+    (default ``sys.argv[1:]``) and returns the runs its jobs used in this process.
     """
-    if schema is not None and not dataclasses.is_dataclass(schema):
-        raise ConfigError(f"main() expects a dataclass as the config schema, got {schema!r}")
+    if schema is not None and not (dataclasses.is_dataclass(schema) and isinstance(schema, type)):
+        raise ConfigError(f"main() expects a dataclass (the class) as the config schema, got {schema!r}")
     if not isinstance(params_key, str) or not params_key or "." in params_key:
         raise ConfigError(f"params_key must be a non-empty string without '.', got {params_key!r}")
+    if update is not None and not callable(update):
+        raise ConfigError(f"update must be a function cfg -> cfg | None, got {update!r}")
     default_files = [Path(f) for f in config_files]
 
     def decorate(fn: Callable[[Any, Any], Any]) -> Callable[..., list[Any]]:
@@ -88,37 +99,47 @@ def main(
         @functools.wraps(fn)
         def wrapper(argv: Sequence[str] | None = None) -> list[Any]:
             from_command_line = argv is None
-            args = _parser(script, fn, schema).parse_intermixed_args(
-                list(sys.argv[1:] if argv is None else argv)
-            )
+            args = list(sys.argv[1:] if argv is None else argv)
             try:
-                jobs = _jobs(schema, [*default_files, *args.config], args.overrides, args.multirun)
+                options, hydra_args = _split_argv(args)
+                files = _register(schema, config_name, config_path,
+                                  [*default_files, *(Path(f) for f in options["config"])])
             except ConfigError as exc:
                 if from_command_line:  # a typo on the command line deserves a message, not a traceback
                     print(f"{script}: error: {exc}", file=sys.stderr)
                     raise SystemExit(2) from None
                 raise
-            if args.print_config:
-                for job in jobs:
-                    if len(jobs) > 1:
-                        print(f"# {job.label}")
-                    print(OmegaConf.to_yaml(job.params), end="")
-                return []
-            from ..tracking.repo import Repo
-
-            store = Repo(args.repo if args.repo is not None else repo)
-            options = _Options(
-                experiment=args.experiment or experiment or script,
-                params_key=params_key,
-                name=name,
-                tags=list(tags) if tags is not None else None,
-                rerun_finished=args.rerun_finished,
-                new_run=args.new_run,
-                schema=schema,
-                script=script,
-                quiet=args.quiet,
+            # Hydra's parser wants its flags before the overrides; runstore's always took
+            # them anywhere (train.py lr=0.1,0.2 --multirun), so they are moved first.
+            hydra_args = [*_flags_first(hydra_args), *(f"+{group}@_global_=file" for group in files)]
+            loose = schema is None and config_path is None
+            if loose:
+                # No schema and no config file: any key is welcome, as before Hydra
+                # (Hydra itself would want +lr=0.1 for a key the empty config lacks).
+                hydra_args = [_add_or_set(arg) for arg in hydra_args]
+            if not any(arg.startswith(("hydra/help=", "+hydra/help=")) for arg in hydra_args):
+                _register_help(script, fn)
+                hydra_args.append("hydra/help=runstore")
+            dry = dry_run or options["dry_run"]
+            scratch = None
+            if dry:
+                scratch = tempfile.mkdtemp(prefix="runstore-dry-run-")
+                hydra_args += [*_DRY_RUN_OVERRIDES, f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}"]
+            where = options["repo"] if options["repo"] is not None else repo
+            spec = _job.JobSpec(
+                fn=fn, schema=schema, repo=_absolute(where), experiment=options["experiment"] or experiment,
+                params_key=params_key, name=name, tags=list(tags) if tags is not None else None,
+                chdir=chdir, force_new_run=force_new_run or options["force_new_run"],
+                rerun_finished=rerun_finished or options["rerun_finished"], match_overrides=match_overrides,
+                update=update, dry_run=dry, quiet=options["quiet"], script=script,
+                primary=_primary(schema, config_path, config_name, fn), files=files,
+                from_command_line=from_command_line, loose=loose,
             )
-            return _run_jobs(fn, store, jobs, options, sweep=args.multirun)
+            try:
+                return _launch(spec, fn, hydra_args, config_path, config_name, version_base, from_command_line)
+            finally:
+                if scratch is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
 
         wrapper.schema = schema  # type: ignore[attr-defined]
         return wrapper
@@ -126,182 +147,212 @@ def main(
     return decorate
 
 
-@dataclasses.dataclass
-class _Options:
-    experiment: str
-    params_key: str
-    name: str | None
-    tags: list[str] | None
-    rerun_finished: bool
-    new_run: bool
-    schema: Any
-    script: str = "main"
-    quiet: bool = False
+def _launch(spec: _job.JobSpec, fn: Callable[..., Any], hydra_args: list[str], config_path: Any,
+            config_name: str | None, version_base: str | None, from_command_line: bool) -> list[Any]:
+    import hydra
 
+    # functools.wraps matters: Hydra unwraps __wrapped__ to find the user's script or
+    # module, which is where config_path is relative to and what names the job.
+    task = functools.wraps(fn)(functools.partial(_job.run_job, spec))
+    app = hydra.main(
+        config_path=None if config_path is None else str(config_path),
+        config_name=config_name or "config",
+        version_base=version_base,
+    )(task)
+    saved_argv, saved_collected = sys.argv, _job.collected
+    saved_env = {key: os.environ.get(key) for key in ("HYDRA_FULL_ERROR", "HYDRA_MAIN_MODULE")}
+    collected: list[Any] = []
+    _job.collected = collected
+    sys.argv = [sys.argv[0] if sys.argv else spec.script, *hydra_args]
+    if not from_command_line:
+        # Called from Python: the caller gets the exception itself, not Hydra's report + exit(1).
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    if config_path is None and _source_file(fn) is not None:
+        # No config folder: everything is in the ConfigStore. Hydra would look for the
+        # function's *package* (pkg://), which fails for a top-level module; naming
+        # the module "__main__" makes it use the source file (job name = file name).
+        os.environ["HYDRA_MAIN_MODULE"] = "__main__"
+    try:
+        app()
+    except Exception as exc:
+        failed = [run for run in collected if run.status == "failed"]
+        if len(collected) > 1 and failed:
+            # Hydra's sweepers run every job, then raise the first failure
+            exc.add_note(f"runstore: {len(failed)} of {len(collected)} jobs failed, first: run {failed[0].id}")
+        if from_command_line or isinstance(exc, ConfigError):
+            raise
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
 
-def _parser(script: str, fn: Callable[..., Any], schema: Any) -> argparse.ArgumentParser:
-    epilog = None
-    if schema is not None:
-        defaults = to_container(OmegaConf.structured(schema)) if dataclasses.is_dataclass(schema) else {}
-        lines = [f"  {key}={value}" for key, value in _flatten(defaults)]
-        epilog = "config fields (defaults):\n" + "\n".join(lines)
-    parser = argparse.ArgumentParser(
-        prog=script,
-        description=(inspect.getdoc(fn) or "").split("\n\n")[0] or None,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. lr=0.01 model.layers=4")
-    parser.add_argument("--config", "-c", action="append", default=[], metavar="FILE",
-                        help="a YAML config file, merged in order (repeatable)")
-    parser.add_argument("--multirun", "-m", action="store_true",
-                        help="sweep: comma-separated values run the cartesian product, one run each")
-    parser.add_argument("--rerun-finished", action="store_true",
-                        help="run a config again even if a finished run has it")
-    parser.add_argument("--new-run", action="store_true",
-                        help="always start a new run (never skip or resume)")
-    parser.add_argument("--repo", metavar="PATH", help="the repository (default: $RUNSTORE_REPO or ./.runstore)")
-    parser.add_argument("--experiment", metavar="NAME", help="the experiment the runs belong to")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config(s) and exit")
-    parser.add_argument("--quiet", "-q", action="store_true",
-                        help="no start and end lines on stderr")
-    return parser
-
-
-def _jobs(schema: Any, files: list[Any], overrides: list[str], multirun: bool) -> list[_Job]:
-    """One job per configuration; every config is built (and validated) before anything runs."""
-    choices: list[list[str]] = []
-    for text in overrides:
-        key, value = parse_override(text)
-        values = split_sweep(value)
-        if len(values) > 1 and not multirun:
-            raise ConfigError(
-                f"the override {text!r} lists several values; add --multirun to sweep over them, "
-                f"or quote the value to keep the commas: {key}='\"{value}\"'"
-            )
-        if any(v == "" for v in values) and len(values) > 1:
-            raise ConfigError(f"the sweep {text!r} has an empty value (a stray comma?)")
-        choices.append([f"{key}={v}" for v in values])
-    jobs = []
-    for combo in itertools.product(*choices):
-        cfg, _origins = build_config(files, schema, combo)
-        jobs.append(_Job(list(combo), cfg, to_container(cfg)))
-    return jobs
-
-
-def _run_jobs(fn: Callable[[Any, Any], Any], repo: Any, jobs: list[_Job], opts: _Options, sweep: bool) -> list[Any]:
-    from ..tracking.run import Run
-
-    runs: list[Any] = []
-    failures: list[tuple[_Job, BaseException]] = []
-    counts = {"finished": 0, "failed": 0, "skipped": 0}
-    with Progress(len(jobs), f"sweep {opts.experiment}", enabled=sweep) as bar:
-        for job in jobs:
-            bar.describe(job.label)
-            action, previous = _decide(repo, job, opts)
-            if action == "skip":
-                bar.note(_skip_message(job, previous, opts))
-                runs.append(previous)
-                counts["skipped"] += 1
-                bar.advance(f"{job.label}: skipped (run {previous.id})")
-                continue
-            if action == "resume":
-                attempt = int(previous.params.get("attempt", 1)) + 1
-                run = Run(repo=repo, run_id=previous.id)
-                bar.note(f"{job.label}: resuming run {previous.id} ({effective_status(previous)}) as attempt {attempt}")
+        if isinstance(exc, (HydraException, OmegaConfBaseException)):
+            raise ConfigError(_explain(exc)) from exc
+        raise
+    finally:
+        sys.argv, _job.collected = saved_argv, saved_collected
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
             else:
-                attempt = 1
-                run = Run(repo=repo, experiment=opts.experiment, name=opts.name or (" ".join(job.overrides) or None),
-                          tags=opts.tags)
-            run[opts.params_key] = job.params
-            run["attempt"] = attempt
-            runs.append(run)
-            _announce.say(_announce.start_line(opts.script, run, repo, resumed=action == "resume"), opts.quiet)
-            try:
-                # The run is the fluent API's active run while fn runs, so runstore.log_metric(...)
-                # inside it lands here, as mlflow.log_metric does inside hydraflow.main.
-                with activated(run):
-                    fn(run, OmegaConf.to_object(job.cfg) if opts.schema is not None else job.cfg)
-            except KeyboardInterrupt:
-                run.close("killed")
-                raise _announce.interrupted(counts["finished"], 1) from None
-            except SystemExit as exc:  # sys.exit() in the function: its code says how it went
-                run.close("finished" if exc.code in (0, None) else "failed")
-                _announce.say(_announce.end_line(opts.script, run), opts.quiet)
-                raise
-            except Exception as exc:
-                run.close("failed")
-                _announce.say(_announce.end_line(opts.script, run), opts.quiet)
-                if not sweep:
-                    raise
-                failures.append((job, exc))
-                counts["failed"] += 1
-                bar.advance(f"{job.label}: failed ({type(exc).__name__}: {exc}) run {run.id}")
-                continue
-            if not run.closed:
-                run.close("finished")
-            _announce.say(_announce.end_line(opts.script, run), opts.quiet)
-            counts["finished"] += 1
-            bar.advance(f"{job.label}: {run.status} run {run.id}")
-        if sweep:
-            bar.note(
-                f"{len(jobs)} configurations: {counts['finished']} ran, {counts['skipped']} skipped, "
-                f"{counts['failed']} failed"
+                os.environ[key] = value
+    return collected
+
+
+def _explain(exc: BaseException) -> str:
+    """Hydra's error and its causes on one line ("Error merging override lr=fast: Value
+    'fast' of type 'str' could not be converted to Float (full_key: lr)")."""
+    parts: list[str] = []
+    while exc is not None and len(parts) < 4:
+        lines = [line.strip() for line in str(exc).strip().splitlines()
+                 if line.strip() and not line.strip().startswith(("See https://", "object_type="))]
+        text = " ".join(lines) if lines else type(exc).__name__
+        if text not in parts and not any(text in part for part in parts):
+            parts.append(text)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return ": ".join(parts)
+
+
+def _add_or_set(arg: str) -> str:
+    """``lr=0.1`` -> ``++lr=0.1`` (add or override); flags, ``+``/``~``/``hydra.`` and group
+    selections (``db=mysql`` of a group is not possible without a config folder) stay."""
+    key, eq, _ = arg.partition("=")
+    if not eq or arg.startswith(("-", "+", "~")) or key.startswith("hydra") or "/" in key or "@" in key:
+        return arg
+    return "++" + arg
+
+
+def _flags_first(args: list[str]) -> list[str]:
+    """Hydra's flags (with their values) first, then the overrides, each in its order."""
+    from hydra._internal.utils import get_args_parser
+
+    takes: dict[str, Any] = {}
+    for action in get_args_parser()._actions:
+        for option in action.option_strings:
+            takes[option] = action
+    flags: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        action = takes.get(arg)
+        if action is None:
+            (flags if arg.startswith("-") else overrides).append(arg)
+        else:
+            flags.append(arg)
+            wants_value = action.nargs is None or (
+                action.nargs == "?" and i + 1 < len(args) and action.choices is not None
+                and args[i + 1] in action.choices
             )
-    if failures:
-        # The sweep went on after a failure (one bad config should not cost the others);
-        # the first error is raised at the end so the program still exits non-zero.
-        job, exc = failures[0]
-        exc.add_note(f"runstore: {len(failures)} of {len(jobs)} configurations failed, first: {job.label}")
-        raise exc
-    return runs
+            if wants_value and i + 1 < len(args):
+                i += 1
+                flags.append(args[i])
+        i += 1
+    return [*flags, *overrides]
 
 
-def _decide(repo: Any, job: _Job, opts: _Options) -> tuple[str, Any]:
-    """("new" | "skip" | "resume", the earlier run it concerns)."""
-    if opts.new_run:
-        return "new", None
-    matches = [
-        run for run in runs_of(repo, opts.experiment)
-        if same_config(run.params.get(opts.params_key), job.params)
-    ]
-    if not matches:
-        return "new", None
-    finished = [r for r in matches if r.status == "finished"]
-    if finished:
-        return ("resume" if opts.rerun_finished else "skip"), finished[-1]
-    live = [r for r in matches if is_live(r)]
-    if live:
-        return "skip", live[-1]
-    return "resume", matches[-1]
+def _split_argv(args: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """runstore's options (documented aliases) apart from what Hydra parses."""
+    options: dict[str, Any] = {"rerun_finished": False, "force_new_run": False, "dry_run": False, "quiet": False,
+                               "repo": None, "experiment": None, "config": []}
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        flag, eq, value = arg.partition("=")
+        if arg in _FLAGS:
+            options[_FLAGS[arg]] = True
+        elif flag in _VALUED:
+            if not eq:
+                if i + 1 >= len(args):
+                    raise ConfigError(f"{flag} needs a value, e.g. {flag} {'conf.yaml' if flag == '--config' else 'NAME'}")
+                i += 1
+                value = args[i]
+            if flag == "--config":
+                options["config"].append(value)
+            else:
+                options[_VALUED[flag]] = value
+        else:
+            rest.append(arg)
+        i += 1
+    return options, rest
 
 
-def _skip_message(job: _Job, previous: Any, opts: _Options) -> str:
-    if previous.status == "finished":
-        return (
-            f"{job.label}: skipped, finished run {previous.id} in experiment {opts.experiment!r} has the same "
-            "config (--rerun-finished runs it again, --new-run starts a new run)"
-        )
-    return (
-        f"{job.label}: skipped, run {previous.id} with the same config is running in process "
-        f"{previous.pid} on {previous.hostname} (--new-run starts a new run anyway)"
-    )
+def _register(schema: Any, config_name: str | None, config_path: Any, files: list[Path]) -> dict[str, str]:
+    """Put the schema (the primary config when there is no config_path) and the
+    ``--config`` files into Hydra's ConfigStore; returns {store option: file}."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import DictConfig
+
+    from .config import load_yaml, merge_layers
+
+    store = ConfigStore.instance()
+    if config_path is None:
+        store.store(name=config_name or "config", node=schema if schema is not None else {})
+    options: dict[str, str] = {}
+    for i, path in enumerate(files):
+        layer = load_yaml(path)  # errors name the file and line
+        if not isinstance(layer, DictConfig):
+            raise ConfigError(f"{path}: a config file must hold a mapping of settings at the top level")
+        if schema is not None:
+            merge_layers(schema, [(str(path), layer)], resolve=False)  # unknown keys, wrong types: named here
+        group = f"{_job.FILES_GROUP}/f{i}"  # a group each: Hydra takes one option per group
+        store.store(group=group, name="file", node=layer)
+        options[group] = str(path)
+    return options
 
 
-def _script_name(fn: Callable[..., Any]) -> str:
+_OPTIONS_HELP = """\
+== runstore ==
+Each job is a run in the repository (--repo PATH, else $$RUNSTORE_REPO, else ./.runstore)
+and the experiment (--experiment NAME, else the job name). A config that a finished
+run already has is skipped (--rerun-finished runs it again, --new-run starts a new
+run); a failed or killed one is resumed. --print-config prints each job's config and
+runs nothing; --config FILE merges a YAML file over the config; -q: no start/end lines.
+"""
+
+
+def _register_help(script: str, fn: Callable[..., Any]) -> None:
+    """Hydra's --help with the function's docstring on top and runstore's options below."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    summary = (inspect.getdoc(fn) or "").split("\n\n")[0].strip()
+    default = Path(inspect.getfile(__import__("hydra.conf", fromlist=["x"]))).parent / "hydra/help/default.yaml"
+    node = OmegaConf.load(default)
+    if summary:  # literal text through two template engines: OmegaConf's ${...}, then string.Template's $
+        node.header = f"{script}: " + summary.replace("$", "$$").replace("${", "\\${") + "\n"
+    node.footer = _OPTIONS_HELP + "\n" + node.footer
+    ConfigStore.instance().store(group="hydra/help", name="runstore", node=node)
+
+
+def _primary(schema: Any, config_path: Any, config_name: str | None, fn: Callable[..., Any]) -> str:
+    if config_path is None:
+        return f"the defaults of {schema.__name__}" if schema is not None else "the config"
+    return f"{Path(str(config_path)) / (config_name or 'config')}.yaml"
+
+
+def _absolute(repo: Any) -> str | None:
+    """A repository path that does not depend on the working directory (Hydra's
+    ``hydra.job.chdir`` and our ``chdir`` move it; launchers run elsewhere)."""
+    if repo is None:
+        from ..tracking.repo import default_path
+
+        return str(Path(default_path()).absolute())
+    text = str(repo)
+    if "://" in text:
+        return text
+    return str(Path(text).expanduser().absolute())
+
+
+def _source_file(fn: Callable[..., Any]) -> str | None:
     try:
         path = inspect.getsourcefile(fn) or inspect.getfile(fn)
     except (TypeError, OSError):
-        path = None
-    if path and not path.startswith("<"):
+        return None
+    return path if path and not path.startswith("<") else None
+
+
+def _script_name(fn: Callable[..., Any]) -> str:
+    path = _source_file(fn)
+    if path:
         return Path(path).stem
     return Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else fn.__name__
-
-
-def _flatten(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(tree, dict) and tree:
-        out: list[tuple[str, Any]] = []
-        for key, value in tree.items():
-            out.extend(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return [(prefix, tree)]

@@ -872,6 +872,18 @@ class Run:
             return False
         return True
 
+    # -- Hydra output folders (the logic lives in runstore.experiment.rundirs) -----
+    @classmethod
+    def load(cls, path_or_paths: Any) -> Any:
+        """The run recorded in a Hydra output folder by ``@runstore.main``
+        (``runstore.json``); a ``RunCollection`` for an iterable of folders, e.g.
+        ``Run.load(runstore.iter_run_dirs("multirun"))`` (HydraFlow's ``Run.load``)."""
+        # An upward facade like get/cfg/impl below: imported on use, so the
+        # tracking layer does not load the experiment layer.
+        from ..experiment.rundirs import load
+
+        return load(path_or_paths)
+
     # -- analysis access (the logic lives in runstore.analysis.keys) -----------------------
     def get(self, key: str, default: Any = _NO_DEFAULT) -> Any:
         """A value by dotted key: a param (``"hparams.lr"``), else an attribute
