@@ -143,6 +143,17 @@ def test_joblib_launcher_runs_jobs_in_worker_processes(tmp_path):
     assert len(list(iter_run_dirs(tmp_path / "multirun"))) == 4
 
 
+@pytest.mark.slow
+def test_submitit_launcher_runs_jobs_in_fresh_interpreters(tmp_path):
+    # submitit_local is the SLURM launcher's code path (pickled task, a new Python per job)
+    proc = app(tmp_path, "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=2", "lr=0.1,0.2")
+    assert "Submitit 'local' sweep output dir" in proc.stdout
+    done = runs(tmp_path)
+    assert sorted(r.params["hparams"]["lr"] for r in done) == [0.1, 0.2]
+    assert all(r.status == "finished" and r.sequence("loss").count == 2 for r in done)
+    assert len({r.pid for r in done}) == 2
+
+
 INLINE = """
 from dataclasses import dataclass
 import runstore

@@ -98,7 +98,7 @@ def _script(tmp_path):
 def test_main_prints_start_and_end_lines_on_stderr(tmp_path):
     repo = tmp_path / "repo"
     proc = subprocess.run([sys.executable, str(_script(tmp_path)), "lr=0.1", "--repo", str(repo)],
-                          capture_output=True, text=True, env=_env(), timeout=120)
+                          capture_output=True, text=True, env=_env(), timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
@@ -107,7 +107,7 @@ def test_main_prints_start_and_end_lines_on_stderr(tmp_path):
     assert lines[0].startswith(f"train: run {run.handle} started in {run.repo.path} (id {run.id})")
     assert re.fullmatch(rf"train: run {run.handle} finished after [\d.]+s", lines[1])
     quiet = subprocess.run([sys.executable, str(_script(tmp_path)), "lr=0.2", "--repo", str(repo), "--quiet"],
-                           capture_output=True, text=True, env=_env(), timeout=120)
+                           capture_output=True, text=True, env=_env(), timeout=120, cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
@@ -115,14 +115,14 @@ def test_ctrl_c_in_a_multirun_is_one_line(tmp_path):
     repo = tmp_path / "repo"
     proc = subprocess.run([sys.executable, str(_script(tmp_path)), "lr=0.1,0.2,0.3,0.4", "--multirun", "--quiet",
                            "--repo", str(repo)], capture_output=True, text=True, env=_env(STOP_AT="0.3"),
-                          timeout=120)
+                          timeout=120, cwd=tmp_path)  # Hydra's outputs/ lands in the working directory
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr
     assert "interrupted; 2 runs finished, 1 marked killed; run again to resume" in proc.stderr
     statuses = sorted(r.status for r in Repo(repo, create=False).runs())
     assert statuses == ["finished", "finished", "killed"]
     again = subprocess.run([sys.executable, str(_script(tmp_path)), "lr=0.1,0.2,0.3,0.4", "--multirun",
-                            "--quiet", "--repo", str(repo)], capture_output=True, text=True, env=_env(), timeout=120)
+                            "--quiet", "--repo", str(repo)], capture_output=True, text=True, env=_env(), timeout=120, cwd=tmp_path)
     assert again.returncode == 0, again.stderr  # resumed: the killed config runs again, the rest is new
     assert sorted(r.status for r in Repo(repo, create=False).runs()).count("finished") == 4
 

@@ -116,12 +116,21 @@ def run_job(spec: JobSpec, cfg: DictConfig) -> Any:
             attempt = 1
             run = Run(repo=repo, experiment=experiment, name=spec.name or (" ".join(overrides) or None),
                       tags=spec.tags)
+        try:
+            # Still under the lock: a process deciding next must see this run's config,
+            # or it would start the same job again.
+            stored = {spec.params_key: params, "overrides": overrides, "attempt": attempt}
+            if choices:
+                stored["choices"] = choices
+            if type(run) is Run:
+                run.update_params(stored)  # one transaction
+            else:  # a server's RemoteRun ships each param itself
+                for key, value in stored.items():
+                    run[key] = value
+        except BaseException:
+            run.close("failed")
+            raise
     try:
-        run[spec.params_key] = params
-        run["overrides"] = overrides
-        if choices:
-            run["choices"] = choices
-        run["attempt"] = attempt
         _record_output_dir(run, hc, experiment)
     except BaseException:
         run.close("failed")

@@ -160,7 +160,8 @@ def _launch(spec: _job.JobSpec, fn: Callable[..., Any], hydra_args: list[str], c
         version_base=version_base,
     )(task)
     saved_argv, saved_collected = sys.argv, _job.collected
-    saved_env = {key: os.environ.get(key) for key in ("HYDRA_FULL_ERROR", "HYDRA_MAIN_MODULE")}
+    saved_env = {key: os.environ.get(key) for key in ("HYDRA_FULL_ERROR", "HYDRA_MAIN_MODULE", "PYTHONPATH")}
+    _export_script_dir()
     collected: list[Any] = []
     _job.collected = collected
     sys.argv = [sys.argv[0] if sys.argv else spec.script, *hydra_args]
@@ -195,6 +196,22 @@ def _launch(spec: _job.JobSpec, fn: Callable[..., Any], hydra_args: list[str], c
             else:
                 os.environ[key] = value
     return collected
+
+
+def _export_script_dir() -> None:
+    """Launchers that start fresh interpreters (submitit, locally or on SLURM) unpickle
+    the task there before any of our code runs; a module next to the script
+    (``from app_config import Config``) must be importable in them as it is here,
+    where Python put the script's folder first on sys.path."""
+    first = sys.path[0] if sys.path else None
+    if first is None:
+        return
+    folder = os.path.abspath(first or os.getcwd())
+    if not os.path.isdir(folder):
+        return
+    current = os.environ.get("PYTHONPATH", "")
+    if folder not in current.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (folder, current) if p)
 
 
 def _explain(exc: BaseException) -> str:
