@@ -602,6 +602,17 @@ class Run:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         if ended_at is not None and (isinstance(ended_at, bool) or not isinstance(ended_at, (int, float))):
             raise InvalidParamError(f"ended_at must be seconds since the epoch, got {ended_at!r}")
+        with self._lock:
+            if not self._writable:
+                if self._stopped is not None and not self._stop_reported:
+                    self._stop_reported = True
+                    raise self._closed_error()
+                return
+            self._closed(self._flush(also=self._closing(status, ended_at)))
+
+    def _closing(self, status: str, ended_at: float | None = None) -> Callable[[Any], dict]:
+        """The record change of closing (run inside the flush transaction); stops
+        this run's system-metrics sampling and console capture."""
         end = None if status == "running" and ended_at is None else _time() if ended_at is None else float(ended_at)
         _system_metrics.unwatch(self)
         console = _console.stop(self)
@@ -615,17 +626,15 @@ class Run:
             _rec.delete_lease(self.repo._env, txn, self._id)  # the next writer need not wait
             return self._modify_in(txn, ending)
 
-        with self._lock:
-            if not self._writable:
-                if self._stopped is not None and not self._stop_reported:
-                    self._stop_reported = True
-                    raise self._closed_error()
-                return
-            self._record = self._flush(also=mark)
-            self._writable = False
-            self._due = float("inf")
-            for seq in self._seq_list:
-                seq._buf = _ClosedBuffer(self._id)
+        return mark
+
+    def _closed(self, record: dict) -> None:
+        """After the closing transaction committed: stop accepting points."""
+        self._record = record
+        self._writable = False
+        self._due = float("inf")
+        for seq in self._seq_list:
+            seq._buf = _ClosedBuffer(self._id)
         _lifecycle.unregister(self)
 
     def __enter__(self) -> "Run":
