@@ -11,7 +11,8 @@ import math
 import os
 import sys
 
-from aim import Run, Text
+import numpy as np
+from aim import Distribution, Image, Run, Text
 
 path, which = sys.argv[1], sys.argv[2]
 expected = {}
@@ -45,6 +46,10 @@ if which == "first":
     first.track(float("nan"), name="odd", step=0)
     first.track(float("inf"), name="odd", step=1)
     first.track(Text("hello"), name="notes", step=0)
+    first.track(Text("world"), name="notes", step=1)
+    pixels = (np.arange(8 * 8 * 3) % 256).astype(np.uint8).reshape(8, 8, 3)
+    first.track([Image(pixels), Image(255 - pixels)], name="samples", step=0, context={"subset": "val"})
+    first.track(Distribution(np.linspace(-1.0, 1.0, 101), bin_count=10), name="weights", step=5)
     record(first)
     first.close()
 

@@ -56,3 +56,20 @@ def test_update_params_in_one_go(repo):
     run.update_params({"lr": 0.1, "model": {"layers": 3}})
     run.close()
     assert Repo(repo.path).get_run(run.id).params == {"kept": 1, "lr": 0.1, "model": {"layers": 3}}
+
+
+def test_track_objects_keeps_times_and_checks_everything_first(repo):
+    from runstore import Image, Text
+
+    run = Run(repo=repo, name="objs", created_at=1_600_000_000.0)
+    run.track_objects([Text("a"), Text("b")], "notes", steps=[3, 7], timestamps=[1_600_000_001.0, 1_600_000_002.0])
+    with pytest.raises(InvalidValueError, match="one type"):
+        run.track_objects([Text("c"), Image(np.zeros((2, 2), np.uint8))], "notes", steps=[8, 9])
+    with pytest.raises(InvalidValueError, match="element 1 is a float"):
+        run.track_objects([Text("c"), 1.0], "notes", steps=[8, 9])
+    with pytest.raises(InvalidValueError, match="finite"):
+        run.track_objects([Text("c")], "notes", steps=[float("nan")])
+    run.close("finished", ended_at=1_600_000_003.0)
+    seq = repo.get_run(run.id).sequence("notes")
+    assert [t.text for t in seq.values] == ["a", "b"]  # nothing of the refused calls
+    assert seq.steps.tolist() == [3, 7] and seq.timestamps.tolist() == [1_600_000_001.0, 1_600_000_002.0]

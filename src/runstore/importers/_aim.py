@@ -14,7 +14,8 @@ tags, archived, creation and end time; every attribute (``run["hparams"]``
 ...) -> params; every metric with its context, steps, epochs and timestamps;
 Aim's system metrics ``__system__cpu`` -> ``system/cpu`` (the name runstore's
 own system metrics use); a run without an end time is still running.
-Images, texts, distributions, figures and audio are counted and reported.
+Images, texts and distributions become Image, Text and Distribution
+sequences; figures and audio are counted and reported.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import IO, Iterator
 import numpy as np
 
 from ..errors import ImportSourceError
-from ._common import Series, SourceRun
+from ._common import ObjectSeries, Series, SourceRun
 
 READER = Path(__file__).with_name("_aim_reader.py")
 
@@ -129,8 +130,18 @@ class AimStream:
                 name = "system/" + name[len("__system__"):]
             series.append(Series(name, info["context"] or {}, steps, values, stamps,
                                  None if np.isnan(epochs).all() else epochs))
+        objects = []
+        for info in header.get("object_series", []):
+            kind = {"images": "image", "texts": "text", "distributions": "distribution"}[info["kind"]]
+            payloads = info["payloads"]
+            if kind == "image":
+                payloads = [_read_exactly(stream, int(size)) for size in payloads]
+            epochs = info["epochs"]
+            objects.append(ObjectSeries(info["name"], info["context"] or {}, kind, info["steps"], info["timestamps"],
+                                        payloads, None if all(e is None for e in epochs) else
+                                        [np.nan if e is None else e for e in epochs]))
         skipped = [f"{len(names)} {kind.rstrip('s')} sequence{'s' if len(names) != 1 else ''} "
-                   f"({', '.join(sorted(names))}): object sequences are not available in this runstore yet"
+                   f"({', '.join(sorted(names))}): figures and audio are not imported yet"
                    for kind, names in sorted(header.get("objects", {}).items())]
         digest = hashlib.sha1(json.dumps({k: v for k, v in header.items() if k != "objects"},
                                          sort_keys=True).encode()).hexdigest()
@@ -147,6 +158,7 @@ class AimStream:
             params=_floats_back(header.get("params") or {}),
             tags=[t for t in header.get("tags", []) if t],
             series=series,
+            objects=objects,
             archived=bool(header.get("archived")),
             skipped=skipped,
         )

@@ -29,6 +29,9 @@ import numpy as np  # aim depends on it
 
 OBJECT_TYPES = {"images": "aim.image", "texts": "aim.text", "distributions": "aim.distribution",
                 "figures": "aim.figure", "audios": "aim.audio"}
+# the kinds brought along (as runstore Image/Text/Distribution), with aim's getter
+READABLE = {"images": "get_image_sequence", "texts": "get_text_sequence",
+            "distributions": "get_distribution_sequence"}
 
 
 def plain(value, depth=0):
@@ -110,9 +113,33 @@ def write_run(out, run_hash, run):
         arrays.append((np.asarray(steps, "<i8"), np.asarray(values, "<f8"), np.asarray(epochs, "<f8"),
                        np.asarray(stamps, "<f8")))
     objects = {}
+    blobs = []
+    object_series = []
     for kind, dtype in OBJECT_TYPES.items():
         for name, context, _ in run.iter_sequence_info_by_type(dtype):
-            objects.setdefault(kind, []).append(name)
+            if kind not in READABLE:
+                objects.setdefault(kind, []).append(name)
+                continue
+            seq = getattr(run, READABLE[kind])(name, context)
+            steps, (values, epochs, stamps) = seq.data.items_list()
+            entry = {"kind": kind, "name": name, "context": plain(context.to_dict()), "steps": [], "epochs": [],
+                     "timestamps": [], "payloads": []}
+            for step, value, epoch, stamp in zip(steps, values, epochs, stamps):
+                for item in value if isinstance(value, list) else [value]:  # several images at one step
+                    entry["steps"].append(int(step))
+                    entry["epochs"].append(epoch if epoch is not None and epoch == epoch else None)
+                    entry["timestamps"].append(stamp)
+                    if kind == "texts":
+                        entry["payloads"].append(str(item.data))
+                    elif kind == "distributions":
+                        counts, edges = item.to_np_histogram()
+                        entry["payloads"].append([np.asarray(counts, float).tolist(), np.asarray(edges, float).tolist()])
+                    else:
+                        data = item.storage["data"]
+                        data = bytes(data.load() if hasattr(data, "load") else data)
+                        entry["payloads"].append(len(data))
+                        blobs.append(data)
+            object_series.append(entry)
     header = {
         "hash": run_hash,
         "name": run.name,
@@ -125,11 +152,14 @@ def write_run(out, run_hash, run):
         "params": plain(params),
         "series": series,
         "objects": objects,
+        "object_series": object_series,
     }
     out.write((json.dumps(header) + "\n").encode())
     for cols in arrays:
         for col in cols:
             out.write(col.tobytes())
+    for blob in blobs:  # image bytes, in the order of object_series' payload sizes
+        out.write(blob)
     out.flush()
 
 

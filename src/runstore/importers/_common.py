@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from .. import Repo, Run
-from ..errors import InvalidParamError
+from ..errors import InvalidParamError, RunstoreError
 
 # Metric-name prefixes that name a data subset, as the integrations map them:
 # "train/loss", "val_loss" and "eval-loss" become "loss" with context
@@ -73,6 +73,20 @@ class Series:
 
 
 @dataclass
+class ObjectSeries:
+    """One object sequence: ``kind`` is image, text or distribution; ``payloads`` are
+    encoded image bytes, strings, or (counts, bin edges) pairs."""
+
+    name: str
+    context: dict
+    kind: str
+    steps: list
+    timestamps: list
+    payloads: list
+    epochs: list | None = None
+
+
+@dataclass
 class SourceRun:
     """A run as read from another tracker, before it is written."""
 
@@ -90,6 +104,7 @@ class SourceRun:
     series: list[Series] | Callable[[], list[Series]] = field(default_factory=list)
     artifacts: list[Path] = field(default_factory=list)
     archived: bool = False
+    objects: list[ObjectSeries] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # what could not be brought along, and why
 
 
@@ -105,13 +120,15 @@ class ImportResult(list):
         self.unchanged: list[Run] = []
         self.replaced = 0
         self.points = 0
+        self.objects = 0
         self.skipped: list[str] = []
         self.seconds = 0.0
 
     def summary(self) -> str:
         rate = f" ({self.points / self.seconds:,.0f} points/s)" if self.seconds > 0 and self.points else ""
         lines = [f"Imported {len(self)} run{'s' if len(self) != 1 else ''} from {self.tool} {self.source}: "
-                 f"{self.points:,} points in {self.seconds:.1f} s{rate}"]
+                 f"{self.points:,} points{f' and {self.objects:,} objects' if self.objects else ''} in "
+                 f"{self.seconds:.1f} s{rate}"]
         if self.replaced:
             lines.append(f"{self.replaced} changed since the last import: imported again, old copies removed")
         if self.unchanged:
@@ -249,6 +266,19 @@ def _write_one(repo: Repo, tool: str, source: str, src: SourceRun, experiment: s
             run.track_many(s.values, name, steps=s.steps, epochs=s.epochs, context=ctx or None,
                            timestamps=s.timestamps)
             result.points += len(s.values)
+        for obj in src.objects:
+            name, ctx = (obj.name, obj.context)
+            if prefixes is not None and not ctx:
+                name, ctx = split_prefix(name, prefixes)
+            try:
+                values = [_object(obj.kind, p) for p in obj.payloads]
+                run.track_objects(values, name, steps=obj.steps, epochs=obj.epochs, context=ctx or None,
+                                  timestamps=obj.timestamps)
+            except RunstoreError as exc:
+                result.skipped.append(f"{src.name or src.source_id}: {obj.kind} sequence {obj.name!r} not imported "
+                                      f"({exc})")
+                continue
+            result.objects += len(values)
         for path in src.artifacts:
             try:
                 run.log_artifact(path)
@@ -267,3 +297,15 @@ def _write_one(repo: Repo, tool: str, source: str, src: SourceRun, experiment: s
         repo.delete_run(run.id)
         raise
     return run
+
+
+def _object(kind: str, payload: Any) -> Any:
+    """A runstore object value from what an importer read."""
+    from .. import Distribution, Image, Text
+
+    if kind == "image":
+        return Image(payload)
+    if kind == "text":
+        return Text(payload)
+    counts, edges = payload
+    return Distribution.from_histogram(counts, edges)

@@ -13,8 +13,8 @@ What maps to what (docs/import.md has the table):
 * scalars (``simple_value`` and TF2 tensor summaries) become sequences with
   their original step and wall time; ``train/loss``-style tags become ``loss``
   with context ``{"subset": "train"}`` unless ``contexts=False``;
-* histograms, images and text are counted and reported (object sequences are
-  not in this runstore yet), as are other plugins' values.
+* histograms, images and text become Distribution, Image and Text sequences
+  with their steps and wall times; other plugins' values are counted and reported.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ImportSourceError
 from . import _tfevents
-from ._common import Series, SourceRun, nested_params
+from ._common import ObjectSeries, Series, SourceRun, nested_params
 
 _PATTERN = "events.out.tfevents."
 # SessionEndInfo.status (hparams plugin): STATUS_UNKNOWN, SUCCESS, FAILURE, RUNNING
@@ -126,16 +126,16 @@ class _Loader:
             run.created_at = min(walls)
             run.ended_at = max(walls)
         series: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-        objects: dict[str, dict[str, int]] = {"histogram": {}, "image": {}, "text": {}}
+        objects: dict[tuple[str, str], list] = {}  # (kind, tag) -> [(step, wall, payload)] in file order
         other: dict[str, int] = {}
         hparams: dict = {}
         problems: list[str] = []
         for e in events + kid_events:
             for tag, cols in e.scalars.items():
                 series.setdefault(tag, []).append(cols)
-            for kind, table in (("histogram", e.histograms), ("image", e.images), ("text", e.texts)):
+            for kind, table in (("distribution", e.histograms), ("image", e.images), ("text", e.texts)):
                 for tag, points in table.items():
-                    objects[kind][tag] = objects[kind].get(tag, 0) + len(points)
+                    objects.setdefault((kind, tag), []).extend(points)
             for plugin, count in e.other.items():
                 other[plugin] = other.get(plugin, 0) + count
             for key, value in e.hparams.items():
@@ -154,11 +154,14 @@ class _Loader:
                 skipped: list[str] = []
                 run.params["hparams"] = nested_params({k: _int_if_whole(v) for k, v in hparams.items()}, skipped)
                 problems.extend(skipped)
-            for kind, tags in objects.items():
-                if tags:
-                    n = sum(tags.values())
-                    problems.append(f"{n} {kind} value{'s' if n != 1 else ''} (tags {', '.join(sorted(tags))}): "
-                                    "object sequences are not available in this runstore yet")
+            for (kind, tag), points in objects.items():
+                payloads = [_payload(kind, p) for _, _, p in points]
+                keep = [i for i, p in enumerate(payloads) if p is not None]
+                if len(keep) < len(points):
+                    problems.append(f"{len(points) - len(keep)} {kind} value(s) of tag {tag!r} could not be read")
+                name = tag[: -len("/text_summary")] if kind == "text" and tag.endswith("/text_summary") else tag
+                run.objects.append(ObjectSeries(name, {}, kind, [points[i][0] for i in keep],
+                                                [points[i][1] for i in keep], [payloads[i] for i in keep]))
             for plugin, n in sorted(other.items()):
                 problems.append(f"{n} value{'s' if n != 1 else ''} of the TensorBoard plugin {plugin!r}: not imported")
             run.skipped.extend(problems)
@@ -176,3 +179,41 @@ def _int_if_whole(value: object) -> object:
     if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
         return int(value)
     return value
+
+
+def _payload(kind: str, value: object) -> object:
+    """What runstore's object constructors take, from a decoded TensorBoard value."""
+    if kind == "text":
+        return value if isinstance(value, str) else "\n".join(map(str, value))  # type: ignore[arg-type]
+    if kind == "image":
+        return value.get("encoded") or None  # type: ignore[union-attr]
+    return _histogram(value)  # type: ignore[arg-type]
+
+
+def _histogram(h: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(counts, bin edges) from a HistogramProto (bucket i holds the values up to
+    bucket_limit[i]; the first bucket starts at ``min``) or a TF2 [k, 3] tensor of
+    (left, right, count). Degenerate buckets (a constant tensor) get a tiny width,
+    and the +-1.797e308 limits TensorFlow puts at the ends become min / max."""
+    if "buckets" in h:
+        b = h["buckets"]
+        if not len(b):
+            return None
+        counts = b[:, 2].astype(np.float64)
+        edges = np.append(b[:, 0], b[-1, 1]).astype(np.float64)
+    else:
+        counts = np.asarray(h["bucket"], np.float64)
+        limits = np.asarray(h["bucket_limit"], np.float64)
+        if not len(counts) or len(counts) != len(limits):
+            return None
+        lo, hi = float(h["min"]), float(h["max"])
+        first = min(lo, limits[0]) if len(limits) < 2 else min(lo, limits[0] - (limits[1] - limits[0]))
+        edges = np.concatenate(([first], limits))
+        if edges[-1] > 1e300:  # TensorFlow's last bucket ends at DBL_MAX
+            edges[-1] = hi
+    edges[edges < -1e300] = edges[np.isfinite(edges) & (np.abs(edges) <= 1e300)].min(initial=0.0)
+    edges[edges > 1e300] = edges[np.isfinite(edges) & (np.abs(edges) <= 1e300)].max(initial=0.0)
+    for i in range(1, len(edges)):  # strictly increasing, as Distribution asks
+        if edges[i] <= edges[i - 1]:
+            edges[i] = np.nextafter(edges[i - 1], np.inf) if edges[i - 1] != 0 else 1e-12
+    return np.clip(counts, 0, None), edges

@@ -58,8 +58,9 @@ def _mismatch(seq: Sequence, new_type: str) -> InvalidValueError:
     )
 
 
-def track_object(seq: Sequence, obj: TrackedObject, step: Any, epoch: Any) -> None:
-    """``run.track(obj)``/``seq.append(obj)``: type checks, then a list append."""
+def track_object(seq: Sequence, obj: TrackedObject, step: Any, epoch: Any, timestamp: float | None = None) -> None:
+    """``run.track(obj)``/``seq.append(obj)``: type checks, then a list append
+    (``timestamp``: when the object was recorded, for importers; default now)."""
     if step is None:
         step = _NAN
     elif type(step) is not int:
@@ -93,7 +94,7 @@ def track_object(seq: Sequence, obj: TrackedObject, step: Any, epoch: Any) -> No
     if type(buf) is not _ObjectBuffer:
         buf.fromlist([])  # a closed run: raises RunClosedError
     now = _time()
-    buf.items.append((obj, step, float(epoch), now))
+    buf.items.append((obj, step, float(epoch), now if timestamp is None else timestamp))
     run = seq.run
     if now > run._due:  # the flush thread is a whole interval late (see Run._flush_overdue)
         run._flush_overdue()

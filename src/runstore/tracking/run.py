@@ -372,6 +372,32 @@ class Run:
         for name, value in metrics.items():
             track(value, name, step, epoch, context)
 
+    def track_objects(self, values: list, name: str, steps: Any, epochs: Any = None, context: dict | None = None,
+                      timestamps: Any = None) -> None:
+        """Append many objects (Image, Text, Distribution, ...) to one sequence with
+        their steps, and, as importers need, the time each was recorded (seconds since
+        the epoch; default now). All are checked before any is appended."""
+        seq = self._sequence(name, context)
+        what = _values.describe(seq.name, seq.context)
+        n = len(values)
+        for i, value in enumerate(values):
+            if not isinstance(value, TrackedObject):
+                raise InvalidValueError(f"track_objects into {what}: element {i} is a {type(value).__name__}, "
+                                        "not an Image, Text, Distribution, Figure, Audio or Array")
+        kinds = sorted({value.type for value in values})
+        if len(kinds) > 1:
+            raise InvalidValueError(f"track_objects into {what}: one sequence holds one type, got {', '.join(kinds)}")
+        stp = _numeric_array(steps, f"steps of {what}", n, keep_ints=True)
+        if stp.dtype.kind == "f" and not np.isfinite(stp).all():
+            raise InvalidValueError(f"steps of {what} must be finite")
+        eps = None if epochs is None else _numeric_array(epochs, f"epochs of {what}", n)
+        tss = None if timestamps is None else _numeric_array(timestamps, f"timestamps of {what}", n)
+        if tss is not None and not np.isfinite(tss).all():
+            raise InvalidValueError(f"timestamps of {what} must be finite")
+        for i, value in enumerate(values):
+            _track_object(seq, value, int(stp[i]), None if eps is None else float(eps[i]),
+                          None if tss is None else float(tss[i]))
+
     def track_many(self, values: Any, name: str, steps: Any = None, epochs: Any = None,
                    context: dict | None = None, timestamps: Any = None) -> None:
         """Append many points at once (NumPy arrays or sequences); all points get
