@@ -216,3 +216,53 @@ def test_older_schema_without_run_names(stores, tmp_path):
     repo = Repo(tmp_path / "repo")
     result = importers.mlflow(f"sqlite:///{old}", repo=repo)
     assert sorted(r.name for r in result) == ["child", "failed-one", "killed-one", "parent", "still-running"]
+
+
+@pytest.mark.slow
+def test_import_from_a_real_mlflow_server(stores, tmp_path):
+    """`runstore import mlflow http://...` against `mlflow server` (mlflow-skinny ships it)
+    serving a copy of the SQLite store: the same runs, params, tags and points as the
+    direct read of the database."""
+    import socket
+    import time
+    import urllib.request
+
+    uri, _ = stores["sqlite"]
+    db = tmp_path / "served.db"
+    shutil.copyfile(uri[len("sqlite:///"):], db)  # the server may migrate its database
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GIT_PYTHON_REFRESH": "quiet", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=5)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-3000:]
+                assert time.monotonic() < deadline, "mlflow server did not start within 180 s"
+                time.sleep(0.5)
+        over_http = importers.mlflow(url, repo=tmp_path / "http")
+        direct = importers.mlflow(uri, repo=tmp_path / "direct")
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
+
+    def content(repo_path: Path) -> dict:
+        out = {}
+        for run in Repo(repo_path).runs():
+            seqs = {(s.name, str(s.context)): (s.steps.tolist(), [repr(v) for v in s.values.tolist()])
+                    for s in run.metrics()}
+            params = {k: v for k, v in run.params.items() if k != "imported_from"}  # names its source
+            out[run.name, run.experiment] = (run.status, run.created_at, run.ended_at, params, sorted(run.tags), seqs)
+        return out
+
+    assert len(over_http) == len(direct) > 0
+    assert content(tmp_path / "http") == content(tmp_path / "direct")
