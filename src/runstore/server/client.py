@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..tracking import replica as _replica
+from ..tracking.console import NAME as _CONSOLE
 from ..errors import InvalidParamError, RepositoryError, RunClosedError, RunNotFoundError, RunstoreError
 from ..tracking.repo import Repo
 from ..tracking.run import Run
@@ -187,14 +188,42 @@ class RemoteRun(Run):
 
     _object_values = False  # images, text, ... (issue 13) are not shipped yet: refused at track()
 
-    def __init__(self, repo: Any = None, run_id: str | None = None, *, experiment: str | None = None,
-                 name: str | None = None, tags: Iterable[str] | None = None, description: str | None = None,
-                 parent: Any = None, flush_interval: float | None = None, run_hash: str | None = None) -> None:
+    # The same signature as Run.__init__ (tests/test_server_run_options.py compares
+    # them): every Run(...) keyword works with a grpc:// repository too.
+    def __init__(
+        self,
+        repo: Any = None,
+        run_id: str | None = None,
+        *,
+        experiment: str | None = None,
+        name: str | None = None,
+        tags: Iterable[str] | None = None,
+        description: str | None = None,
+        parent: Any = None,
+        flush_interval: float | None = None,
+        run_hash: str | None = None,
+        created_at: float | None = None,
+        force: bool = False,
+        system_metrics: bool | float | None = None,
+        capture_env: bool | dict | None = None,
+        capture_output: bool = False,
+    ) -> None:
+        """As :class:`runstore.Run`. The environment (``capture_env``) is captured here
+        and sent in the run's create op; system metrics are sampled by the process's
+        sampler thread into this run's buffers and shipped with its points;
+        ``capture_output``'s ``console.log`` is written beside the spool and uploaded
+        as an artifact when the run closes. ``force`` is accepted for the same code to
+        run anywhere; a remote run holds no writer lease to take over (the server
+        applies each writer's ops in order)."""
+        # checked before anything is buffered or sent: a bad option creates no run
+        metrics_interval, env_pieces = _replica.start_options(created_at, system_metrics, capture_env)
         if run_hash is not None:
             if run_id is not None and run_id != run_hash:
                 raise InvalidParamError(
                     f"pass run_id or run_hash (Aim's name for it), not both: {run_id!r} / {run_hash!r}")
             run_id = run_hash
+        if created_at is not None and run_id is not None:
+            raise InvalidParamError("created_at is for new runs; a resumed run keeps the time it was created")
         self.repo = repo if isinstance(repo, RemoteRepo) else Repo(repo)
         if not isinstance(self.repo, RemoteRepo):
             raise RepositoryError(f"{repo!r} is not a server address")
@@ -203,8 +232,8 @@ class RemoteRun(Run):
         self._flush_interval = float(flush_interval if flush_interval is not None else self.repo.flush_interval)
         if run_id is None:
             record = _replica.new_record(name=name, experiment=experiment, tags=tags, description=description,
-                                         parent=parent)
-            self._id = _replica.new_run_id()
+                                         parent=parent, created_at=created_at, env_pieces=env_pieces)
+            self._id = _replica.new_run_id(created_at)
             self._record, self._params = record, {}
             self._enqueue({"create": [record, {}]})
         else:
@@ -224,6 +253,14 @@ class RemoteRun(Run):
             self._enqueue(op)
         self._next_flush = time.monotonic() + self._flush_interval
         _live[id(self)] = self
+        self._start_watchers(metrics_interval, capture_output)
+
+    def _console_target(self) -> tuple[Path, bool]:
+        # No artifacts folder here: the lines go to a file beside the spool, uploaded
+        # through the server's artifact path (chunk ops) when the run closes.
+        folder = Path(self.repo.spool_dir) / "console"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{self._id}-{self._writer}.log", False
 
     def _init_remote(self) -> None:
         self._writer = os.urandom(8).hex()
@@ -295,6 +332,14 @@ class RemoteRun(Run):
         """Send the rest, mark the run ``status``, and wait (at most the repository's
         ``close_timeout``) for the server's acknowledgements. Idempotent."""
         status = _replica.status_of(status)
+        if not self._writable:
+            return
+        console = self._stop_watchers()
+        if console is not None:  # uploaded as local runs keep it: the artifact console.log
+            try:
+                self.log_artifact(console.path, kind="console", name=_CONSOLE)
+            finally:
+                console.path.unlink(missing_ok=True)
         with self._lock:
             if not self._writable:
                 return

@@ -32,11 +32,12 @@ _tees: dict[str, "_Tee"] = {}
 
 
 class Capture:
-    """One run's copy of the console: a line-buffered file in its artifacts folder."""
+    """One run's copy of the console: a line-buffered file (a local run's: in its
+    artifacts folder; a remote run's: beside its spool, uploaded when it ends)."""
 
-    def __init__(self, run: Any) -> None:
+    def __init__(self, run: Any, path: Any) -> None:
         self.run = run
-        self.path = run.artifacts_dir / NAME
+        self.path = path
         self.file = open(self.path, "a", encoding="utf-8", errors="replace", buffering=1)
         self.created_at = time.time()
 
@@ -116,11 +117,12 @@ def record_artifact(record: dict, capture: Capture) -> None:
     record["artifacts"] = [a for a in record.get("artifacts", []) if a["name"] != NAME] + [entry]
 
 
-def start(run: Any) -> Capture:
-    """Copy console lines into ``run``'s ``console.log`` (entered in its artifacts now,
-    so it can be followed while the run is live)."""
-    capture = Capture(run)
-    run._modify(lambda record: record_artifact(record, capture))
+def start(run: Any, path: Any, listed: bool = True) -> Capture:
+    """Copy console lines into the file ``path`` for ``run`` (``listed``: entered in
+    the run's artifacts now, so it can be followed while the run is live)."""
+    capture = Capture(run, path)
+    if listed:
+        run._modify(lambda record: record_artifact(record, capture))
     with _lock:
         _sinks[id(run)] = capture
         for attr, label in (("stdout", ""), ("stderr", "[stderr] ")):

@@ -44,22 +44,37 @@ from .sequence import Sequence
 if TYPE_CHECKING:
     from .repo import Repo
 
-__all__ = ["Change", "append", "commit", "new_record", "new_run_id", "status_of", "param_value", "resume_changes", "stored", "writer"]
+__all__ = ["Change", "append", "commit", "new_record", "start_options", "new_run_id", "status_of", "param_value", "resume_changes", "stored", "writer"]
+
+
+def start_options(created_at: Any, system_metrics: Any, capture_env: Any) -> tuple[float | None, dict]:
+    """``(sampling interval or None, environment pieces)`` for ``Run(created_at=...,
+    system_metrics=..., capture_env=...)``, validated as ``Run`` validates them."""
+    from .run import _start_options
+
+    return _start_options(created_at, system_metrics, capture_env)
 
 
 def new_record(*, name: Any = None, experiment: Any = None, tags: Any = None, description: Any = None,
-               parent: Any = None) -> dict:
+               parent: Any = None, created_at: float | None = None, env_pieces: dict | None = None) -> dict:
     """The record ``Run(...)`` stores for a new run, validated exactly as ``Run`` does
-    (a remote client builds it before anything is buffered or sent)."""
+    (a remote client builds it before anything is buffered or sent). ``env_pieces``
+    (from :func:`start_options`): the environment captured into ``env``, as ``Run`` does."""
+    from . import environment as _environment
     from .run import _opt_str, _parent_id, _tag_list
 
-    return {
+    if created_at is not None and (isinstance(created_at, bool) or not isinstance(created_at, (int, float))
+                                   or not 0 <= created_at < 2 ** 47 / 1000):
+        from ..errors import InvalidParamError
+
+        raise InvalidParamError(f"created_at must be seconds since the epoch (a number >= 0), got {created_at!r}")
+    record = {
         "name": _opt_str(name, "name"),
         "experiment": _opt_str(experiment, "experiment") or "default",
         "tags": _tag_list(tags),
         "description": _opt_str(description, "description"),
         "status": "running",
-        "created_at": time.time(),
+        "created_at": time.time() if created_at is None else float(created_at),
         "ended_at": None,
         "parent": _parent_id(parent),
         "archived": False,
@@ -67,6 +82,9 @@ def new_record(*, name: Any = None, experiment: Any = None, tags: Any = None, de
         "pid": os.getpid(),
         "artifacts": [],
     }
+    if env_pieces:
+        record["env"] = _environment.capture(env_pieces)
+    return record
 
 
 def resume_changes(*, name: Any = None, experiment: Any = None, description: Any = None) -> dict:

@@ -139,10 +139,7 @@ class Run:
         if getattr(self, "_opened", False):  # this process's open run, from __new__
             return self._reopen(name, experiment, description, tags, parent)
         # checked before anything is written: a bad option creates no run
-        imported = created_at is not None
-        metrics_interval = _system_metrics.interval_for(False if imported and system_metrics is None
-                                                        else system_metrics)
-        env_pieces = _environment.options(False if imported and capture_env is None else capture_env)
+        metrics_interval, env_pieces = _start_options(created_at, system_metrics, capture_env)
 
         if run_hash is not None:  # Aim's name for run_id
             if run_id is not None and run_id != run_hash:
@@ -222,9 +219,26 @@ class Run:
         self._last_beat = _monotonic()
         self._opened = True
         _lifecycle.register(self)
+        self._start_watchers(metrics_interval, capture_output)
+
+    # The process-wide helpers a live run starts and stops. Shared with every Run
+    # subclass (runstore.server's RemoteRun calls them too), so that a run gets the
+    # same behaviour wherever its data goes.
+    def _start_watchers(self, metrics_interval: float | None, capture_output: bool) -> None:
         _system_metrics.watch(self, metrics_interval)
         if capture_output:
-            self._console = _console.start(self)
+            path, listed = self._console_target()
+            self._console = _console.start(self, path, listed)
+
+    def _stop_watchers(self) -> "_console.Capture | None":
+        """Stop sampling and console capture; the console capture, if there was one."""
+        _system_metrics.unwatch(self)
+        return _console.stop(self)
+
+    def _console_target(self) -> tuple[Path, bool]:
+        """Where console lines go and whether the file is listed in the record at once
+        (a local run: its artifacts folder, listed so it can be followed live)."""
+        return self.artifacts_dir / _console.NAME, True
 
     def _reopen(self, name: Any, experiment: Any, description: Any, tags: Any, parent: Any) -> None:
         """``Run(repo, run_id=...)`` of a run this process has open: the same object,
@@ -640,8 +654,7 @@ class Run:
         """The record change of closing (run inside the flush transaction); stops
         this run's system-metrics sampling and console capture."""
         end = None if status == "running" and ended_at is None else _time() if ended_at is None else float(ended_at)
-        _system_metrics.unwatch(self)
-        console = _console.stop(self)
+        console = self._stop_watchers()
 
         def ending(record: dict) -> None:
             record.update(status=status, ended_at=end)
@@ -1094,6 +1107,15 @@ def _key_parts(key: Any) -> tuple:
     if not isinstance(key, str):
         raise KeyError(f"a param key is a dotted string or a tuple of strings, got {key!r}")
     return tuple(key.split("."))
+
+
+def _start_options(created_at: Any, system_metrics: Any, capture_env: Any) -> tuple[float | None, dict]:
+    """The sampling interval and environment pieces a new or resumed run asks for,
+    validated before anything is written (Run and RemoteRun). A backdated run
+    (``created_at``) is an import: both default to off for it."""
+    imported = created_at is not None
+    interval = _system_metrics.interval_for(False if imported and system_metrics is None else system_metrics)
+    return interval, _environment.options(False if imported and capture_env is None else capture_env)
 
 
 def _opt_str(value: Any, what: str) -> str | None:

@@ -58,7 +58,10 @@ class _Watch:
         self.run = run
         self.interval = interval
         self.due = time.monotonic() + interval
-        self.start = run.created_at
+        try:
+            self.start = run.created_at
+        except Exception:  # a remote run resumed while its server is unreachable: steps from now
+            self.start = time.time()
         self.last_step = -1
         self.warned = False
         self.samples = 0
