@@ -137,8 +137,10 @@ class HeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
                 headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-                            (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"),
-                            (b"cache-control", b"no-store")]
+                            (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
+                # no-store unless the route chose otherwise (objects revalidate by ETag)
+                if not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -12,6 +12,12 @@ Routes (documented with examples in docs/ui.md):
     GET   /api/runs/{id}/artifacts/{name} download an artifact
     GET|POST /api/metrics                 (name, context) pairs of the selected runs
     GET|POST /api/curves                  downsampled points of one chart (Arrow stream)
+    GET   /api/runs/{id}/objects          the run's object sequences (images, text, ...)
+    GET   /api/runs/{id}/objects/steps    the steps a slider moves over
+    GET   /api/runs/{id}/objects/at       one point's bytes (PNG/JPEG, WAV, SVG, JSON, npy, text)
+    GET   /api/runs/{id}/objects/texts    a page of a text sequence
+    GET   /api/runs/{id}/objects/distribution   counts over steps (a heatmap's matrix)
+    GET   /api/runs/{id}/objects/array    one array point as JSON
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from runstore import QuerySyntaxError, Repo, RunNotFoundError, RunstoreError
+from runstore import QuerySyntaxError, Repo, RunNotFoundError, RunstoreError, SequenceNotFoundError
 
 from . import _security
 from ._data import UIError, UIRepo, ipc_bytes
+from ._objects import ObjectViews, UINotFound, parse_context
 
 STATIC = Path(__file__).parent / "static"
 ARROW = "application/vnd.apache.arrow.stream"
@@ -48,6 +55,7 @@ def create_app(repo: Repo | str | os.PathLike, *, host: str = "127.0.0.1", token
     if not isinstance(repo, Repo):
         repo = Repo(repo, create=False)
     ui = UIRepo(repo)
+    objects = ObjectViews(repo)
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -109,6 +117,47 @@ def create_app(repo: Repo | str | os.PathLike, *, host: str = "127.0.0.1", token
         meta, stream = await _threaded(ui.curves, spec)
         return StreamingResponse(stream, media_type=ARROW, headers={"X-Bucket": str(meta["bucket"])})
 
+    def _obj_args(request: Request) -> tuple:
+        qp = request.query_params
+        return request.path_params["run_id"], qp.get("name"), parse_context(qp.get("context"))
+
+    def _at(qp) -> tuple:
+        step = _int(qp, "step", None) if qp.get("step") not in (None, "") else None
+        index = _int(qp, "index", None) if qp.get("index") not in (None, "") else None
+        return step, index, qp.get("exact", "0") not in ("0", "false", "")
+
+    async def object_list(request: Request) -> Response:
+        return JSONResponse(await _threaded(objects.list, request.path_params["run_id"]))
+
+    async def object_steps(request: Request) -> Response:
+        return JSONResponse(await _threaded(objects.steps, *_obj_args(request),
+                                            _int(request.query_params, "max", 5000)))
+
+    async def object_at(request: Request) -> Response:
+        qp = request.query_params
+        data, ctype, headers = await _threaded(objects.at, *_obj_args(request), *_at(qp), qp.get("format") or None)
+        # The URL names a step, not content (the nearest step moves as a run grows), so the
+        # browser revalidates every time; the ETag is the content's SHA-256, so an unchanged
+        # point costs a 304 and no bytes.
+        headers["Cache-Control"] = "no-cache"
+        if ctype == "image/svg+xml":  # a stored SVG opened on its own must not run scripts here
+            headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type=ctype, headers=headers)
+
+    async def object_texts(request: Request) -> Response:
+        qp = request.query_params
+        return JSONResponse(await _threaded(objects.texts, *_obj_args(request), _int(qp, "offset", 0),
+                                            _int(qp, "limit", 50), qp.get("desc", "0") not in ("0", "false", "")))
+
+    async def object_distribution(request: Request) -> Response:
+        return JSONResponse(await _threaded(objects.distribution, *_obj_args(request),
+                                            _int(request.query_params, "width", 300)))
+
+    async def object_array(request: Request) -> Response:
+        return JSONResponse(await _threaded(objects.array, *_obj_args(request), *_at(request.query_params)))
+
     routes = [
         Route("/", index),
         Route("/runs", index), Route("/explorer", index), Route("/compare", index),
@@ -121,6 +170,12 @@ def create_app(repo: Repo | str | os.PathLike, *, host: str = "127.0.0.1", token
         Route("/api/runs/{run_id}", run_detail, methods=["GET"]),
         Route("/api/runs/{run_id}", run_edit, methods=["PATCH"]),
         Route("/api/runs/{run_id}/artifacts/{name}", artifact),
+        Route("/api/runs/{run_id}/objects", object_list),
+        Route("/api/runs/{run_id}/objects/steps", object_steps),
+        Route("/api/runs/{run_id}/objects/at", object_at),
+        Route("/api/runs/{run_id}/objects/texts", object_texts),
+        Route("/api/runs/{run_id}/objects/distribution", object_distribution),
+        Route("/api/runs/{run_id}/objects/array", object_array),
         Route("/api/metrics", metrics, methods=["GET", "POST"]),
         Route("/api/curves", curves, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -132,6 +187,7 @@ def create_app(repo: Repo | str | os.PathLike, *, host: str = "127.0.0.1", token
         Middleware(_GZipUnlessLoopback),
     ]
     handlers = {QuerySyntaxError: _query_error, RunNotFoundError: _not_found, UIError: _bad_request,
+                SequenceNotFoundError: _not_found, UINotFound: _not_found,
                 KeyError: _bad_request, RunstoreError: _bad_request, ValueError: _bad_request}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.repo = repo
@@ -189,7 +245,7 @@ def _runs_list(value: Any) -> list | None:
     return value
 
 
-def _int(qp, key: str, default: int) -> int:
+def _int(qp, key: str, default: int | None) -> int | None:
     raw = qp.get(key)
     if raw is None or raw == "":
         return default
