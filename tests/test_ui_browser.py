@@ -300,3 +300,65 @@ def test_many_runs_only_visible_rows_and_charts_in_the_dom(browser, tmp_path):
         p.close()
         proc.terminate()
         proc.wait(10)
+
+
+def test_run_page_shows_object_sequences(browser, tmp_path):
+    """Issue 14's run detail for issue 13's objects: an image grid with a step slider, a text
+    table, a distribution heatmap, arrays, figures and audio, each fetched when in view."""
+    from runstore import Repo
+    from ui_repo import add_object_run
+
+    path = tmp_path / "objects"
+    rid, _ = add_object_run(Repo(path))
+    port = free_port()
+    proc = start_server(path, port)
+    p = Page(browser, height=1000)
+    try:
+        page = p.page
+        page.goto(f"http://127.0.0.1:{port}/run/{rid}")
+        p.wait("window.__runstore.run.loaded && window.__runstore.run.objectViews === 8")
+        objs = "window.__runstore.run.objects"
+        for key in ("samples", "generations", "weights[layer=fc1]", "confusion", "speech", "photo", "roc", "pr"):
+            page.locator(f".obj-box[data-key='{key}']").scroll_into_view_if_needed()
+            p.wait(f"{objs}[{key!r}].mounted")
+        # the image grid: one cell per context, both images decoded, at the last step
+        p.wait(f"{objs}.samples.loads >= 2 && [...document.querySelectorAll('.obj-box[data-key=samples] img')]"
+               ".every(i => i.complete && i.naturalWidth === 16)")
+        assert p.state(f"{objs}.samples.cells") == 2 and p.state(f"{objs}.samples.steps") == 10
+        assert "step 45" in page.inner_text(".obj-box[data-key=samples] .obj-caption")
+        assert "val é 45" in page.inner_text(".obj-box[data-key=samples]")
+        # the slider: another step, another picture
+        src = page.get_attribute(".obj-box[data-key=samples] img", "src")
+        loads = p.state(f"{objs}.samples.loads")
+        page.eval_on_selector(".obj-box[data-key=samples] input[type=range]",
+                              "el => { el.value = '2'; el.dispatchEvent(new Event('input')); }")
+        p.wait(f"{objs}.samples.loads >= {loads + 2} && {objs}.samples.step === 10")
+        p.wait("[...document.querySelectorAll('.obj-box[data-key=samples] img')].every(i => i.complete && i.naturalWidth === 16)")
+        assert page.get_attribute(".obj-box[data-key=samples] img", "src") != src
+        assert "step 10" in page.inner_text(".obj-box[data-key=samples] .obj-caption")
+        # text: newest first, pages
+        p.wait(f"{objs}.generations.rows === 10")
+        assert page.locator(".obj-text td", has_text="generated at step 45: ünïcode").count() == 1
+        # the distribution heatmap drew: its canvas has pixels that are not the background
+        p.wait(f"{objs}['weights[layer=fc1]'].drawn")
+        dark = page.evaluate("""() => {
+            const c = document.querySelector(".obj-box[data-key='weights[layer=fc1]'] canvas");
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++;
+            return [n, c.width * c.height];
+        }""")
+        assert dark[1] == 10 * 32 and 10 <= dark[0] < dark[1]  # each step's peak is dark, most bins pale
+        # the array: a heatmap table of the last step
+        p.wait(f"{objs}.confusion.step === 45 && {objs}.confusion.cells === 9")
+        assert page.locator(".obj-box[data-key=confusion] td", has_text="360").count() == 1
+        # a matplotlib figure as SVG, a plotly figure as a link, audio players
+        p.wait("document.querySelector('.obj-box[data-key=roc] img') && document.querySelector('.obj-box[data-key=roc] img').naturalWidth > 0")
+        assert page.get_attribute(".obj-box[data-key=pr] a", "href").endswith("step=0")
+        p.wait(f"{objs}.speech.loads >= 1 && document.querySelector('.obj-box[data-key=speech] audio').src.startsWith('blob:')")
+        p.wait(f"{objs}.photo.loads >= 1")
+        p.shot("run-objects.png", full_page=True)
+        assert p.errors == []
+    finally:
+        p.close()
+        proc.terminate()
+        proc.wait(10)

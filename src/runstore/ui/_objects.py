@@ -127,8 +127,11 @@ class ObjectViews:
         thinned = len(steps) > max_steps
         if thinned:
             steps = steps[np.unique(np.linspace(0, len(steps) - 1, max_steps).round().astype(np.int64))]
-        return {"name": seq.name, "context": seq.context, "type": seq.type, "count": seq.count,
-                "steps": steps.tolist(), "thinned": thinned}
+        out = {"name": seq.name, "context": seq.context, "type": seq.type, "count": seq.count,
+               "steps": steps.tolist(), "thinned": thinned}
+        if seq.type == "figure" and seq.count:
+            out["library"] = seq[-1].library  # how the page shows it: an SVG, or a link to the JSON
+        return out
 
     def at(self, run_id: str, name: str, context: dict, step: int | None, index: int | None,
            exact: bool = False, fmt: str | None = None) -> tuple[bytes, str, dict]:

@@ -6,6 +6,7 @@ import { getJSON, sendJSON } from "./api.js";
 import { CurveChart } from "./chart.js";
 import { colorAt } from "./colors.js";
 import { formatDuration, formatNumber, formatTime } from "./format.js";
+import { objectViews } from "./objects.js";
 import { el } from "./runs.js";
 
 function runLink(r) {
@@ -24,6 +25,7 @@ export class RunPage {
   destroy() {
     this.observer?.disconnect();
     this.charts.forEach((c) => c.chart?.destroy());
+    (this.views || []).forEach((v) => v.destroy());
   }
 
   async load(runId) {
@@ -62,20 +64,25 @@ export class RunPage {
       ? el("ul", {}, ...d.artifacts.map((a) => el("li", {}, el("a", { href: `/api/runs/${d.id}/artifacts/${encodeURIComponent(a.name)}`, download: a.name }, a.name),
         el("span", { class: "muted" }, `  ${a.kind || ""} ${formatNumber(a.size)} bytes`))))
       : el("div", { class: "muted" }, "no artifacts");
-    const metrics = d.sequences.filter((s) => !s.system);
-    const system = d.sequences.filter((s) => s.system);
-    const summary = el("table", { class: "kv" }, el("tr", {}, ...["sequence", "points", "last", "min", "max", "last step"].map((h) => el("th", {}, h))),
-      ...d.sequences.map((s) => el("tr", {}, el("td", {}, s.key), el("td", {}, String(s.count)), el("td", {}, formatNumber(s.last)),
+    const curves = d.sequences.filter((s) => (s.type || "float") === "float");
+    const metrics = curves.filter((s) => !s.system);
+    const system = curves.filter((s) => s.system);
+    const objects = d.sequences.filter((s) => (s.type || "float") !== "float");
+    const summary = el("table", { class: "kv" }, el("tr", {}, ...["sequence", "type", "points", "last", "min", "max", "last step"].map((h) => el("th", {}, h))),
+      ...d.sequences.map((s) => el("tr", {}, el("td", {}, s.key), el("td", {}, s.type || "float"), el("td", {}, String(s.count)), el("td", {}, formatNumber(s.last)),
         el("td", {}, formatNumber(s.min)), el("td", {}, formatNumber(s.max)), el("td", {}, formatNumber(s.last_step)))));
+    this.views = objectViews(d.id, objects, this.hook.run);
     this.root.append(
       el("h2", {}, `Run ${d.name || d.handle}`), attrs, this.saved,
       el("h2", {}, "Params"), search, this.paramsEl,
       el("h2", {}, "Sequences"), summary, this.grid(metrics),
+      ...(this.views.length ? [el("h2", {}, "Objects"), this.objectGrid(this.views)] : []),
       ...(system.length ? [el("h2", {}, "System metrics"), this.grid(system)] : []),
       el("h2", {}, "Artifacts"), arts,
     );
     this.renderParams("");
-    this.hook.run = { ...this.hook.run, loaded: true, name: d.name, sequences: d.sequences.length, charts: this.charts.length };
+    this.hook.run = { ...this.hook.run, loaded: true, name: d.name, sequences: d.sequences.length, charts: this.charts.length,
+                      objectViews: this.views.length };
   }
 
   async save(change) {
@@ -121,9 +128,26 @@ export class RunPage {
     return grid;
   }
 
+  // Object views: each box is observed like a chart and fetches only once it is in view.
+  objectGrid(views) {
+    const grid = el("div", { class: "grid objects" });
+    if (!this.observer) this.observer = new IntersectionObserver((es) => this.onView(es), { rootMargin: "100px 0px" });
+    for (const v of views) {
+      v.box._entry = { view: v };
+      this.observer.observe(v.box);
+      grid.append(v.box);
+    }
+    return grid;
+  }
+
   onView(entries) {
     for (const e of entries) {
       const entry = e.target._entry;
+      if (e.isIntersecting && entry.view) {
+        entry.view.mount();
+        this.observer.unobserve(e.target);
+        continue;
+      }
       if (!e.isIntersecting || entry.chart) continue;
       entry.chart = new CurveChart(entry.box, {
         title: entry.seq.key, height: 170,
