@@ -48,7 +48,7 @@ from ._history import effective_status, is_live, runs_of, same_config
 from ._progress import Progress
 from .config import load_yaml, merge_layers, to_container
 from .environment import EnvFile, Environment
-from .factory import is_seed_factory, is_seed_pipeline, make_pipeline, pipeline_name
+from .factory import factory_in_use, is_seed_factory, is_seed_pipeline, make_pipeline, pipeline_name
 from .levels import Level
 from .pipeline import Pipeline, RunStatus
 
@@ -477,7 +477,8 @@ class Experiment:
         Experiment Manager ``PipelineFactory`` or a Pipeline class written either way."""
         factory = self.pipeline_factory
         if is_seed_factory(factory):
-            return factory.create(pipeline_name(config), config, env, trial.id)
+            with factory_in_use(factory):  # where create(None, ...) finds the pipeline (factory.py)
+                return factory.create(pipeline_name(config), config, env, trial.id)
         if is_seed_pipeline(factory):
             return make_pipeline(factory, env, config)
         return factory(config, run, seed)

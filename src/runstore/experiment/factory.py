@@ -7,12 +7,22 @@ An experiment calls ``factory.create(name, config, env, id)`` once per trial run
 A project's factory dispatches on ``name`` (or on the config) and falls back to
 ``PipelineFactory.create``, which builds pipelines registered with
 ``@YAMLSerializable.register("name")``.
+
+Without a name (the Experiment Manager's Quick Start has no ``pipeline.type``: its
+factory imports its one pipeline class and falls back to ``PipelineFactory.create``
+for the rest), ``PipelineFactory.create(None, ...)`` builds the one pipeline there is:
+the Pipeline class the experiment's factory module imports or defines (the seed's
+pattern: "import all component classes to ensure they're registered"), else the one
+registered pipeline. Several candidates and no name is a ``ConfigError`` naming them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
-from typing import Any
+import sys
+from typing import Any, Iterator
 
 from ..errors import ConfigError
 from .serializable import Factory, YAMLSerializable
@@ -27,18 +37,65 @@ class PipelineFactory(Factory):
     def create(name: str | None, config: Any, env: Any, id: Any = None) -> Any:  # noqa: A002 - the seed's name
         from .pipeline import Pipeline
 
-        if not name:
-            raise ConfigError(
-                "no pipeline to create: the trial's settings have no pipeline.type (the factory is called as "
-                "create(settings.pipeline.type, settings, env, trial id)); add `pipeline: {type: <name>}` to "
-                "base.yaml's settings, or dispatch on the config in your factory"
-            )
-        cls = YAMLSerializable.get_class(str(name))
+        cls = YAMLSerializable.get_class(str(name)) if name else _the_only_pipeline()
         if not (isinstance(cls, type) and issubclass(cls, Pipeline)):
             raise ConfigError(f"{name!r} is registered as {cls.__name__}, which is not a Pipeline")
         if "from_config" in vars(cls):
             return cls.from_config(config, env, id)
         return make_pipeline(cls, env, config)
+
+
+_factory_in_use: contextvars.ContextVar[Any] = contextvars.ContextVar("runstore_pipeline_factory", default=None)
+
+
+@contextlib.contextmanager
+def factory_in_use(factory: Any) -> Iterator[None]:
+    """While an experiment calls ``factory.create``: the factory whose module
+    ``PipelineFactory.create(None, ...)`` looks in for the pipeline to build."""
+    token = _factory_in_use.set(factory)
+    try:
+        yield
+    finally:
+        _factory_in_use.reset(token)
+
+
+def _the_only_pipeline() -> type:
+    """The pipeline class to build when the trial names none (see the module docstring)."""
+    from .pipeline import Pipeline
+
+    def user_pipeline(obj: Any) -> bool:
+        return isinstance(obj, type) and issubclass(obj, Pipeline) and not obj.__module__.startswith("runstore.")
+
+    factory = _factory_in_use.get()
+    factory_cls = factory if isinstance(factory, type) else type(factory) if factory is not None else None
+    found: dict[type, str] = {}
+    where = "the factory's module"
+    for klass in getattr(factory_cls, "__mro__", ()):
+        module = sys.modules.get(klass.__module__)
+        if module is None or klass.__module__.startswith(("runstore.", "builtins")):
+            continue
+        for obj in vars(module).values():
+            if user_pipeline(obj):
+                found.setdefault(obj, f"{obj.__qualname__} ({obj.__module__})")
+    if not found:
+        where = "registered"
+        for type_name, obj in sorted(YAMLSerializable._registry.items()):
+            if isinstance(obj, type) and issubclass(obj, Pipeline) and obj not in found:
+                found[obj] = repr(type_name)
+    how = ("add `pipeline: {type: <name>}` to base.yaml's settings (the name your factory dispatches on, or a "
+           "name registered with @YAMLSerializable.register), or dispatch on the config in your factory")
+    if not found:
+        raise ConfigError(
+            "no pipeline to create: the trial's settings have no pipeline.type (the factory is called as "
+            "create(settings.pipeline.type, settings, env, trial id)), and neither the factory's module nor the "
+            f"registry has a Pipeline class; {how}"
+        )
+    if len(found) > 1:
+        raise ConfigError(
+            f"which pipeline? the trial's settings have no pipeline.type and {len(found)} pipelines are {where}: "
+            f"{', '.join(found.values())}; {how}"
+        )
+    return next(iter(found))
 
 
 def make_pipeline(cls: type, env: Any, config: Any) -> Any:
