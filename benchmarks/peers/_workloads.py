@@ -142,6 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # internal: the driver of a read phase in a fresh process
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)
+    ap.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
@@ -175,22 +176,32 @@ def parse_result(stdout: str) -> dict[str, Any]:
     raise RuntimeError("no result line in the output:\n" + stdout[-2000:])
 
 
-def _read_phase(fn: Callable[[str], Any], store: str) -> None:
+def _read_phase(fn: Callable[[str], Any], store: str, spawned_at: float | None = None,
+                prepare: Callable[[str], Any] | None = None) -> None:
     """Time ``fn(store)`` twice in this (fresh) process: the first call pays every
     cold cost a new analysis session pays (opening the store, building caches);
-    the second shows what is cached in-process. The OS page cache is warm in both."""
+    the second shows what is cached in-process. The OS page cache is warm in both.
+
+    The tool's imports are outside both clocks for every tool alike: the module
+    imports at the top of each script, and ``prepare(store)`` for a tool that can
+    only be imported once its store is known (trackio reads TRACKIO_DIR at import).
+    ``process`` is the wall time from the driver spawning this process to the end
+    of the first call: interpreter start, every import and the first call."""
+    if prepare is not None:
+        prepare(store)
     first, out = timed(lambda: fn(store))
+    process = time.time() - spawned_at if spawned_at is not None else None
     second, _ = timed(lambda: fn(store))
     if out and isinstance(out[0], tuple):  # curves: (steps, values) arrays
         ok = all(len(st) == RUN_STEPS and len(v) == RUN_STEPS for st, v in out)
-        emit({"first": first, "second": second, "count": len(out),
+        emit({"first": first, "second": second, "process": process, "count": len(out),
               "points": int(sum(len(v) for _, v in out)), "complete": ok})
     else:
-        emit({"first": first, "second": second, "count": len(out)})
+        emit({"first": first, "second": second, "process": process, "count": len(out)})
 
 
 def _run_phase(phase: str, store: str) -> dict[str, Any]:
-    cmd = [sys.executable, sys.argv[0], "--phase", phase, "--store", store]
+    cmd = [sys.executable, sys.argv[0], "--phase", phase, "--store", store, "--spawned-at", repr(time.time())]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         raise RuntimeError(f"{phase} phase failed:\n{proc.stderr[-3000:]}")
@@ -201,7 +212,8 @@ def main(tool: str, version: str, *, track_per_value: Callable | None = None,
          track_batched: Callable | None = None, build: Callable | None = None,
          index: Callable | None = None, select: Callable | None = None, fetch: Callable | None = None,
          extras: dict[str, Callable] | None = None, extra_reads: dict[str, Callable] | None = None,
-         notes: dict[str, str] | None = None, argv: list[str] | None = None) -> None:
+         notes: dict[str, str] | None = None, argv: list[str] | None = None,
+         prepare: Callable[[str], Any] | None = None) -> None:
     """Run every workload a tool supports and print one JSON result line.
 
     - ``track_per_value(workdir, steps, subset_steps) -> (seconds, steps_timed)`` and
@@ -221,11 +233,13 @@ def main(tool: str, version: str, *, track_per_value: Callable | None = None,
       (Aim without a running ``aim up``); timed on its own, and not part of build.
     - ``select(store_path) -> run keys`` and ``fetch(store_path) -> list of
       (steps, values) NumPy arrays`` run in a fresh process each (see _read_phase).
+    - ``prepare(store_path)``: imports a tool can only do once it knows its store,
+      run in the read process before the clocks (see _read_phase).
     """
     args = parse_args(argv)
     reads = {"select": select, "fetch": fetch, **(extra_reads or {})}
     if args.phase:
-        _read_phase(reads[args.phase], args.store)
+        _read_phase(reads[args.phase], args.store, args.spawned_at, prepare)
         return
     out: dict[str, Any] = {"tool": tool, "version": version, "python": sys.version.split()[0],
                            "steps": args.steps, "runs": args.runs, "notes": dict(notes or {})}
@@ -278,6 +292,8 @@ def main(tool: str, version: str, *, track_per_value: Callable | None = None,
                     continue
                 r = _run_phase(phase, str(store))
                 r.update(seconds=r["first"], seconds_extrapolated=r["first"] * scale, expected=expected)
+                if r.get("process") is not None:  # imports are not scaled: only the call's share
+                    r["process_extrapolated"] = r["process"] + r["first"] * (scale - 1)
                 if phase in ("select", "fetch"):
                     out[phase] = r
                 else:

@@ -87,6 +87,14 @@ def build(wd: w.Workdir, params: list[dict]) -> tuple[float, str]:
     return time.perf_counter() - t, str(wd.sub("trackio"))
 
 
+def _prepare(path: str) -> None:
+    """The imports of a read, outside the clocks as every tool's are (trackio can be
+    imported only once its directory is known, so not at the top of this script)."""
+    _trackio(path)
+    import numpy  # noqa: F401
+    import trackio.sqlite_storage  # noqa: F401
+
+
 def _selected(trackio) -> list:
     runs = trackio.Api().runs(PROJECT_BUILD)
     return [r for r in runs if (r.config or {}).get("lr", float("inf")) < w.LR_CUTOFF]
@@ -114,6 +122,7 @@ def fetch(path: str) -> list[tuple]:
 
 if __name__ == "__main__":
     w.main("trackio", version("trackio"), track_batched=track_batched, build=build, select=select, fetch=fetch,
+           prepare=_prepare,
            notes={"track_batched": "trackio.log(dict, step) per step (trackio has no per-value call)",
                   "select": "Api().runs(project) + Python filter on run.config['lr'] (no query language)",
                   "fetch": "SQLiteStorage.get_metric_values per run (what `trackio get metric` calls)",

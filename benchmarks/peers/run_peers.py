@@ -135,6 +135,8 @@ ROWS = [
     ("2b. index step before queries", "index.seconds_extrapolated", "s"),
     ("3. select runs lr < 0.01", "select.seconds_extrapolated", "s"),
     ("4. fetch their loss curves", "fetch.seconds_extrapolated", "s"),
+    ("3+4 in a fresh process, imports included: select", "select.process_extrapolated", "s"),
+    ("   fetch", "fetch.process_extrapolated", "s"),
     ("5. disk per point, workload 2", "disk.bytes_per_point", "B"),
     ("5b. disk per point, workload 1", "disk_long_run.bytes_per_point", "B"),
 ]
