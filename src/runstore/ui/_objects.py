@@ -111,7 +111,8 @@ class ObjectViews:
         # Windows of doubling width on both sides: the first that holds a point holds the
         # nearest one (a tie goes to the earlier step), and few points besides.  Each
         # probe is a binary search over the blocks' first steps plus the blocks it hits.
-        width = 1
+        # Beyond the first or last step tracked, the first window already reaches that point.
+        width = max(1, step - seq.last_step, seq.first_step - step)
         while width < (1 << 64):
             below = seq.range(max(step - width, -(1 << 63)), step)
             above = seq.range(step + 1, min(step + width + 1, (1 << 63) - 1))
