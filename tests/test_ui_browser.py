@@ -305,7 +305,7 @@ def test_many_runs_only_visible_rows_and_charts_in_the_dom(browser, tmp_path):
 def test_run_page_shows_object_sequences(browser, tmp_path):
     """Issue 14's run detail for issue 13's objects: an image grid with a step slider, a text
     table, a distribution heatmap, arrays, figures and audio, each fetched when in view."""
-    from runstore import Repo
+    from runstore import Repo, Text
     from ui_repo import add_object_run
 
     path = tmp_path / "objects"
@@ -357,6 +357,23 @@ def test_run_page_shows_object_sequences(browser, tmp_path):
         p.wait(f"{objs}.speech.loads >= 1 && document.querySelector('.obj-box[data-key=speech] audio').src.startsWith('blob:')")
         p.wait(f"{objs}.photo.loads >= 1")
         p.shot("run-objects.png", full_page=True)
+
+        # live: a running run's image grid follows new steps (its slider was at the end)
+        from runstore import Image, Run
+
+        live = Run(repo=Repo(path), name="live-images")
+        for step in (1, 2):
+            live.track(Image(np.full((6, 6), 10 * step, np.uint8)), name="frames", step=step)
+        live.track(Text("first"), name="notes", step=1)
+        live.flush()
+        page.goto(f"http://127.0.0.1:{port}/run/{live.id}")
+        p.wait(f"window.__runstore.run.loaded && {objs}.frames.loads >= 1 && {objs}.frames.step === 2 && {objs}.notes.rows === 1")
+        live.track(Image(np.full((6, 6), 99, np.uint8)), name="frames", step=7)
+        live.track(Text("second"), name="notes", step=7)
+        live.flush()
+        p.wait(f"{objs}.frames.step === 7 && {objs}.frames.steps === 3 && {objs}.notes.rows === 2", timeout=20)
+        assert "step 7" in page.inner_text(".obj-box[data-key=frames] .obj-caption")
+        live.close()
         assert p.errors == []
     finally:
         p.close()

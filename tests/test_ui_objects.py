@@ -207,3 +207,20 @@ def test_reading_objects_leaves_the_repository_unchanged(tmp_path):
         assert c.get(f"/api/runs/{rid}/objects/distribution", params={"name": "weights", "context": ctx(layer="fc1")}).status_code == 200
         assert c.get(f"/api/runs/{rid}/objects/array", params={"name": "confusion"}).status_code == 200
     assert tree_digest(path) == before
+
+
+def test_a_point_at_a_step_is_found_without_reading_every_block(client, objects_repo, monkeypatch):
+    # seq.steps decodes every block header of the sequence (what a 100,000-image sequence
+    # must not cost per slider move): the point routes find steps with seq.range probes
+    from runstore import Sequence
+
+    def no_full_read(self):
+        raise AssertionError("a point route read every step of the sequence")
+
+    monkeypatch.setattr(Sequence, "steps", property(no_full_read))
+    rid, tracked = objects_repo[2], objects_repo[3]
+    for step, served in ((20, 20), (22, 20), (10**9, 45), (-7, 0)):
+        r = client.get(f"/api/runs/{rid}/objects/at", params={"name": "samples", "context": ctx(subset="train"), "step": step})
+        assert r.status_code == 200 and r.content == tracked["png"][("train", served)]
+    a = client.get(f"/api/runs/{rid}/objects/array", params={"name": "confusion", "step": 33})
+    assert a.json()["step"] == 35

@@ -65,6 +65,17 @@ class View {
     });
   }
 
+  // Called every 2 s while the run is running with the point count of every object
+  // sequence (key -> count): fetch what is new, if anything.
+  async refresh(counts) {}
+
+  changed(seqs, counts) {
+    const now = seqs.map((s) => counts.get(s.key) ?? s.count);
+    const was = this.counts || seqs.map((s) => s.count);
+    this.counts = now;
+    return now.some((c, i) => c !== was[i]);
+  }
+
   destroy() {}
 }
 
@@ -81,8 +92,18 @@ function stepSlider(steps, onStep) {
   };
   input.addEventListener("input", () => { if (!pending) { pending = true; requestAnimationFrame(fire); } });
   const row = el("div", { class: "obj-slider" }, input, label);
-  if (steps.length < 2) input.disabled = true;
-  return { row, input, fire };
+  input.disabled = steps.length < 2;
+  // New steps (a running run): a slider at the end moves on to the new last step.
+  const grow = (more) => {
+    if (more.length === steps.length) return false;
+    const atEnd = Number(input.value) === steps.length - 1;
+    steps.splice(0, steps.length, ...more);
+    input.max = String(steps.length - 1);
+    input.disabled = steps.length < 2;
+    if (atEnd) { input.value = input.max; fire(); }
+    return true;
+  };
+  return { row, input, fire, grow };
 }
 
 // Images, figures or audio of one name: one cell per context, one slider for all.
@@ -96,9 +117,19 @@ class MediaView extends View {
     this.urls = [];
   }
 
-  async load() {
+  async allSteps() {
     const infos = await Promise.all(this.seqs.map((s) => getJSON(objURL(this.runId, "steps", { name: s.name, context: JSON.stringify(s.context), max: 1000 }))));
-    const all = [...new Set(infos.flatMap((i) => i.steps))].sort((a, b) => a - b);
+    return [infos, [...new Set(infos.flatMap((i) => i.steps))].sort((a, b) => a - b)];
+  }
+
+  async refresh(counts) {
+    if (!this.slider || !this.changed(this.seqs, counts)) return;
+    const [, all] = await this.allSteps();
+    if (this.slider.grow(all)) this.state.steps = all.length;
+  }
+
+  async load() {
+    const [infos, all] = await this.allSteps();
     this.cells = this.seqs.map((s, i) => this.cell(s, infos[i]));
     this.state.steps = all.length;
     this.state.cells = this.cells.length;
@@ -180,6 +211,10 @@ class TextView extends View {
     await this.page(0);
   }
 
+  async refresh(counts) {
+    if (this.changed([this.s], counts) && this.table && this.offset === 0) await this.page(0);  // the newest page is on show
+  }
+
   async page(offset) {
     const p = await getJSON(objURL(this.runId, "texts", { name: this.s.name, context: JSON.stringify(this.s.context), offset: Math.max(0, offset), limit: TEXT_PAGE, desc: 1 }));
     this.offset = p.offset;
@@ -207,6 +242,10 @@ class DistributionView extends View {
     super(s.key, s.key, "distribution", hook);
     this.runId = runId;
     this.s = s;
+  }
+
+  async refresh(counts) {
+    if (this.changed([this.s], counts)) await this.load();
   }
 
   async load() {
@@ -240,6 +279,7 @@ class DistributionView extends View {
     this.body.replaceChildren(el("div", { class: "obj-heatwrap" }, yAxis, canvas), xAxis,
       el("div", { class: "muted" }, note + (m.rebinned ? " · re-binned onto common edges" : "")), tip);
     this.state.rows = rows;
+    this.state.count = m.count;
     this.state.bins = bins;
     this.state.drawn = true;
   }
@@ -260,6 +300,11 @@ class ArrayView extends View {
     this.meta = el("div", { class: "muted" });
     this.slider = stepSlider(info.steps, (step) => this.show(step));
     this.body.replaceChildren(this.slider.row, this.meta, this.view);
+    this.refresh = async (counts) => {
+      if (!this.changed([this.s], counts)) return;
+      const more = await getJSON(objURL(this.runId, "steps", { name: this.s.name, context: JSON.stringify(this.s.context), max: 1000 }));
+      this.slider.grow(more.steps);
+    };
     this.slider.fire();
   }
 

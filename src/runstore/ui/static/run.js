@@ -26,6 +26,7 @@ export class RunPage {
     this.observer?.disconnect();
     this.charts.forEach((c) => c.chart?.destroy());
     (this.views || []).forEach((v) => v.destroy());
+    clearInterval(this.liveTimer);
   }
 
   async load(runId) {
@@ -72,6 +73,16 @@ export class RunPage {
       ...d.sequences.map((s) => el("tr", {}, el("td", {}, s.key), el("td", {}, s.type || "float"), el("td", {}, String(s.count)), el("td", {}, formatNumber(s.last)),
         el("td", {}, formatNumber(s.min)), el("td", {}, formatNumber(s.max)), el("td", {}, formatNumber(s.last_step)))));
     this.views = objectViews(d.id, objects, this.hook.run);
+    // A running run's object views follow its new points (sliders at the end stay there).
+    if (d.status === "running" && this.views.length) {
+      // one cheap list call (counts from the sequence summaries) per tick; a view refetches
+      // only when one of its sequences has new points
+      this.liveTimer = setInterval(async () => {
+        const counts = new Map((await getJSON(`/api/runs/${encodeURIComponent(d.id)}/objects`).catch(() => [])).map((s) => [s.key, s.count]));
+        this.views.forEach((v) => { if (v.state.mounted && !v.state.error) v.refresh(counts).catch(() => {}); });
+        this.hook.run.liveTicks = (this.hook.run.liveTicks || 0) + 1;
+      }, 2000);
+    }
     this.root.append(
       el("h2", {}, `Run ${d.name || d.handle}`), attrs, this.saved,
       el("h2", {}, "Params"), search, this.paramsEl,
