@@ -95,7 +95,7 @@ function stepSlider(steps, onStep) {
   input.disabled = steps.length < 2;
   // New steps (a running run): a slider at the end moves on to the new last step.
   const grow = (more) => {
-    if (more.length === steps.length) return false;
+    if (more.length === steps.length && more[more.length - 1] === steps[steps.length - 1]) return false;  // thinned lists keep their length
     const atEnd = Number(input.value) === steps.length - 1;
     steps.splice(0, steps.length, ...more);
     input.max = String(steps.length - 1);
@@ -114,7 +114,6 @@ class MediaView extends View {
     this.name = name;
     this.type = type;
     this.seqs = [];
-    this.urls = [];
   }
 
   async allSteps() {
