@@ -105,3 +105,23 @@ def test_xgboost_callback_on_a_grpc_repository(server, monkeypatch):
     assert "python" in stored.env
     [console] = [a for a in stored.artifacts if a["name"] == "console.log"]
     assert "[4]\ttrain-rmse:" in Path(console["path"]).read_text()
+
+
+def test_optuna_callback_on_a_grpc_repository(server, tmp_path, monkeypatch):
+    # the callback passes system_metrics=False to every Run(...): a TypeError for a remote run before
+    import optuna
+
+    from runstore.integrations.optuna import RunstoreCallback, runstore_journal_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="local repository"):  # a file journal needs the directory
+        runstore_journal_storage(server.url)
+    cb = RunstoreCallback(repo=server.url, experiment="opt")
+    study = optuna.create_study(study_name="s")
+    study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=3, callbacks=[cb])
+    runs = {r.name: r for r in Repo(server.repo_path, readonly=True).runs()}
+    assert sorted(runs) == ["s", "trial-0", "trial-1", "trial-2"]
+    assert {runs[f"trial-{i}"].parent for i in range(3)} == {runs["s"].id}
+    assert runs["trial-1"].params["value"] == pytest.approx(study.trials[1].value)
+    assert not (tmp_path / "grpc:").exists()  # the study lock is not made under the URL as a path

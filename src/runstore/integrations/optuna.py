@@ -46,6 +46,14 @@ class RunstoreJournalBackend(_journal.BaseJournalBackend):
 
             raise ConfigError(f"a journal name is a plain file name, got {name!r}")
         repo = repo if isinstance(repo, Repo) else Repo(repo)
+        if getattr(repo, "spool_dir", None) is not None:  # Repo("grpc://..."): no directory here
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"the journal storage is a file in a local repository, and {repo.path} is served by runstore "
+                "server; give runstore_journal_storage the repository's directory (processes on the server's "
+                "host), or use one of Optuna's storages that spans machines (RDB, gRPC proxy)"
+            )
         folder = Path(repo.path) / "optuna"
         folder.mkdir(exist_ok=True)
         self.path = folder / f"{name}.log"
@@ -129,7 +137,10 @@ class RunstoreCallback:
         # processes sharing the study must agree on one study run: check-and-create under a
         # file lock in the repository (same machine; storages spanning machines may race
         # at the very first trial and get two study runs, which is harmless)
-        with _file_lock(Path(self.repo.path) / "optuna" / "study-run.lock"):
+        # (a grpc:// repository has no directory here: the lock goes beside its client spool,
+        # which is per server and per machine too)
+        folder = getattr(self.repo, "spool_dir", None) or self.repo.path
+        with _file_lock(Path(folder) / "optuna" / "study-run.lock"):
             found = _study_attr(study, "runstore_run")
             if not (found and found in self.repo):
                 with Run(repo=self.repo, experiment=experiment, name=study.study_name, system_metrics=False,
