@@ -20,24 +20,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..tracking import artifacts as _copy
+
 CHUNK = 1 << 20
 
 
 # -- client side ----------------------------------------------------------------------------
 def stage(src: Path, staging: Path) -> list[tuple[str, Path, int]]:
-    """Copy ``src`` (a file or a folder) under ``staging``; [(relative path, copy, size)]."""
-    staging.mkdir(parents=True, exist_ok=True)
+    """Copy ``src`` (a file or a folder) to ``staging``; [(relative path, copy, size)].
+
+    The same all-or-nothing copy as a local run's (runstore.tracking.artifacts):
+    symbolic links followed, a loop refused before copying, nothing left in the
+    spool's staging area on an error (a full disk is StorageFullError)."""
+    _copy.check_source(src, staging)
+    staging.parent.mkdir(parents=True, exist_ok=True)
     if src.is_dir():
-        out = []
-        for file in sorted(p for p in src.rglob("*") if p.is_file()):
-            rel = file.relative_to(src).as_posix()
-            dest = staging / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(file, dest)
-            out.append((rel, dest, dest.stat().st_size))
-        return out
+        _copy.copy(src, staging)
+        return [(f.relative_to(staging).as_posix(), f, f.stat().st_size)
+                for f in sorted(p for p in staging.rglob("*") if p.is_file())]
+    staging.mkdir()
+    try:
+        _copy.copy(src, staging / src.name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     dest = staging / src.name
-    shutil.copy2(src, dest)
     return [("", dest, dest.stat().st_size)]
 
 

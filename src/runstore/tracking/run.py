@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import socket
 import threading
 import warnings
@@ -22,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import lmdb
 import numpy as np
 
-from . import console as _console, environment as _environment, lease as _lease, lifecycle as _lifecycle
+from . import artifacts as _artifacts, console as _console, environment as _environment
+from . import lease as _lease, lifecycle as _lifecycle
 from . import system_metrics as _system_metrics, values as _values
 from ..storage import records as _rec
 from ..storage.env import SEQS_VERSION
@@ -1037,24 +1037,12 @@ class Run:
             if isinstance(epoch, bool) or int(epoch) != epoch or epoch < 0:
                 raise ValueError(f"artifact epoch must be a whole number >= 0, not {epoch!r}")
             name = f"epoch_{int(epoch)}/{name}"
+        if not link:
+            _artifacts.check_source(src, self.repo.path)  # a loop is refused before copying
         dest = self.artifacts_dir / name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-        if link:
-            tmp.unlink(missing_ok=True)
-            os.symlink(src.resolve(), tmp)
-            size = src.stat().st_size if src.is_file() else sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
-            if dest.is_dir() and not dest.is_symlink():
-                shutil.rmtree(dest, ignore_errors=True)
-        elif src.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(src, tmp)
-            size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
-            shutil.rmtree(dest, ignore_errors=True)
-        else:
-            shutil.copy2(src, tmp)
-            size = tmp.stat().st_size
-        os.replace(tmp, dest)  # a reader never sees half a file
+        # All or nothing: a temporary copy renamed into place, removed on any error.
+        size = _artifacts.copy(src, dest, link=link)
         entry = {"name": name, "kind": kind, "path": str(dest), "size": size, "created_at": _time()}
         if level is not None:
             entry["level"] = str(level)
