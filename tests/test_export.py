@@ -1,5 +1,7 @@
 """runstore.export: the library side of `runstore export`."""
 
+import os
+
 import pyarrow.dataset as ds
 import pytest
 
@@ -24,3 +26,51 @@ def test_export_partitioned_by_run_and_experiment(repo, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out" / "sequences").iterdir()) == ["experiment=a", "experiment=b"]
     with pytest.raises(ValueError):
         export(repo, tmp_path / "x", format="xlsx")
+
+
+def test_export_refuses_empty_destination_and_inside_the_repository(repo, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from runstore.cli import cli
+
+    with Run(repo=repo) as run:
+        run.track(1.0, name="loss")
+    before = sorted(p.relative_to(repo.path) for p in repo.path.rglob("*"))
+    (tmp_path / "link").symlink_to(repo.path)  # the repository under another name
+    monkeypatch.chdir(tmp_path)
+    for dest in ("", "  ", repo.path / "out", tmp_path / "link" / "artifacts" / "x"):
+        with pytest.raises(ExportError, match="empty|inside the repository"):
+            export(repo, dest)
+        result = CliRunner().invoke(cli, ["--repo", str(repo.path), "export", str(dest)])
+        assert result.exit_code != 0 and "Error:" in result.output and "Traceback" not in result.output
+    # An export into the folder that holds a repository named `sequences` would wipe it.
+    seq_repo = tmp_path / "proj" / "sequences"
+    from runstore import Repo
+
+    Repo(seq_repo)
+    with pytest.raises(ExportError, match="where an export"):
+        export(Repo(seq_repo), tmp_path / "proj", overwrite=True)
+    assert (seq_repo / "data.mdb").exists()
+    assert sorted(p.relative_to(repo.path) for p in repo.path.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "proj", "repo"]
+
+
+def test_long_experiment_names_get_short_unique_folders(repo, tmp_path):
+    import pandas as pd
+
+    names = ["x" * 300 + "-a", "x" * 300 + "-b", "é" * 200, "short"]
+    for name in names:
+        with Run(repo=repo, experiment=name) as run:
+            run.track_many([1.0, 2.0], name="loss")
+    export(repo, tmp_path / "out", partition_by="experiment")  # today: OSError ENAMETOOLONG
+    folders = sorted(p.name for p in (tmp_path / "out" / "sequences").iterdir())
+    assert len(folders) == 4 and "experiment=short" in folders
+    assert all(len(f.encode()) <= os.pathconf(tmp_path, "PC_NAME_MAX") for f in folders)
+    # Readers discover the shortened names like any other; runs.parquet maps back exactly.
+    table = ds.dataset(tmp_path / "out" / "sequences", format="parquet", partitioning="hive").to_table()
+    seen = {str(v) for v in table["experiment"].to_pylist()}
+    assert len(seen) == 4 and "short" in seen and any(v.startswith("ééé") and "~" in v for v in seen)
+    frame = pd.read_parquet(tmp_path / "out" / "sequences")
+    runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")[["run_id", "experiment"]]
+    joined = frame.astype({"run_id": str}).merge(runs, on="run_id", suffixes=("_folder", ""))
+    assert sorted(set(joined["experiment"])) == sorted(names) and len(joined) == 8

@@ -88,6 +88,58 @@ def _partition_value(value: str) -> str:
     return quote(value, safe=" -_.,+@()")
 
 
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the filesystem holding ``folder`` takes."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255  # ext4, xfs, btrfs, APFS, NTFS (in UTF-16 units)
+
+
+def _partition_folder(key: str, value: str, limit: int, taken: dict[str, str]) -> str:
+    """``key=<escaped value>``, shortened when longer than ``limit`` bytes.
+
+    A long value keeps its head and gets ``~`` plus a hash of the whole value, so
+    two values sharing a long head still get two folders. The escaped text is
+    ASCII (one byte per character) and is never cut inside a ``%XX`` escape, so
+    readers decode the shortened name like any other; the exact value of each
+    row is in ``runs.<format>`` (join on ``run_id``), see docs/cli.md."""
+    import hashlib
+
+    folder = full = f"{key}={_partition_value(value)}"
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    width = 8
+    while len(folder) > limit or taken.get(folder, value) != value:
+        if width > len(digest):  # cannot happen with a limit of more than a few dozen bytes
+            raise ExportError(f"cannot name a partition folder for {key}={value[:40]!r}... in {limit} bytes")
+        suffix = "~" + digest[:width]
+        head = full[: max(limit - len(suffix), len(key) + 1)]
+        cut = head.rfind("%", len(head) - 2)  # do not split a %XX escape
+        folder = (head[:cut] if cut >= 0 else head) + suffix
+        width *= 2
+    taken[folder] = value
+    return folder
+
+
+def _check_destination(repo: Repo, dest: str | os.PathLike) -> Path:
+    """Refuse a destination that would write into (or wipe part of) the repository."""
+    if not str(os.fspath(dest)).strip():
+        raise ExportError("the export destination is empty; name a folder, e.g. `runstore export exports/today`")
+    path = Path(dest)
+    real, repo_real = path.resolve(), Path(repo.path).resolve()  # symlinks resolved
+    if real.is_relative_to(repo_real):
+        raise ExportError(
+            f"the export destination {path} is inside the repository {repo.path}; "
+            "export to a folder outside it (nothing was written)"
+        )
+    if repo_real.is_relative_to(real / "sequences") or repo_real in (real / "runs.parquet", real / "runs.csv"):
+        raise ExportError(
+            f"the repository {repo.path} is where an export into {path} writes its files; "
+            "choose another destination (nothing was written)"
+        )
+    return path
+
+
 def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, format: str = "parquet",
            partition_by: str = "run", overwrite: bool = False,
            on_progress: Callable[[int, int], None] | None = None) -> ExportResult:
@@ -96,7 +148,12 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
     ``dest/runs.<format>`` has one row per run; the sequences, in long form, go
     to ``dest/sequences/run_id=<id>/part-0.<format>`` (``partition_by="run"``)
     or ``dest/sequences/experiment=<name>/<id>.<format>``: hive partitioning,
-    which DuckDB, Polars, pyarrow and Spark discover by themselves.
+    which DuckDB, Polars, pyarrow and Spark discover by themselves. An experiment
+    name too long for a folder name is shortened to its head plus ``~<hash>``
+    (unique); ``runs.<format>`` holds every run's exact experiment.
+
+    ``dest`` must not be empty nor inside the repository (ExportError, before
+    anything is written).
 
     The sequences are read once (``SequenceCollection.to_arrow()``) so every
     file shares one schema: readers need no schema merging. Object sequences
@@ -112,7 +169,7 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
         raise ValueError(f"partition_by must be 'run' or 'experiment', got {partition_by!r}")
     fmt = format
     on_progress = on_progress or (lambda done, total: None)
-    dest = Path(dest)
+    dest = _check_destination(repo, dest)
     runs = repo.query(query)
     sequences = repo.query_sequences(query)
     runs_file = dest / f"runs.{fmt}"
@@ -159,6 +216,7 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
     bounds = list(zip(starts.tolist(), np.r_[starts[1:], len(sorted_ids)].tolist()))
     experiment_of = dict(zip(runs.ids, runs.to_list("experiment", default=None)))
     total = len(bounds)
+    name_max, folders = _name_max(seq_dir), {}
     for done, (lo, hi) in enumerate(bounds, start=1):
         run_id = str(sorted_ids[lo])
         part = table.slice(lo, hi - lo)
@@ -169,7 +227,7 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
             path = seq_dir / f"run_id={run_id}" / f"part-0.{fmt}"
         else:
             experiment = experiment_of.get(run_id) or "default"
-            path = seq_dir / f"experiment={_partition_value(experiment)}" / f"{run_id}.{fmt}"
+            path = seq_dir / _partition_folder("experiment", experiment, name_max, folders) / f"{run_id}.{fmt}"
         write(part, path)
         on_progress(done, total)
     return ExportResult(len(runs), len(sequences), table.num_rows, objects)

@@ -242,7 +242,8 @@ def export(dest: str, query: str, fmt: str, partition_by: str, overwrite: bool) 
         def advance(done: int, total: int) -> None:
             progress.update(task, description="writing", completed=done, total=total)
 
-        result = export_runs(repo, target, query or None, format=fmt, partition_by=partition_by,
+        # The text as given: Path("") would be "." and an empty DEST must be refused.
+        result = export_runs(repo, dest, query or None, format=fmt, partition_by=partition_by,
                              overwrite=overwrite, on_progress=advance)
     objects = f", {_plural(result.objects, 'object')}" if result.objects else ""
     click.echo(f"exported {_plural(result.runs, 'run')}, {_plural(result.sequences, 'sequence')} "
