@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import click
 from rich.console import Console
 
+from . import table as T
 from ..errors import RepositoryError, RunLockedError, RunstoreError
 from ..export import export as export_runs
 from ..tracking.repo import Repo, default_path
@@ -83,7 +84,7 @@ class _Group(click.Group):
             message = str(exc) or type(exc).__name__
             if isinstance(exc, OSError) and not isinstance(exc, RunstoreError) and exc.filename:
                 message = f"{exc.strerror or exc}: {exc.filename}"
-            click.echo(f"Error: {message}", err=True)
+            T.echo(f"Error: {message}", err=True)
             ctx.exit(1)
 
 
@@ -91,7 +92,7 @@ def _console() -> Console:
     # Created per command so it writes to the stdout of this invocation (the
     # test runner swaps sys.stdout).  markup=False: run names, keys such as
     # "loss[subset=val].last" and tags must print as typed, not as rich styles.
-    return Console(highlight=False, markup=False)
+    return T.SafeConsole(highlight=False, markup=False)
 
 
 def _state() -> _State:
@@ -177,7 +178,7 @@ def _show_query_warnings() -> None:
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
         if issubclass(category, QueryWarning):
-            click.echo(f"warning: {message}", err=True)
+            T.echo(f"warning: {message}", err=True)
         else:
             previous(message, category, filename, lineno, file, line)
 
@@ -197,7 +198,7 @@ def init(path: str | None) -> None:
     target = Path(path) if path is not None else Path(_state().repo_path or default_path())
     try:
         repo = Repo(target, create=False)
-        click.echo(f"{_shown(repo)} is already a runstore repository ({_plural(len(repo), 'run')})")
+        T.echo(f"{_shown(repo)} is already a runstore repository ({_plural(len(repo), 'run')})")
         return
     except RepositoryError:
         if target.exists() and not target.is_dir():
@@ -207,9 +208,9 @@ def init(path: str | None) -> None:
     made = sorted(p.name for p in repo.path.iterdir() if p.name in ("data.mdb", "lock.mdb", "repo.lock", "artifacts"))
     where = "the existing directory" if existed else "a new directory"
     shown = str(target)
-    click.echo(f"Initialized an empty runstore repository in {where}:\n  {repo.path}\n  ({', '.join(made)})")
+    T.echo(f"Initialized an empty runstore repository in {where}:\n  {repo.path}\n  ({', '.join(made)})")
     look = f"`runstore --repo {shown} ls`" if (path is not None or _state().repo_path) else "`runstore ls` here"
-    click.echo(f"Track runs with Run(repo={shown!r}); look at them with {look}")
+    T.echo(f"Track runs with Run(repo={shown!r}); look at them with {look}")
 
 
 # -- ls / show / query / export -------------------------------------------------------
@@ -246,7 +247,7 @@ def export(dest: str, query: str, fmt: str, partition_by: str, overwrite: bool) 
         result = export_runs(repo, dest, query or None, format=fmt, partition_by=partition_by,
                              overwrite=overwrite, on_progress=advance)
     objects = f", {_plural(result.objects, 'object')}" if result.objects else ""
-    click.echo(f"exported {_plural(result.runs, 'run')}, {_plural(result.sequences, 'sequence')} "
+    T.echo(f"exported {_plural(result.runs, 'run')}, {_plural(result.sequences, 'sequence')} "
                f"({_plural(result.points, 'point')}{objects}) to {target}")
 
 
@@ -277,7 +278,7 @@ def rm(run_ids: tuple[str, ...], yes: bool, force: bool) -> None:
         for run in runs:
             name = run.name or "-"
             name = name if len(name) <= 32 else name[:31] + "…"  # one run per line, within 80 columns
-            click.echo(f"  {run.handle}  {name}  ({run.experiment}, {run.status})")
+            T.echo(f"  {run.handle}  {name}  ({run.experiment}, {run.status})")
         noun = "run" if len(runs) == 1 else f"{len(runs)} runs"
         click.confirm(f"Delete {'this' if len(runs) == 1 else 'these'} {noun}?", abort=True)
     refused = 0
@@ -286,9 +287,9 @@ def rm(run_ids: tuple[str, ...], yes: bool, force: bool) -> None:
             repo.delete_run(run.id, force=force)
         except RunLockedError as exc:
             refused += 1
-            click.echo(f"Error: {exc}", err=True)
+            T.echo(f"Error: {exc}", err=True)
             continue
-        click.echo(f"deleted {run.handle} ({run.id})")
+        T.echo(f"deleted {run.handle} ({run.id})")
     if refused:
         raise click.exceptions.Exit(1)
 
@@ -297,7 +298,7 @@ def _set_archived(run_ids: tuple[str, ...], value: bool) -> None:
     repo = _state().repo()
     for run in _resolve_all(repo, run_ids):
         run.archived = value
-        click.echo(f"{'archived' if value else 'unarchived'} {run.handle} ({run.id})")
+        T.echo(f"{'archived' if value else 'unarchived'} {run.handle} ({run.id})")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -326,7 +327,7 @@ def tag(run_id: str, tags: tuple[str, ...], remove: bool) -> None:
             run.remove_tag(name)
         else:
             run.add_tag(name)
-    click.echo(f"{run.handle} tags: {', '.join(run.tags) or '(none)'}")
+    T.echo(f"{run.handle} tags: {', '.join(run.tags) or '(none)'}")
 
 
 # -- maintenance ---------------------------------------------------------------------
@@ -338,13 +339,13 @@ def check() -> None:
     repo = _state().repo(readonly=True)
     problems = repo.check()
     for problem in problems:
-        click.echo(f"problem: {problem}")
+        T.echo(f"problem: {problem}")
     for note in getattr(problems, "notes", ()):
-        click.echo(f"note: {note}")
+        T.echo(f"note: {note}")
     if problems:
-        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found in {_shown(repo)}", err=True)
+        T.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found in {_shown(repo)}", err=True)
         raise click.exceptions.Exit(1)
-    click.echo(f"ok: {_plural(len(repo), 'run')} in {_shown(repo)}, no problems found")
+    T.echo(f"ok: {_plural(len(repo), 'run')} in {_shown(repo)}, no problems found")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -352,7 +353,7 @@ def compact() -> None:
     """Reclaim the space of deleted runs (needs the repository to itself)."""
     repo = _state().repo()
     before, after = repo.compact()
-    click.echo(f"compacted {_shown(repo)}: {_fmt_bytes(before)} -> {_fmt_bytes(after)}")
+    T.echo(f"compacted {_shown(repo)}: {_fmt_bytes(before)} -> {_fmt_bytes(after)}")
 
 
 @cli.command(context_settings=CONTEXT)

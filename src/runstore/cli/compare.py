@@ -167,7 +167,7 @@ def experiments(metric: str | None, mode: str | None, show_all: bool, wide: bool
     if not show_all:
         runs = runs.filter(archived=False)
     if not len(runs):
-        click.echo("0 experiments (no runs)")
+        T.echo("0 experiments (no runs)")
         return
     exps = runs.to_list("experiment", default=None)
     statuses = runs.to_list("status", default=None)

@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import click
 
+from . import table as T
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -33,7 +35,7 @@ def _run(work: Callable[..., Any], **kwargs: Any) -> None:
             bar.update(task, description=f"importing {name}", completed=done - 1, total=total)
 
         result = work(progress=progress, **kwargs)
-    click.echo(result.summary())
+    T.echo(result.summary())
 
 
 _repo_option = click.option("--repo", "repo_path", metavar="PATH", default=None,

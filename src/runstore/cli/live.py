@@ -69,7 +69,7 @@ def _tail_table(repo: Any, run: Any, filters: list, width: int | None, plain: bo
                  fixed=True),
     ]
     status = run.status
-    head = Text(f"{run.handle}  {run.name or '-'}  ")
+    head = Text(f"{run.handle}  {T.safe(run.name or '-')}  ")
     head.append(status, style=None if plain else T.STATUS_STYLES.get(status))
     head.append(f"  {T.plural(len(rows), 'metric')}, updated {time.strftime('%H:%M:%S')}")
     head.truncate(width or 10_000, overflow="ellipsis")
@@ -121,10 +121,10 @@ def tail(run: str, metrics: tuple[str, ...], interval: float) -> None:
                         break
                     time.sleep(interval)
     except KeyboardInterrupt:
-        click.echo(f"stopped following {found.handle} (the run goes on)", err=True)
+        T.echo(f"stopped following {found.handle} (the run goes on)", err=True)
         return
     final = repo.get_run(run_id)
-    click.echo(f"run {final.handle} {final.status} after {T.fmt_duration(final.duration)}", err=True)
+    T.echo(f"run {final.handle} {final.status} after {T.fmt_duration(final.duration)}", err=True)
 
 
 # -- plot ----------------------------------------------------------------------------------------
@@ -175,8 +175,8 @@ def plot(query: str, metric: str, x_axis: str, height: int | None, limit: int) -
             continue
         run = repo.get_run(run_id)
         label = (run.name or run.handle) + (f" @{_ctx(ctx)}" if ctx and not context else "")
-        plt.plot(x[ok].tolist(), y[ok].tolist(), label=label[:30])
-    plt.title(metric)
+        plt.plot(x[ok].tolist(), y[ok].tolist(), label=T.safe(label)[:30])
+    plt.title(T.safe(metric))
     plt.xlabel({"time": "seconds"}.get(x_axis, x_axis))
     text = plt.build()
     if not (color_on() and T.is_terminal()):

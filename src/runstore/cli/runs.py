@@ -192,7 +192,8 @@ def emit(columns: list[T.Column], footer: list[str], *, fmt: str | None, wide: b
             writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-            stdout.write(buf.getvalue())
+            # Exact bytes for a file or a pipe; on a terminal, controls escaped (T.safe_lines).
+            stdout.write(T.safe_lines(buf.getvalue()) if T.is_terminal() else buf.getvalue())
         return
     tty = T.is_terminal()
     plain = fmt == "plain" or (fmt is None and not tty)
@@ -252,8 +253,11 @@ def write_arrow(table: Any, fmt: str, output: str | None) -> None:
         with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
     if not output:
+        data = sink.getvalue()
+        if fmt == "csv" and T.is_terminal():  # text for a person: controls escaped (T.safe_lines)
+            data = T.safe_lines(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
         stream = sys.stdout.buffer  # click's get_binary_stream is deprecated (click 8.5)
-        stream.write(sink.getvalue())
+        stream.write(data)
         stream.flush()
 
 
@@ -370,7 +374,7 @@ def ls(query: str, columns: str | None, sort_key: str | None, reverse: bool, lim
                "duration": runs.to_list("duration", default=None), **raw_extra}
     if not len(runs) and fmt not in ("csv", "json"):
         empty = not query and not len(repo)
-        click.echo(footer[0] + ("; track one with Run(...), or try `runstore demo`" if empty else ""))
+        T.echo(footer[0] + ("; track one with Run(...), or try `runstore demo`" if empty else ""))
         return
     emit(cols, footer, fmt=fmt, wide=wide, color=color_on(), raw=raw)
 
@@ -431,7 +435,7 @@ def query(query: str, sequences: bool, columns: str | None, fmt: str | None, out
             _query_screen(repo, collection, sequences, keys, fmt, wide, full_ids, absolute)
     if output:
         noun = ("sequence" if sequences else "run") + ("" if len(collection) == 1 else "s")
-        click.echo(f"wrote {len(collection)} {noun} to {output}", err=True)
+        T.echo(f"wrote {len(collection)} {noun} to {output}", err=True)
 
 
 class _redirect:
@@ -478,9 +482,9 @@ def _query_screen(repo: Any, collection: Any, sequences: bool, keys: list[str], 
             same = ", ".join(f"{k}={T.fmt_value(v)}" for k, v in constant)
             footer.append(f"same in all {T.plural(len(shown), 'run')}: {same}")
     if n > TABLE_ROWS:
-        click.echo(f"showing the first {TABLE_ROWS} of {n} rows; use --format csv/json/parquet for all of them",
+        T.echo(f"showing the first {TABLE_ROWS} of {n} rows; use --format csv/json/parquet for all of them",
                    err=True)
     if not n:
-        click.echo(footer[0])
+        T.echo(footer[0])
         return
     emit(cols, footer, fmt=fmt, wide=wide, color=color_on())

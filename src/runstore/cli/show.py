@@ -37,9 +37,9 @@ def _params_tree(node: Tree, params: Any) -> None:
     if isinstance(params, dict):
         for key, value in params.items():
             if isinstance(value, dict) and value:
-                _params_tree(node.add(Text(str(key), style="bold")), value)
+                _params_tree(node.add(Text(T.safe(str(key)), style="bold")), value)
             else:
-                node.add(Text(f"{key} = {T.fmt_value(value, 16)}"))
+                node.add(Text(T.safe(f"{key} = {T.fmt_value(value, 16)}")))
 
 
 def _section(out: Any, title: str, columns: list[T.Column], width: int | None, plain: bool) -> None:
@@ -88,7 +88,7 @@ def show(run: str, absolute: bool) -> None:
     ]
     for key, value in rows:
         style = T.STATUS_STYLES.get(value) if key == "status" and not plain else None
-        line = Text(f"{key:<12}", style="" if plain else "bold") + Text(str(value), style=style or "")
+        line = Text(f"{key:<12}", style="" if plain else "bold") + Text(T.safe(str(value)), style=style or "")
         for part in line.wrap(out, wrap, overflow="ellipsis"):
             out.print(part)
 

@@ -36,6 +36,47 @@ ELLIPSIS = "…"
 STATUS_STYLES = {"running": "blue", "finished": "green", "failed": "red", "killed": "yellow"}
 
 
+# -- what reaches a terminal ------------------------------------------------------------------
+# A run name, tag, param, experiment or sequence name is text from anyone who could write
+# to the repository; printed raw, "\x1b]0;...\x07" retitles the terminal, "\x1b[2J" clears
+# it, and a right-to-left override makes a line read backwards. Every cell, every string
+# given to rich and every echoed line of the CLI goes through safe()/safe_lines(): C0
+# controls (but newline and tab in whole lines), DEL, C1 controls (\x9b is CSI on some
+# terminals) and the bidi embeddings, overrides and isolates become visible escapes,
+# written as Python writes them (\x1b, \u202e). The colour rich adds is styling, not
+# text, so it is not touched.
+_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_CELL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_CELL.update({c: f"\\u{c:04x}" for c in _BIDI})
+_CELL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+_LINES = {c: v for c, v in _CELL.items() if c not in (0x09, 0x0A)}
+
+
+def safe(text: str) -> str:
+    """One table cell or name, every control character escaped (newlines too)."""
+    return text.translate(_CELL)
+
+
+def safe_lines(text: str) -> str:
+    """Text of one or more lines: controls escaped, newlines and tabs kept."""
+    return text.translate(_LINES)
+
+
+def echo(message: str = "", err: bool = False) -> None:
+    """click.echo for lines that carry names or values (safe_lines)."""
+    import click
+
+    click.echo(safe_lines(message), err=err)
+
+
+class SafeConsole(Console):
+    """A rich console whose plain strings go through safe_lines (rich.Text objects are
+    built from safe cells; see Column)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(safe_lines(text), **kwargs)
+
+
 # -- terminal ----------------------------------------------------------------------------------
 def terminal_width(stream: Any = None) -> int | None:
     """Columns to fit: ``$COLUMNS``, else the terminal's width, else None (not a terminal: no limit)."""
@@ -78,7 +119,7 @@ def console(*, color: bool = True, width: int | None = None, stderr: bool = Fals
     markup=False and highlight=False: names, keys and tags print as typed.  rich
     turns colour off by itself when NO_COLOR is set or the stream is not a terminal.
     """
-    return Console(highlight=False, markup=False, no_color=not color or None, stderr=stderr,
+    return SafeConsole(highlight=False, markup=False, no_color=not color or None, stderr=stderr,
                    width=width or 10_000, soft_wrap=True, emoji=False)
 
 
@@ -110,6 +151,10 @@ class Column:
     justify: str = "left"
     styles: list[str | None] | None = None
     min_width: int = 8
+
+    def __post_init__(self) -> None:
+        self.header = safe(self.header)  # names from the repository, shown escaped (safe())
+        self.cells = [safe(c) for c in self.cells]
 
     def natural(self) -> int:
         return max([cell_len(self.header)] + [cell_len(c) for c in self.cells])
