@@ -72,3 +72,16 @@ def test_safe_escapes_c0_c1_bidi():
     assert T.safe("a\x1b[31mb\x00\x7f\x85\u202e\u2066\t\n") == "a\\x1b[31mb\\x00\\x7f\\x85\\u202e\\u2066\\t\\n"
     assert T.safe_lines("x\ty\nz\x1b") == "x\ty\nz\\x1b"
     assert T.safe("naïve 学習 ✓") == "naïve 学習 ✓"
+
+
+def test_server_commands_escape_names_too(tmp_path):
+    src = Repo(tmp_path / "src")
+    with Run(repo=src, name=EVIL) as run:
+        run.track(1.0, name="loss")
+    merge = ["merge", str(src.path), "--into", str(tmp_path / "dest")]
+    assert CliRunner().invoke(cli, merge).exit_code == 0
+    with Run(repo=src, run_id=run.id) as again:
+        again.track(2.0, name="loss")
+    result = CliRunner().invoke(cli, merge)  # a conflict, reported with the run's name
+    assert result.exit_code == 1 and "conflict" in result.stderr and "\\x1b]0;pwned\\x07" in result.stderr
+    assert not any(raw in result.output for raw in RAW)

@@ -111,3 +111,29 @@ def fmt_value(value: Any, width: int = 9) -> str:
 
 def plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+# -- control characters --------------------------------------------------------------------
+# A run name, tag, param, experiment or sequence name is text from anyone who could write
+# to the repository; printed raw, "\x1b]0;...\x07" retitles the terminal, "\x1b[2J" clears
+# it, and a right-to-left override makes a line read backwards. The CLI (cli/table.py) and
+# the server's commands pass every name and value they print through these: C0
+# controls (but newline and tab in whole lines), DEL, C1 controls (\x9b is CSI on some
+# terminals) and the bidi embeddings, overrides and isolates become visible escapes,
+# written as Python writes them (\x1b, \u202e). The colour rich adds is styling, not
+# text, so it is not touched.
+_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_CELL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_CELL.update({c: f"\\u{c:04x}" for c in _BIDI})
+_CELL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+_LINES = {c: v for c, v in _CELL.items() if c not in (0x09, 0x0A)}
+
+
+def safe(text: str) -> str:
+    """One table cell or name, every control character escaped (newlines too)."""
+    return text.translate(_CELL)
+
+
+def safe_lines(text: str) -> str:
+    """Text of one or more lines: controls escaped, newlines and tabs kept."""
+    return text.translate(_LINES)

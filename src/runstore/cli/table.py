@@ -37,29 +37,10 @@ STATUS_STYLES = {"running": "blue", "finished": "green", "failed": "red", "kille
 
 
 # -- what reaches a terminal ------------------------------------------------------------------
-# A run name, tag, param, experiment or sequence name is text from anyone who could write
-# to the repository; printed raw, "\x1b]0;...\x07" retitles the terminal, "\x1b[2J" clears
-# it, and a right-to-left override makes a line read backwards. Every cell, every string
-# given to rich and every echoed line of the CLI goes through safe()/safe_lines(): C0
-# controls (but newline and tab in whole lines), DEL, C1 controls (\x9b is CSI on some
-# terminals) and the bidi embeddings, overrides and isolates become visible escapes,
-# written as Python writes them (\x1b, \u202e). The colour rich adds is styling, not
-# text, so it is not touched.
-_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_CELL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
-_CELL.update({c: f"\\u{c:04x}" for c in _BIDI})
-_CELL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
-_LINES = {c: v for c, v in _CELL.items() if c not in (0x09, 0x0A)}
-
-
-def safe(text: str) -> str:
-    """One table cell or name, every control character escaped (newlines too)."""
-    return text.translate(_CELL)
-
-
-def safe_lines(text: str) -> str:
-    """Text of one or more lines: controls escaped, newlines and tabs kept."""
-    return text.translate(_LINES)
+# safe()/safe_lines() (analysis/format.py, so the server's commands use them too) escape
+# control characters in names and values: every Column cell and header, every string
+# given to rich (SafeConsole) and every echoed line of the CLI goes through them.
+from ..analysis.format import safe, safe_lines  # noqa: E402,F401
 
 
 def echo(message: str = "", err: bool = False) -> None:

@@ -53,7 +53,7 @@ def server(ctx: click.Context, repo_path: str | None, host: str, port: int, toke
     tls = (Path(tls_cert).read_bytes(), Path(tls_key).read_bytes()) if tls_cert and tls_key else None
     path = repo_path if repo_path is not None else getattr(ctx.obj, "repo_path", None)
     repo = Repo(path)
-    serve(repo, host, port, token=token, tls=tls, echo=lambda line: click.echo(line),
+    serve(repo, host, port, token=token, tls=tls, echo=lambda line: _echo(line),
           ui_port=ui_port if with_ui else None)
 
 
@@ -92,7 +92,7 @@ def sync(url: str | None, spool_dir: str | None, token_file: str | None, tls_ca:
     left = 0
     for directory in dirs:
         if not pending(directory):
-            click.echo(f"{directory}: nothing to send")
+            _echo(f"{directory}: nothing to send")
             continue
         target = url
         if target is None:
@@ -110,13 +110,13 @@ def sync(url: str | None, spool_dir: str | None, token_file: str | None, tls_ca:
         finally:
             link.close()
         already = f"; {report['already']} were there already" if report["already"] else ""
-        click.echo(f"{directory}: sent {report['ops']} op(s) ({report['points']:,} points) of "
+        _echo(f"{directory}: sent {report['ops']} op(s) ({report['points']:,} points) of "
                    f"{report['runs']} run(s) to {target}{already}")
         for error in report["errors"]:
-            click.echo(f"problem: {error}", err=True)
+            _echo(f"problem: {error}", err=True)
         left += report["left"]
     if left:
-        click.echo(f"{left} op(s) left in the spool (see the problems above)", err=True)
+        _echo(f"{left} op(s) left in the spool (see the problems above)", err=True)
         raise SystemExit(1)
 
 
@@ -137,8 +137,15 @@ def merge(sources: tuple[str, ...], dest: str) -> None:
 
     report = merge_repositories(list(sources), dest)
     for line in describe(report, dest):
-        click.echo(line)
+        _echo(line)
     for conflict in report.conflicts:
-        click.echo(f"conflict: {conflict}", err=True)
+        _echo(f"conflict: {conflict}", err=True)
     if report.conflicts:
         raise SystemExit(1)
+
+
+def _echo(message: str, err: bool = False) -> None:
+    """click.echo with control characters in run names escaped (docs/cli.md)."""
+    from ..analysis.format import safe_lines
+
+    click.echo(safe_lines(message), err=err)
