@@ -10,7 +10,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from runstore import Repo, Run
+from runstore import Repo, Run, Text
 from runstore.cli import cli
 from runstore.cli import table as T
 
@@ -27,6 +27,7 @@ def evil_repo(tmp_path_factory):
         with Run(repo=repo, name=f"{EVIL}{i}", experiment=EVIL, tags=[EVIL], description=EVIL) as run:
             run["hparams"] = {EVIL: EVIL, "lr": 0.1 * (i + 1), "note": f"{EVIL}{i}"}
             run.track_many([1.0, 0.5], name=EVIL, context={EVIL: EVIL})
+            run.track(Text(EVIL), name="sample")  # a text sequence's values are shown too
     return repo
 
 
@@ -35,7 +36,7 @@ def _outputs(repo, terminal, monkeypatch):
     ids = [r.id for r in repo.runs()]
     env = {"COLUMNS": "200", "FORCE_COLOR": "1" if terminal else None, "NO_COLOR": None}
     commands = [["ls"], ["ls", "-f", "csv"], ["show", ids[0]], ["query", ""], ["query", "", "-f", "csv"],
-                ["query", "--sequences", ""], ["diff", *ids], ["tail", ids[0]], ["experiments"],
+                ["query", "--sequences", 'seq.type == "float"'], ["diff", *ids], ["tail", ids[0]], ["experiments"],
                 ["ls", "-c", "hparams.note"], ["show", EVIL]]  # the last: an error naming it
     for args in commands:
         result = CliRunner().invoke(cli, ["--repo", str(repo.path), *args], env=env)

@@ -74,3 +74,24 @@ def test_long_experiment_names_get_short_unique_folders(repo, tmp_path):
     runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")[["run_id", "experiment"]]
     joined = frame.astype({"run_id": str}).merge(runs, on="run_id", suffixes=("_folder", ""))
     assert sorted(set(joined["experiment"])) == sorted(names) and len(joined) == 8
+
+
+def test_object_folders_stay_inside_and_short(repo, tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from runstore import Array
+
+    names = ["..", "n" * 300, "é" * 100 + "a", "é" * 100 + "b"]
+    with Run(repo=repo) as run:
+        for name in names:
+            run.track(Array(np.arange(3)), name=name, step=0, context={"k": "v" * 300})
+    export(repo, tmp_path / "out")  # today: OSError ENAMETOOLONG, and ".." climbs out of its run's folder
+    index = pq.read_table(tmp_path / "out" / "objects.parquet").to_pylist()
+    assert sorted(r["name"] for r in index) == sorted(names) and len({r["path"] for r in index}) == 4
+    for row in index:
+        path = tmp_path / "out" / row["path"]
+        assert path.resolve().is_relative_to(tmp_path / "out" / "objects" / run.id)
+        assert np.load(path).tolist() == [0, 1, 2]
+        assert all(len(part.encode()) <= 255 for part in path.parts)
+

@@ -132,7 +132,8 @@ def _check_destination(repo: Repo, dest: str | os.PathLike) -> Path:
             f"the export destination {path} is inside the repository {repo.path}; "
             "export to a folder outside it (nothing was written)"
         )
-    if repo_real.is_relative_to(real / "sequences") or repo_real in (real / "runs.parquet", real / "runs.csv"):
+    if any(repo_real.is_relative_to(real / part) for part in ("sequences", "objects")) or (
+            repo_real.parent == real and repo_real.suffix in (".parquet", ".csv")):
         raise ExportError(
             f"the repository {repo.path} is where an export into {path} writes its files; "
             "choose another destination (nothing was written)"
@@ -253,10 +254,22 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
 _FILE_TYPES = ("image", "audio", "figure", "array")
 
 
-def _segment(text: str) -> str:
+def _segment(text: str, limit: int = 255) -> str:
+    """One path segment: escaped, never ``.``/``..``, shortened (head + ``~hash``) past the
+    filesystem's name limit; the index file holds the exact name and context."""
     from urllib.parse import quote
 
-    return quote(text, safe=" -_.,+@()=") or "-"
+    segment = quote(text, safe=" -_.,+@()=") or "-"
+    if segment in (".", ".."):
+        return segment.replace(".", "%2E")
+    if len(segment) > limit:
+        import hashlib
+
+        suffix = "~" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        head = segment[: limit - len(suffix)]
+        cut = head.rfind("%", len(head) - 2)  # do not split a %XX escape
+        segment = (head[:cut] if cut >= 0 else head) + suffix
+    return segment
 
 
 def _context_segment(context: dict, prefix: str = "") -> str:
@@ -289,6 +302,7 @@ def export_objects(seqs: Any, dest: Path, write: Callable[[Any, Path], None], fm
     import pyarrow as pa
 
     index: dict[str, list] = {k: [] for k in ("run_id", "name", "context", "step", "type", "path")}
+    limit = _name_max(dest)
     tables: dict[str, dict[str, list]] = {}
     total = 0
     for (run_id, name, context), typ, seq in zip(seqs.keys, seqs.types, seqs):
@@ -314,7 +328,7 @@ def export_objects(seqs: Any, dest: Path, write: Callable[[Any, Path], None], fm
                 rows.setdefault("counts", []).extend(it.counts.tolist() for it in items)
                 rows.setdefault("bin_edges", []).extend(it.bin_edges.tolist() for it in items)
             continue
-        folder = Path("objects") / _segment(run_id) / _segment(name) / _segment(_context_segment(context))
+        folder = Path("objects") / _segment(run_id) / _segment(name, limit) / _segment(_context_segment(context), limit)
         (dest / folder).mkdir(parents=True, exist_ok=True)
         seen: dict[int, int] = {}
         for step, obj in zip(steps.tolist(), items):
