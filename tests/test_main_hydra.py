@@ -1,19 +1,28 @@
 """@runstore.main on real Hydra: a real app (tests/hydra_app: config groups model/{mlp,cnn}, a
 defaults list, a structured config) run in subprocesses with real Hydra command lines,
-including the joblib and submitit launcher plugins. (hydra-optuna-sweeper pins optuna<3,
-which the integrations' optuna>=4 excludes: it is not in the test extra.)"""
+including the joblib and submitit launcher plugins and the Optuna sweeper plugin.
+
+hydra-optuna-sweeper pins optuna<3 while the integrations need optuna>=4, so it cannot be in
+the test extra: the `optuna_sweeper` fixture pip-installs it into a folder of its own (cached
+in pytest's cache folder) that only the app's subprocess puts first on PYTHONPATH."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 import runstore
 from runstore import Repo, Run, RunCollection, iter_run_dirs
@@ -184,6 +193,83 @@ def test_joblib_launcher_with_the_config_in_the_main_script(tmp_path):
     done = runs(tmp_path)
     assert sorted(r.sequence("lr").values.tolist()[0] for r in done) == pytest.approx([0.1, 0.2])
     assert all(r.status == "finished" for r in done)
+
+
+# The plugin's own pin (optuna 2.10 + the cmaes it imports), or the plugin alone next to the test
+# environment's optuna>=4 (what docs/experiments.md tells users who want both in one environment).
+SWEEPER = "hydra-optuna-sweeper==1.3.0"
+OPTUNA_2 = ("optuna==2.10.1", "cmaes==0.13.1")
+# what optuna 2.10 imports besides cmaes; optuna>=4's requirements bring most of them
+OPTUNA_2_IMPORTS = {"alembic": "alembic", "colorlog": "colorlog", "scipy": "scipy", "sqlalchemy": "sqlalchemy",
+                    "tqdm": "tqdm", "yaml": "PyYAML", "packaging": "packaging"}
+
+
+def pip_target(cache: Path, specs: list[str]) -> Path:
+    """`pip install --target --no-deps specs` into a folder of the cache, once per set of specs."""
+    target = cache / hashlib.sha1(" ".join(specs).encode()).hexdigest()[:12]
+    if (target / "INSTALLED").exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=cache, prefix="partial-"))
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
+           "--target", str(partial), *specs]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        pytest.fail(f"could not install the Optuna sweeper plugin for this test ({' '.join(specs)}): pip needs "
+                    f"PyPI (or a mirror in pip's config) at test time. Command: {' '.join(cmd)}\n"
+                    + proc.stdout[-1500:] + proc.stderr[-1500:], pytrace=False)
+    (partial / "INSTALLED").write_text("\n".join(specs))
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+@pytest.fixture(scope="session", params=["optuna 2.10", "optuna>=4"])
+def optuna_sweeper(request, tmp_path_factory):
+    """(which optuna, PYTHONPATH) for an app subprocess that has the Optuna sweeper plugin."""
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider: install per session
+    cache = cache.mkdir("hydra-optuna-sweeper") if cache else tmp_path_factory.mktemp("hydra-optuna-sweeper")
+    specs = [SWEEPER]
+    if request.param == "optuna 2.10":
+        specs += [*OPTUNA_2, *sorted(pkg for mod, pkg in OPTUNA_2_IMPORTS.items() if not importlib.util.find_spec(mod))]
+    path = os.pathsep.join([str(pip_target(Path(cache), specs)), *filter(None, [os.environ.get("PYTHONPATH")])])
+    # the shadowing works: the subprocess sees optuna 2.10 first, or the environment's optuna>=4
+    version = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; print(m.version('optuna'))"],
+                             check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}).stdout
+    assert version.startswith("2.10.") == (request.param == "optuna 2.10"), version
+    return request.param, path
+
+
+@pytest.mark.slow
+def test_optuna_sweeper_stores_one_run_per_trial(tmp_path, optuna_sweeper):
+    optuna, pythonpath = optuna_sweeper
+    args = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.sampler.seed=1", "lr=interval(0.001,0.1)", "model=choice(mlp,cnn)"]
+    proc = app(tmp_path, *args, PYTHONPATH=pythonpath)
+    # the sweeper ran (not the basic one), with the optuna this parameter asked for
+    assert "Sampler: TPESampler" in proc.stdout
+    done = runs(tmp_path)
+    assert len(done) == 4 and all(r.status == "finished" for r in done)
+    # each run holds the trial's sampled params: the overrides Hydra printed for that job
+    launched = sorted(sorted(line.split()) for line in re.findall(r"#\d+ : (.*)", proc.stdout))
+    assert sorted(sorted(r.params["overrides"]) for r in done) == launched and len(launched) == 4
+    for r in done:
+        lr, model = r.params["hparams"]["lr"], r.params["choices"]["model"]
+        assert 0.001 <= lr <= 0.1 and f"lr={lr}" in r.params["overrides"] and f"model={model}" in r.params["overrides"]
+        assert r.params["result"] == pytest.approx(lr * 10 + 2)  # the function's return value
+    # ... and that value went back to Optuna: the study's best is the best run
+    [results] = list(tmp_path.glob("multirun/*/*/optimization_results.yaml"))
+    best_run = min(done, key=lambda r: r.params["result"])
+    study = yaml.safe_load(results.read_text())
+    assert study["best_value"] == best_run.params["result"]
+    assert study["best_params"] == {"lr": best_run.params["hparams"]["lr"], "model": best_run.params["choices"]["model"]}
+    if optuna == "optuna 2.10":
+        return  # the rest does not depend on optuna's version
+    # the same seeded study again: every trial is a finished run, skipped, its result returned to Optuna
+    again = app(tmp_path, *args, PYTHONPATH=pythonpath)
+    assert again.stderr.count("skipped, finished run") == 4 and len(runs(tmp_path)) == 4
+    assert f"Best value: {best_run.params['result']}" in again.stdout
 
 
 @pytest.mark.slow
