@@ -125,3 +125,16 @@ def test_optuna_callback_on_a_grpc_repository(server, tmp_path, monkeypatch):
     assert {runs[f"trial-{i}"].parent for i in range(3)} == {runs["s"].id}
     assert runs["trial-1"].params["value"] == pytest.approx(study.trials[1].value)
     assert not (tmp_path / "grpc:").exists()  # the study lock is not made under the URL as a path
+    # the study run's `best`, written through a view after each trial, is on the server at once
+    assert runs["s"].params["best"][0]["number"] == study.best_trial.number
+
+
+def test_a_view_write_is_on_the_server_when_it_returns(server):
+    # as a local view's write is stored at once (Optuna's callback updates its study run this way)
+    run = Run(repo=server.url, system_metrics=False, capture_env=False)
+    run.close()
+    view = Repo(server.url).get_run(run.id)
+    view["best"] = {"number": 3}
+    view.add_tag("searched")
+    stored = Repo(server.repo_path, readonly=True).get_run(run.id)
+    assert stored.params["best"] == {"number": 3} and stored.tags == ["searched"]

@@ -394,6 +394,8 @@ class RemoteRun(Run):
                 op["set"] = changed
             if op:
                 self._enqueue(op)
+        if op:
+            self._settle_view()
 
     def refresh(self) -> "Run":
         self._record = self._params = None
@@ -410,6 +412,7 @@ class RemoteRun(Run):
         with self._lock:
             self._param_tree()[key] = value
             self._enqueue({"params": {key: value}})
+        self._settle_view()
 
     def __delitem__(self, key: str) -> None:
         with self._lock:
@@ -418,6 +421,15 @@ class RemoteRun(Run):
                 raise KeyError(f"run {self._id} has no top-level param {key!r}")
             del params[key]
             self._enqueue({"params-": [key]})
+        self._settle_view()
+
+    def _settle_view(self) -> None:
+        """A view (``repo.get_run(id)``) has no flush or close that would send its
+        change later: like a local view's write (stored at once), it is sent now and
+        waited for (at most ``close_timeout``; unsent ops stay queued and spool at exit)."""
+        if not self._writable:
+            self.repo._shipper.wait_sent(self, self.repo.close_timeout)
+            self._raise_problems()
 
     # -- artifacts -----------------------------------------------------------------------
     def log_artifact(self, path: str | os.PathLike, kind: str | None = None, name: str | None = None) -> dict:
