@@ -107,6 +107,29 @@ def test_show_lists_type_and_count(mixed):
     assert tail.exit_code == 0 and "samples" not in tail.output, tail.output
 
 
+def test_cli_query_sequences_on_a_mixed_selection(mixed):
+    """`runstore query -s` on scalars and objects: the scalar points on screen and the
+    objects counted; a file format refuses the mix and says how to pick one kind; object
+    points show their payload's size, never raw bytes."""
+    repo, run = mixed
+    runner = CliRunner()
+    base = ["--repo", str(repo.path), "query", "-s"]
+    screen = runner.invoke(cli, [*base, ""], env={"COLUMNS": "120"})
+    assert screen.exit_code == 0, screen.output
+    assert "1 sequence, 3 points" in screen.stdout and "samples" not in screen.stdout
+    assert "3 object sequences" in screen.stderr and 'seq.type != "float"' in screen.stderr
+    csv = runner.invoke(cli, [*base, "", "-f", "csv"])
+    assert csv.exit_code == 2 and "mixes 1 scalar sequence and 3 object sequences" in csv.output
+    assert 'seq.type == "float"' in csv.output
+    objects = runner.invoke(cli, [*base, 'seq.type != "float"'], env={"COLUMNS": "160"})
+    assert objects.exit_code == 0, objects.output
+    sizes = {len(Image(px).data) for px in _images(3)}
+    assert "PNG" not in objects.stdout and "\\x89" not in objects.stdout
+    assert all(f"{n} B" in objects.stdout for n in sizes) and "second" in objects.stdout and "2 bins" in objects.stdout
+    only = runner.invoke(cli, [*base, 'seq.type == "float"', "-f", "csv"])
+    assert only.exit_code == 0 and only.stdout.count("\n") == 4  # header + 3 points
+
+
 def test_check_reports_a_dangling_blob_reference(mixed):
     repo, run = mixed
     assert repo.check() == [] and repo.check().notes == []

@@ -293,6 +293,15 @@ def arrow_columns(table: Any, *, full_ids: bool, absolute: bool) -> list[T.Colum
             out.append(status_column(values))
         elif name == "name":
             out.append(T.Column(name, [v or "-" for v in values], P_NAME, min_width=10))
+        elif name in ("data", "counts", "bin_edges") and "type" in flat.column_names:
+            # object payloads (issue 13): a size on screen; the bytes go to files (-f parquet, export)
+            unit = "B" if name == "data" else "bins" if name == "counts" else "edges"
+            cells = ["-" if v is None else f"{len(v):,} {unit}" for v in values]
+            out.append(T.Column(name, cells, 40 + i))
+        elif name == "text" and "type" in flat.column_names:
+            out.append(T.Column(name, ["-" if v is None else v for v in values], 9, min_width=12))  # shortened, not hidden
+        elif name == "type" and "step" in flat.column_names:
+            out.append(T.Column(name, [v or "-" for v in values], 7, fixed=True))
         else:
             priority = {"step": 6, "value": 7, "epoch": 20}.get(name, 5 if name.startswith("context.") else 50 + i)
             col = value_column(name, values, priority)
@@ -419,6 +428,9 @@ def query(query: str, sequences: bool, columns: str | None, fmt: str | None, out
     repo = state().repo(readonly=True)
     keys = split_keys(columns)
     collection = repo.query_sequences(query or None) if sequences else repo.query(query or None)
+    hidden = 0
+    if sequences:
+        collection, hidden = _points_only(repo, query, collection, fmt in ("csv", "json", "parquet", "arrow"))
     if fmt in ("csv", "json", "parquet", "arrow"):
         if keys and not sequences:
             for key in keys:
@@ -433,9 +445,29 @@ def query(query: str, sequences: bool, columns: str | None, fmt: str | None, out
                 _query_screen(repo, collection, sequences, keys, "plain", True, full_ids, absolute)
         else:
             _query_screen(repo, collection, sequences, keys, fmt, wide, full_ids, absolute)
+    if hidden:
+        T.echo(f"{T.plural(hidden, 'object sequence')} (images, text, ...) not shown: their points have other "
+               "columns; add `and seq.type != \"float\"` to the query to see them", err=True)
     if output:
         noun = ("sequence" if sequences else "run") + ("" if len(collection) == 1 else "s")
         T.echo(f"wrote {len(collection)} {noun} to {output}", err=True)
+
+
+def _points_only(repo: Any, query: str, collection: Any, to_file: bool) -> tuple[Any, int]:
+    """A selection mixing scalar and object sequences has two shapes of points (issue 13):
+    on screen the scalar ones are shown and the others counted; a file gets one shape or
+    a clear error saying how to pick it."""
+    where = f"({query}) and " if query.strip() else ""
+    floats = repo.query_sequences(where + 'seq.type == "float"')
+    if not 0 < len(floats) < len(collection):
+        return collection, 0
+    objects = len(collection) - len(floats)
+    if to_file:
+        raise click.UsageError(
+            f"this selection mixes {T.plural(len(floats), 'scalar sequence')} and "
+            f"{T.plural(objects, 'object sequence')} (images, text, ...), whose points have different columns; "
+            "add `and seq.type == \"float\"` (the scalars) or `and seq.type != \"float\"` (the objects) to the query")
+    return floats, objects
 
 
 class _redirect:
