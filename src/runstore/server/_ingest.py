@@ -97,7 +97,8 @@ class Ingest:
         self._thread.start()
 
     def submit(self, op: dict, batch: Any = None) -> dict:
-        """Queue ``op`` and wait until it is committed (or refused); its acknowledgement."""
+        """Queue ``op`` and wait until it is committed (or refused); its acknowledgement.
+        ``batch``: the op's points, as :func:`decode_points` returns them."""
         item = _Pending(op, batch)
         with self._cond:
             if self._stopping:
@@ -213,14 +214,19 @@ class Ingest:
         return {"ok": 1}
 
 
-def _stage_points(run: Any, op: dict, batch: Any) -> None:
-    """Queue a points batch on the run's writer (validated whole first: all or nothing)."""
+def decode_points(op: dict, batch: Any) -> list[tuple]:
+    """A points batch -> [(seq index, values, steps, has_step, epochs, times)], one
+    stretch per sequence, NumPy views of the batch's buffers (no copy).
+
+    Runs on the gRPC thread that received the batch, so that decoding overlaps the
+    committer's work instead of queuing behind it; ValueError for a malformed batch."""
     seqs = op.get("seqs") or []
-    for name, context in seqs:  # unknown or invalid names fail here, before any point is queued
-        run._sequence(name, context)
     cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
     idx = P.to_numpy(cols["seq"], np.int32)
-    if len(idx) and (idx.min() < 0 or idx.max() >= len(seqs)):
+    n = len(idx)
+    if not n:
+        return []
+    if idx.min() < 0 or idx.max() >= len(seqs):
         raise ValueError("a point names a sequence the op does not list")
     has_step = P.valid(cols["step"])  # None: every step given
     steps = P.to_numpy(cols["step"], np.int64)
@@ -228,10 +234,20 @@ def _stage_points(run: Any, op: dict, batch: Any) -> None:
     epochs = P.to_numpy(cols["epoch"], np.float64)
     times = P.to_numpy(cols["time"], np.float64)
     # The client writes each sequence's points as one stretch; stretches in order.
-    edges = np.flatnonzero(np.diff(idx)) + 1
-    for lo, hi in zip(np.r_[0, edges], np.r_[edges, len(idx)]):
-        if lo == hi:
-            continue
-        name, context = seqs[int(idx[lo])]
-        _replica.append(run, name, context, values[lo:hi], steps[lo:hi],
-                        None if has_step is None else has_step[lo:hi], epochs[lo:hi], times[lo:hi])
+    if idx[0] == idx[-1] and (n < 2 or not np.any(idx != idx[0])):
+        bounds = [(0, n)]
+    else:
+        edges = np.flatnonzero(np.diff(idx)) + 1
+        bounds = zip(np.r_[0, edges].tolist(), np.r_[edges, n].tolist())
+    return [(int(idx[lo]), values[lo:hi], steps[lo:hi], None if has_step is None else has_step[lo:hi],
+             epochs[lo:hi], times[lo:hi]) for lo, hi in bounds]
+
+
+def _stage_points(run: Any, op: dict, stretches: list[tuple]) -> None:
+    """Queue decoded points on the run's writer (names validated first: all or nothing)."""
+    seqs = op.get("seqs") or []
+    for name, context in seqs:  # unknown or invalid names fail here, before any point is queued
+        run._sequence(name, context)
+    for k, values, steps, has_step, epochs, times in stretches:
+        name, context = seqs[k]
+        _replica.append(run, name, context, values, steps, has_step, epochs, times)

@@ -31,7 +31,7 @@ import pyarrow.flight as flight
 from ..errors import RepositoryError, RunstoreError
 from . import _protocol as P
 from . import _reads
-from ._ingest import Ingest
+from ._ingest import Ingest, decode_points
 
 REFUSED = P.REFUSED
 SHUTDOWN_GRACE = 2.0  # seconds gRPC gets to finish open calls at SIGTERM
@@ -115,7 +115,12 @@ class TrackingServer(flight.FlightServerBase):
             if chunk.data is None or chunk.data.schema.names != P.POINTS_SCHEMA.names:
                 result = {"error": "a points batch must have the columns " + ", ".join(P.POINTS_SCHEMA.names)}
             else:
-                result = self.ingest.submit(op, chunk.data)
+                try:
+                    points = decode_points(op, chunk.data)
+                except (KeyError, TypeError, ValueError) as exc:
+                    result = {"error": f"malformed op ({type(exc).__name__}: {exc})"}
+                else:
+                    result = self.ingest.submit(op, points)
             writer.write(pa.py_buffer(P.pack(result)))
 
     # -- reads -------------------------------------------------------------------------

@@ -291,8 +291,9 @@ class RemoteRun(Run):
         if points is None:
             shipper.wake()
 
-    def _package(self) -> None:
-        """Move every buffered point into one points op (called by the shipper and by flush)."""
+    def _package(self, also: dict | None = None) -> None:
+        """Move every buffered point into one points op (called by the shipper and by flush);
+        ``also``: record changes made by the same op (close: one round trip, not two)."""
         with self._lock:
             self._next_flush = time.monotonic() + self._flush_interval
             parts, seqs = [], []
@@ -303,7 +304,9 @@ class RemoteRun(Run):
                     seqs.append([seq.name, seq.context])
                     seq._pending = []
             if parts:
-                self._enqueue({"seqs": seqs}, parts)
+                self._enqueue({"seqs": seqs, **(also or {})}, parts)
+            elif also:
+                self._enqueue(also)
 
     # -- flushing and closing --------------------------------------------------------
     def flush(self, timeout: float | None = None) -> None:
@@ -343,9 +346,9 @@ class RemoteRun(Run):
         with self._lock:
             if not self._writable:
                 return
-            self._package()
             ended = time.time()
-            self._enqueue({"set": {"status": status, "ended_at": ended}})
+            # The last points and the status travel as one op: committed together.
+            self._package({"set": {"status": status, "ended_at": ended}})
             if self._record is not None:
                 self._record.update(status=status, ended_at=ended)
             self._writable = False

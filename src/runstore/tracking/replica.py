@@ -39,7 +39,7 @@ from ..storage import records as _rec
 from ..storage.env import SEQS_VERSION
 from ..storage.keys import new_run_id
 from .run import Run
-from .sequence import Sequence
+from .sequence import Columns, Sequence
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -163,29 +163,13 @@ def append(run: Run, name: str, context: dict | None, values: np.ndarray, steps:
     ``steps`` is int64; where ``has_step`` is False the step was not given and
     becomes the previous step + 1 at commit (``has_step=None``: every step given).
     """
-    n = len(values)
-    if not n:
+    if not len(values):
         return
     seq = run._sequence(name, context)
-    rows = np.empty((n, 4))
-    rows[:, 0] = values
-    rows[:, 2] = epochs
-    rows[:, 3] = timestamps
-    if has_step is None or has_step.all():
-        rows[:, 1] = 0.0
-        seq._pending.append((rows, np.asarray(steps, dtype=np.int64)))
-        return
-    # Mixed given / default steps: contiguous stretches of each kind, in order.
-    # Default steps ride as NaN in the float rows; given ones as exact int64.
-    edges = np.flatnonzero(np.diff(has_step.astype(np.int8))) + 1
-    for lo, hi in zip(np.r_[0, edges], np.r_[edges, n]):
-        part = rows[lo:hi].copy()
-        if has_step[lo]:
-            part[:, 1] = 0.0
-            seq._pending.append((part, np.asarray(steps[lo:hi], dtype=np.int64)))
-        else:
-            part[:, 1] = np.nan
-            seq._pending.append(part)
+    # Columns as they came (views of the client's Arrow buffers): the flush copies
+    # them once, into the blocks it encodes.
+    missing = None if has_step is None else True if not has_step.any() else None if has_step.all() else ~has_step
+    seq._pending.append(Columns(steps, missing, values, epochs, timestamps))
 
 
 class Change:

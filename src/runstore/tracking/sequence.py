@@ -192,23 +192,17 @@ class Sequence:
         adopt once the transaction commits (nothing in memory changes here)."""
         summary = self._summary
         taken = len(self._pending)
+        if not taken:
+            return None
         pending = self._pending[:taken]
-        exact = None
-        if any(type(p) is tuple for p in pending):
-            # Chunks with int64 steps (beyond 2**53, or track_many's integer steps).
-            exact = (np.concatenate([p[1] if type(p) is tuple else np.zeros(len(p), np.int64) for p in pending]),
-                     np.concatenate([np.full(len(p[0]) if type(p) is tuple else len(p), type(p) is tuple)
-                                     for p in pending]))
-            pending = [p[0] if type(p) is tuple else p for p in pending]
-        rows = pending[0] if taken == 1 else np.concatenate(pending) if taken else None
-        if rows is None or not len(rows):
+        if type(pending[0]) is Columns:
+            new_cols = _gather_columns(pending, summary["last_step"])
+        else:
+            new_cols = _gather_rows(pending, summary["last_step"])
+        if new_cols is None:
             # A sequence is stored with its first point: a rejected track() or a handle
             # asked for and never written leaves nothing behind.
-            return (summary, self._tail, taken) if taken else None
-        values = rows[:, 0].copy()
-        steps = _resolve_steps(rows[:, 1], summary["last_step"], exact)
-        epochs = rows[:, 2].copy()
-        times = rows[:, 3].copy()
+            return (summary, self._tail, taken)
 
         tail = self._tail
         nblocks = summary["blocks"]
@@ -220,31 +214,55 @@ class Sequence:
                 if len(tail[1]) >= _blocks.CAPACITY:
                     tail = _blocks.empty()
         first_block = nblocks - 1 if len(tail[1]) else nblocks
-        cols = [np.concatenate((tail[i], new)) for i, new in enumerate((steps, values, epochs, times))]
-        run_k = run_key(self.run.id)
+        # Block by block straight from the pending parts (row views or column arrays):
+        # one copy of each point, into a block-sized array at most, and no array the
+        # size of the whole flush (a million-point flush would pay a page fault per
+        # 4 KiB of such an array before copying a byte).
+        readers = [_Parts(parts) for parts in new_cols]
+        count = readers[1].total
+        old = len(tail[1])
         cap = _blocks.CAPACITY
-        total = len(cols[1])
+        run_k = run_key(self.run.id)
+        sorted_steps = summary["count"] == 0 or bool(summary.get("sorted_steps", False))
+        last_step = summary["last_step"]
+        lo = hi = None
         block_no = first_block
-        for start in range(0, total, cap):
-            _rec.put_block(env, txn, run_k, self._id, block_no,
-                           _blocks.encode(*(c[start:start + cap] for c in cols)))
+        block = tail
+        done = 0
+        while done < count:
+            k = min(cap - old if block_no == first_block else cap, count - done)
+            new = [r.take(k) for r in readers]
+            if done == 0:
+                first_step, first_ts = int(new[0][0]), float(new[3][0])
+            done += k
+            steps = new[0]
+            if sorted_steps:
+                sorted_steps = (last_step is None or int(steps[0]) >= last_step) and (
+                    k < 2 or bool(np.all(steps[1:] >= steps[:-1])))
+            last_step = int(steps[-1])
+            m = float(np.fmin.reduce(new[1]))  # NaN only when every value is NaN
+            if m == m:
+                big = float(np.fmax.reduce(new[1]))
+                lo, hi = (m, big) if lo is None else (min(lo, m), max(hi, big))
+            block = [np.concatenate((tail[i], c)) for i, c in enumerate(new)] if block_no == first_block and old \
+                else new
+            _rec.put_block(env, txn, run_k, self._id, block_no, _blocks.encode(*block))
             block_no += 1
-        last_len = total - (block_no - first_block - 1) * cap
-        new_tail = tuple(c[total - last_len:] for c in cols) if last_len < cap else _blocks.empty()
+        # The tail is copied: a view would keep the whole pending part (a client's
+        # Arrow batch on a server) alive for a few points.
+        new_tail = tuple(np.array(c) for c in block) if len(block[1]) < cap else _blocks.empty()
 
-        finite = values[~np.isnan(values)]
         new = dict(summary)
-        new["sorted_steps"] = _locate.steps_sorted_after(summary, steps)
+        new["sorted_steps"] = sorted_steps
         new["blocks"] = block_no
         if summary["count"] == 0:
-            new["first_step"] = int(steps[0])
-            new["first_ts"] = float(times[0])
-        new["count"] = summary["count"] + len(values)
-        new["last_step"] = int(steps[-1])
-        new["last"] = float(values[-1])
-        new["last_ts"] = float(times[-1])
-        if len(finite):
-            lo, hi = float(finite.min()), float(finite.max())
+            new["first_step"] = first_step
+            new["first_ts"] = first_ts
+        new["count"] = summary["count"] + count
+        new["last_step"] = last_step
+        new["last"] = float(block[1][-1])
+        new["last_ts"] = float(block[3][-1])
+        if lo is not None:
             new["min"] = lo if summary["min"] is None else min(summary["min"], lo)
             new["max"] = hi if summary["max"] is None else max(summary["max"], hi)
         _rec.put_sequence(env, txn, self.run.id, self._id, {"name": self.name, "context": self.context, **new})
@@ -405,3 +423,106 @@ def _resolve_steps(raw: np.ndarray, last_step: int | None, exact: tuple | None =
     prev = np.int64(-1 if last_step is None else last_step)
     base = np.where(anchor >= 0, given[np.maximum(anchor, 0)], prev)
     return base + (idx - anchor)
+
+
+class Columns:
+    """Points queued by a writer that has them as columns already (the server's
+    replica writer, ``runstore.tracking.replica.append``): no row packing.
+
+    ``missing`` marks steps not given (resolved to the previous step + 1 at
+    flush): None when every step was given, True when none was."""
+
+    __slots__ = ("steps", "missing", "values", "epochs", "times")
+
+    def __init__(self, steps: np.ndarray, missing: Any, values: np.ndarray, epochs: np.ndarray,
+                 times: np.ndarray) -> None:
+        self.steps, self.missing, self.values, self.epochs, self.times = steps, missing, values, epochs, times
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _gather_rows(pending: list, last_step: int | None) -> tuple | None:
+    """(steps, values, epochs, times) part lists of row-block pending points."""
+    exact = None
+    if any(type(p) is tuple for p in pending):
+        # Chunks with int64 steps (beyond 2**53, or track_many's integer steps).
+        exact = (np.concatenate([p[1] if type(p) is tuple else np.zeros(len(p), np.int64) for p in pending]),
+                 np.concatenate([np.full(len(p[0]) if type(p) is tuple else len(p), type(p) is tuple)
+                                 for p in pending]))
+        pending = [p[0] if type(p) is tuple else p for p in pending]
+    rows = pending[0] if len(pending) == 1 else np.concatenate(pending)
+    if not len(rows):
+        return None
+    steps = _resolve_steps(rows[:, 1], last_step, exact)
+    return [steps], [rows[:, 0]], [rows[:, 2]], [rows[:, 3]]
+
+
+def _gather_columns(pending: list, last_step: int | None) -> tuple | None:
+    """The same from :class:`Columns` parts (a resumed local writer never mixes kinds
+    with them: only the server's replica writer queues columns)."""
+    if not any(len(p) for p in pending):
+        return None
+    if all(p.missing is True for p in pending):  # no step given anywhere: last + 1, + 2, ...
+        n = sum(len(p) for p in pending)
+        steps = [_StepRange(0 if last_step is None else last_step + 1, n)]
+    elif all(p.missing is None for p in pending):
+        steps = [p.steps for p in pending]
+    else:
+        given = np.concatenate([p.steps for p in pending])
+        missing = np.concatenate([np.full(len(p), bool(p.missing)) if p.missing is None or p.missing is True
+                                  else p.missing for p in pending])
+        steps = [_resolve_given(given, missing, last_step)]
+    return (steps, [p.values for p in pending], [p.epochs for p in pending], [p.times for p in pending])
+
+
+def _resolve_given(given: np.ndarray, missing: np.ndarray, last_step: int | None) -> np.ndarray:
+    """int64 ``given`` steps with the ``missing`` ones made the previous step + 1."""
+    if not missing.any():
+        return given
+    idx = np.arange(len(given))
+    anchor = np.where(missing, -1, idx)
+    np.maximum.accumulate(anchor, out=anchor)
+    prev = np.int64(-1 if last_step is None else last_step)
+    base = np.where(anchor >= 0, given[np.maximum(anchor, 0)], prev)
+    return base + (idx - anchor)
+
+
+class _StepRange:
+    """Steps start, start + 1, ... of ``n`` points, made a block at a time."""
+
+    __slots__ = ("start", "n")
+
+    def __init__(self, start: int, n: int) -> None:
+        self.start, self.n = start, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        lo, hi, _ = part.indices(self.n)
+        return np.arange(self.start + lo, self.start + hi, dtype=np.int64)
+
+
+class _Parts:
+    """Consecutive pieces of a column of several parts (views where a piece lies in one part)."""
+
+    __slots__ = ("parts", "i", "at", "total")
+
+    def __init__(self, parts: list) -> None:
+        self.parts = [p for p in parts if len(p)]
+        self.i = self.at = 0
+        self.total = sum(len(p) for p in self.parts)
+
+    def take(self, n: int) -> np.ndarray:
+        pieces = []
+        while n:
+            part = self.parts[self.i]
+            k = min(n, len(part) - self.at)
+            pieces.append(part[self.at:self.at + k])
+            self.at += k
+            n -= k
+            if self.at == len(part):
+                self.i += 1
+                self.at = 0
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
