@@ -1,6 +1,7 @@
 """runstore server: tracking cost, ingest throughput, remote queries, first call.
 
     python benchmarks/bench_server.py [--steps 100000] [--points 1000000] [--clients 1,8,32] [--runs 1000]
+    python benchmarks/bench_server.py --only-peers --aim-python AIM_VENV/bin/python --mlflow-python MLFLOW_VENV/bin/python
 
 Every figure sits next to a baseline measured in the same process (machines are
 shared and noisy):
@@ -19,7 +20,13 @@ shared and noisy):
 * the first call in a fresh process: ``Repo(url)``, a run, one point, ``close()``;
 * with ``--aim-python PATH`` (an environment where ``aim`` is installed): the same
   tracking loop through ``aim server`` (Aim's remote tracking, ``aim://``) and
-  through ``runstore server``, each client in its own process and environment.
+  through ``runstore server``, each client in its own process and environment;
+* with ``--mlflow-python PATH`` (an environment with the full ``mlflow`` package):
+  ``mlflow server`` on a SQLite backend store next to ``runstore server``, on the
+  same two workloads: a tracking loop of one call per value (``log_metric`` /
+  ``track()``), and ingest from 1 and 8 client processes sending their points in
+  batches of 1,000 (``log_batch``, MLflow's REST limit, / ``track_many``), the
+  clock from 'go' to the last client's acknowledged end of run.
 """
 
 from __future__ import annotations
@@ -193,6 +200,18 @@ kind, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if kind == "aim":
     from aim import Run
     run = Run(repo=url, experiment="bench")
+elif kind == "mlflow":
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri=url)
+    run_id = client.create_run(client.create_experiment("bench")).info.run_id
+    log_metric = client.log_metric
+    t = time.perf_counter()
+    for i in range(n):
+        log_metric(run_id, "train/loss", 0.5, step=i)  # MLflow has no context: a key prefix
+    loop = time.perf_counter() - t
+    client.set_terminated(run_id)
+    print("@@", loop, time.perf_counter() - t)
+    sys.exit(0)
 else:
     from runstore import Repo, Run
     run = Run(repo=Repo(url), experiment="bench")
@@ -201,8 +220,14 @@ for i in range(n):
     run.track(0.5, name="loss", step=i, context={"subset": "train"})
 loop = time.perf_counter() - t
 run.close()
-print(loop, time.perf_counter() - t)
+print("@@", loop, time.perf_counter() - t)
 """
+
+
+def _timings(stdout: str) -> tuple[float, float]:
+    """The (loop, total) line of REMOTE_LOOP (the peers print banners of their own)."""
+    line = [ln for ln in stdout.splitlines() if ln.startswith("@@")][-1]
+    return float(line.split()[1]), float(line.split()[2])
 
 
 def versus_aim(base: Path, aim_python: str, n: int) -> None:
@@ -224,20 +249,162 @@ def versus_aim(base: Path, aim_python: str, n: int) -> None:
         script = base / "remote_loop.py"
         script.write_text(REMOTE_LOOP)
         out = subprocess.run([aim_python, str(script), "aim", f"aim://127.0.0.1:{port}", str(n)],
-                             capture_output=True, text=True, check=True).stdout.split()
-        aim_loop, aim_total = float(out[0]), float(out[1])
+                             capture_output=True, text=True, check=True).stdout
+        aim_loop, aim_total = _timings(out)
     finally:
         server.terminate()
         server.wait(timeout=30)
     with ServerProcess(base / "vs-aim") as proc:
         out = subprocess.run([sys.executable, str(script), "runstore", proc.url, str(n)],
-                             capture_output=True, text=True, check=True).stdout.split()
-    rs_loop, rs_total = float(out[0]), float(out[1])
+                             capture_output=True, text=True, check=True).stdout
+    rs_loop, rs_total = _timings(out)
     print(f"\nremote tracking next to Aim's (aim server; {n:,} values, one call each, client in its own process)")
     row("runstore server: track() loop", f"{rs_loop / n * 1e6:8.2f} us/value")
     row("aim server: track() loop", f"{aim_loop / n * 1e6:8.2f} us/value", f"{aim_loop / rs_loop:7.0f}x runstore")
     row("runstore server: loop + close()", f"{rs_total * 1e3:8.0f} ms")
     row("aim server: loop + close()", f"{aim_total * 1e3:8.0f} ms", f"{aim_total / rs_total:7.0f}x runstore")
+
+
+PEER_INGEST = """
+import sys, time
+kind, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if kind == "mlflow":
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+    client = MlflowClient(tracking_uri=url)
+    exp = client.get_experiment_by_name("ingest")
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment("ingest")
+    run_id = client.create_run(exp_id).info.run_id
+else:
+    import numpy as np
+    from runstore import Repo, Run
+    run = Run(repo=Repo(url, flush_interval=0.2, close_timeout=600), experiment="ingest")
+    values = np.full(1000, 0.5)
+print("@@ ready", flush=True)
+sys.stdin.readline()
+if kind == "mlflow":
+    for start in range(0, n, 1000):
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric("train/loss", 0.5, now, step)
+                                          for step in range(start, min(start + 1000, n))])
+    client.set_terminated(run_id)
+else:
+    for start in range(0, n, 1000):
+        run.track_many(values[: min(1000, n - start)], "loss", context={"subset": "train"})
+    run.close()
+print("@@ done", flush=True)
+"""
+
+
+def _protocol_line(proc: subprocess.Popen) -> str:
+    for line in proc.stdout:
+        if line.startswith("@@"):
+            return line[2:].strip()
+    raise RuntimeError(f"a client exited early ({proc.wait()})")
+
+
+def peer_ingest(python: str, kind: str, url: str, clients: int, per: int, script: Path) -> float:
+    """Points/s from 'go' to the last client's acknowledged end of run."""
+    procs = [subprocess.Popen([python, str(script), kind, url, str(per)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(clients)]
+    try:
+        for p in procs:
+            assert _protocol_line(p) == "ready"
+        t = time.perf_counter()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            assert _protocol_line(p) == "done"
+        elapsed = time.perf_counter() - t
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait(timeout=120)
+    return per * clients / elapsed
+
+
+class MlflowServer:
+    """``mlflow server`` on a SQLite backend store, in its own process group (it starts
+    workers and job consumers); stopped as a group."""
+
+    def __init__(self, mlflow_python: str, base: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        base.mkdir(parents=True, exist_ok=True)
+        self.cmd = [str(Path(mlflow_python).parent / "mlflow"), "server",
+                    "--backend-store-uri", f"sqlite:///{base / 'mlflow.db'}",
+                    "--default-artifact-root", str(base / "artifacts"),
+                    "--host", "127.0.0.1", "--port", str(self.port)]
+        self.log = base / "server.log"
+
+    def __enter__(self) -> "MlflowServer":
+        import urllib.request
+
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        self.__exit__()
+        raise RuntimeError("mlflow server did not answer /health within 300 s")
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def versus_mlflow(base: Path, mlflow_python: str, n: int, per: int, counts: list[int]) -> None:
+    version = subprocess.run([mlflow_python, "-c", "import mlflow; print(mlflow.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    loop_script = base / "remote_loop.py"
+    loop_script.write_text(REMOTE_LOOP)
+    ingest_script = base / "peer_ingest.py"
+    ingest_script.write_text(PEER_INGEST)
+    env_mlflow = dict(os.environ, MLFLOW_ENABLE_ASYNC_LOGGING="false")
+    with MlflowServer(mlflow_python, base / "mlflow") as server:
+        out = subprocess.run([mlflow_python, str(loop_script), "mlflow", server.url, str(n)],
+                             capture_output=True, text=True, check=True, env=env_mlflow).stdout
+        ml_loop, ml_total = _timings(out)
+        ml_rates = {c: peer_ingest(mlflow_python, "mlflow", server.url, c, per, ingest_script) for c in counts}
+    with ServerProcess(base / "vs-mlflow") as proc:
+        out = subprocess.run([sys.executable, str(loop_script), "runstore", proc.url, str(n)],
+                             capture_output=True, text=True, check=True).stdout
+        rs_loop, rs_total = _timings(out)
+        rs_rates = {c: peer_ingest(sys.executable, "runstore", proc.url, c, per, ingest_script) for c in counts}
+    print(f"\nnext to an MLflow tracking server (mlflow {version}, `mlflow server`, SQLite backend; "
+          "each client in its own process and environment)")
+    print(f"  one call per value, {n:,} values:")
+    row("runstore server: track() loop", f"{rs_loop / n * 1e6:8.2f} us/value")
+    row("mlflow server: log_metric() loop", f"{ml_loop / n * 1e6:8.2f} us/value", f"{ml_loop / rs_loop:7.0f}x runstore")
+    row("runstore server: loop + close()", f"{rs_total * 1e3:8.0f} ms")
+    row("mlflow server: loop + set_terminated()", f"{ml_total * 1e3:8.0f} ms", f"{ml_total / rs_total:7.0f}x runstore")
+    print(f"  ingest, {per:,} points per client in batches of 1,000 (log_batch / track_many):")
+    for c in counts:
+        row(f"runstore server, {c} client process(es)", f"{rs_rates[c]:12,.0f} points/s")
+        row(f"mlflow server, {c} client process(es)", f"{ml_rates[c]:12,.0f} points/s",
+            f"runstore {rs_rates[c] / ml_rates[c]:.0f}x faster")
 
 
 def main() -> None:
@@ -248,8 +415,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--aim-python", default=None, help="python of an environment with aim installed")
     parser.add_argument("--aim-values", type=int, default=2000)
-    parser.add_argument("--only-aim", action="store_true", help="only the comparison with aim server")
+    parser.add_argument("--only-aim", action="store_true", help="only the comparison(s) with the peers' servers")
+    parser.add_argument("--only-peers", action="store_true", help="only the comparison(s) with the peers' servers")
+    parser.add_argument("--mlflow-python", default=None,
+                        help="python of an environment with the full mlflow package (mlflow server)")
+    parser.add_argument("--mlflow-values", type=int, default=200, help="values of the one-call-per-value loop")
+    parser.add_argument("--mlflow-points", type=int, default=20_000, help="points per ingest client")
+    parser.add_argument("--mlflow-clients", default="1,8")
     args = parser.parse_args()
+    args.only_aim = args.only_aim or args.only_peers
     base = workdir("server")
     os.environ["XDG_CACHE_HOME"] = str(base / "cache")  # spools of this benchmark stay here
     try:
@@ -261,6 +435,9 @@ def main() -> None:
             queries(base, args.runs)
         if args.aim_python:
             versus_aim(base, args.aim_python, args.aim_values)
+        if args.mlflow_python:
+            versus_mlflow(base, args.mlflow_python, args.mlflow_values, args.mlflow_points,
+                          [int(c) for c in args.mlflow_clients.split(",")])
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
