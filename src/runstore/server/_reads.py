@@ -116,6 +116,7 @@ class Mirror:
         self._lock = threading.Lock()
         self._runs: tuple[int, list] | None = None   # (runs version, rows)
         self._seqs: tuple[int, list, dict] | None = None  # (seqs version, rows, key -> base row)
+        self._by_run: tuple[list, dict] | None = None       # (rows, run id -> their row numbers)
 
     @property
     def _env(self) -> Any:
@@ -159,6 +160,30 @@ class Mirror:
                 index = {(r[0], r[2]["name"], _values.freeze(r[2]["context"])): i for i, r in enumerate(rows)}
                 self._seqs = (self.versions[1], rows, index)
             return self._seqs[1], self._seqs[2]
+
+    def refresh(self) -> tuple[int, int]:
+        """Ask the server whether its data moved since the last query (one round trip)."""
+        try:
+            versions = tuple(self.remote._call("versions", {})["versions"])
+        except (RunstoreError, KeyError, flight.FlightError):  # a server without the action
+            return self.versions
+        with self._lock:
+            self.versions = (max(self.versions[0], versions[0]), max(self.versions[1], versions[1]))
+            return self.versions
+
+    def _run_sequences(self, run_id: str) -> list[tuple[int, dict]]:
+        """One run's (seq id, summary) from the mirrored summaries, in creation order."""
+        rows, _ = self._seq_rows()
+        by_run = self._by_run
+        if by_run is None or by_run[0] is not rows:
+            index: dict = {}
+            for i, row in enumerate(rows):
+                index.setdefault(row[0], []).append(i)
+            by_run = self._by_run = (rows, index)
+        return [(rows[i][1], dict(rows[i][2])) for i in by_run[1].get(run_id, ())]
+
+    def _read_part(self, run_id: str, seq_id: int, work: Any) -> Any:
+        return _replica.read_part(self._read_sequence(run_id, seq_id), work)
 
     def _iter_sequences(self):
         for run_id, seq_id, summary in self._seq_rows()[0]:

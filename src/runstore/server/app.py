@@ -12,7 +12,10 @@ Calls:
   once committed (see ``_protocol``).
 * ``DoPut`` (descriptor path ``points``): a long-lived stream of points batches,
   one acknowledgement per batch.
-* ``DoAction("get_run", {"run": id})``: a run's record and params.
+* ``DoAction("get_run", {"run": id})``: a run's full id, record and params (``id``
+  may be a handle or a unique prefix, as everywhere).
+* ``DoAction("versions")``: the repository's (runs, sequences) data versions, so
+  that a client knows when its mirror of the summaries is stale.
 * ``DoGet`` with a msgpack ticket: query results as Arrow (``_reads``).
 """
 
@@ -95,13 +98,15 @@ class TrackingServer(flight.FlightServerBase):
             result = {"version": P.VERSION, "repo": str(self.repo.path)}
         elif kind == "get_run":
             result = self._get_run(body["run"])
+        elif kind == "versions":
+            result = {"versions": list(self.repo._versions())}
         else:
             raise flight.FlightServerError(f"unknown action {kind!r}")
         return [flight.Result(pa.py_buffer(P.pack(result)))]
 
     def list_actions(self, context: Any):
         return [("hello", "version and repository"), ("op", "apply one client op"),
-                ("get_run", "a run's record and params")]
+                ("get_run", "a run's record and params"), ("versions", "the repository's data versions")]
 
     def do_put(self, context: Any, descriptor: flight.FlightDescriptor, reader: Any, writer: Any) -> None:
         while True:
@@ -144,7 +149,7 @@ class TrackingServer(flight.FlightServerBase):
         try:
             run = self.repo.get_run(run_id)
             record = {a: getattr(run, a) for a in _RECORD_FIELDS}
-            return {"record": record, "params": run.params}
+            return {"id": run.id, "record": record, "params": run.params}
         except RunstoreError as exc:
             return {"error": str(exc)}
 

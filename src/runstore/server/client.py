@@ -26,9 +26,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..tracking import replica as _replica
+from ..tracking import replica as _replica, values as _values
 from ..tracking.console import NAME as _CONSOLE
-from ..errors import InvalidParamError, RepositoryError, RunClosedError, RunNotFoundError, RunstoreError
+from ..errors import (InvalidParamError, RepositoryError, RunClosedError, RunNotFoundError, RunstoreError,
+                      SequenceNotFoundError)
 from ..tracking.repo import Repo
 from ..tracking.run import Run
 from ..tracking.sequence import _ClosedBuffer
@@ -121,7 +122,8 @@ class RemoteRepo(Repo):
         answer = self._call("get_run", {"run": run})
         if "error" in answer:
             raise RunNotFoundError(answer["error"])
-        return RemoteRun._remote_view(self, run, answer["record"], answer["params"])
+        # The server resolved a handle or prefix: the view carries the full id.
+        return RemoteRun._remote_view(self, answer.get("id", run), answer["record"], answer["params"])
 
     # -- queries (evaluated on the server; see _reads) ------------------------------------
     def query(self, query: str | None = None) -> Any:
@@ -147,6 +149,22 @@ class RemoteRepo(Repo):
 
     def runs(self) -> list[Run]:
         return list(self.query(None))
+
+    # -- the reads of run views (Run.sequences(), run.sequence(...).values, slices) ---------
+    # served from the mirror of the server's sequence summaries, refreshed first.
+    def _versions(self) -> tuple[int, int]:
+        return self._mirror().refresh()
+
+    def _run_sequences(self, run_id: str) -> list[tuple[int, dict]]:
+        mirror = self._mirror()
+        mirror.refresh()
+        return mirror._run_sequences(run_id)
+
+    def _read_sequences(self, keys: list[tuple[str, int]]) -> list[tuple]:
+        return self._mirror()._read_sequences(keys)
+
+    def _read_part(self, run_id: str, seq_id: int, work: Any) -> Any:
+        return self._mirror()._read_part(run_id, seq_id, work)
 
     def __iter__(self) -> Any:
         return iter(self.runs())
@@ -460,6 +478,42 @@ class RemoteRun(Run):
                 arts = [a for a in self._record.setdefault("artifacts", []) if a["name"] != name]
                 self._record["artifacts"] = arts + [dict(entry)]
         return dict(entry)
+
+    # -- reading points back ------------------------------------------------------------
+    def _server_seq_id(self, seq: Any) -> int:
+        """The server's id of ``seq``, everything tracked so far acknowledged: a live run
+        numbers its sequences itself, the server in the order their first points arrive."""
+        if not self._writable:
+            seq._require_points()
+            return seq._id
+        seq_id = self._server_summary(seq)
+        if seq_id is not None:
+            return seq_id
+        raise SequenceNotFoundError(f"run {self._id} has no {_values.describe(seq.name, seq.context)}: nothing "
+                                    "was tracked in it yet (the handle can still append)")
+
+    def _server_summary(self, seq: Any) -> int | None:
+        """Flush, then take the server's summary of live ``seq`` (the server, not this
+        process, commits its points); the server's id of it, None if it has no points."""
+        self.flush()
+        for seq_id, summary in self.repo._run_sequences(self._id):
+            if summary["name"] == seq.name and summary["context"] == seq.context and summary.get("count"):
+                summary.pop("name")
+                summary.pop("context")
+                seq._summary = summary
+                return seq_id
+        return None
+
+    def _summary_of(self, seq: Any) -> dict:
+        if self._writable:
+            self._server_summary(seq)
+        return seq._summary
+
+    def _points_of(self, seq: Any) -> tuple:
+        return self.repo._read_sequence(self._id, self._server_seq_id(seq))
+
+    def _part_of(self, seq: Any, work: Any) -> Any:
+        return self.repo._read_part(self._id, self._server_seq_id(seq), work)
 
     # -- what needs the repository's files ------------------------------------------------
     @property

@@ -74,6 +74,24 @@ class BlockReader:
         return _blocks.decode_many([self.raw(no) for no in range(first, last + 1)])
 
 
+class ColumnsReader:
+    """The :class:`BlockReader` interface over a sequence already in memory (read
+    whole from a server): the same position and step searches, no storage."""
+
+    def __init__(self, cols: tuple) -> None:
+        self._cols = cols
+        self.nblocks = -(-len(cols[1]) // _blocks.CAPACITY)
+
+    def first_step(self, no: int) -> int:
+        return int(self._cols[0][no * _blocks.CAPACITY])
+
+    def columns(self, first: int, last: int) -> tuple:
+        if last < first:
+            return _blocks.empty()
+        cap = _blocks.CAPACITY
+        return tuple(c[first * cap:(last + 1) * cap] for c in self._cols)
+
+
 def _slice(cols: tuple, a: int, b: int) -> tuple:
     return tuple(np.array(c[a:b]) for c in cols)
 

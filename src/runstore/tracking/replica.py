@@ -44,7 +44,7 @@ from .sequence import Columns, Sequence
 if TYPE_CHECKING:
     from .repo import Repo
 
-__all__ = ["Change", "append", "commit", "new_record", "start_options", "new_run_id", "status_of", "param_value", "resume_changes", "stored", "writer"]
+__all__ = ["Change", "append", "commit", "read_part", "new_record", "start_options", "new_run_id", "status_of", "param_value", "resume_changes", "stored", "writer"]
 
 
 def start_options(created_at: Any, system_metrics: Any, capture_env: Any) -> tuple[float | None, dict]:
@@ -249,6 +249,14 @@ def scan_runs(repo: "Repo") -> list[tuple[str, dict, dict]]:
 def scan_sequences(repo: "Repo") -> list[tuple[str, int, dict]]:
     """Every (run id, seq id, summary with name and context), in storage order."""
     return repo._scan_sequences()
+
+
+def read_part(columns: tuple, work: Callable) -> Any:
+    """What ``Repo._read_part`` returns, computed over a sequence's columns in memory
+    (a remote repository reads a sequence whole, then slices it the same way)."""
+    from ..storage.locate import ColumnsReader
+
+    return work(ColumnsReader(columns), {"count": len(columns[1]), "sorted_steps": False})
 
 
 def read(repo: "Repo", keys: list[tuple[str, int]]) -> list[tuple]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from . import handles as _handles, lifecycle as _lifecycle
 from ..storage.gc import gc_paused
+from ..storage import locate as _locate
 from ..storage import records as _rec
 from ..storage.env import open_environment
 from ..storage.keys import run_created_at, run_key
@@ -351,6 +352,17 @@ class Repo:
 
     def _read_sequence(self, run_id: str, seq_id: int) -> tuple:
         return self._read_sequences([(run_id, seq_id)])[0]
+
+    def _run_sequences(self, run_id: str) -> list[tuple[int, dict]]:
+        """(seq id, stored record with name and context) of one run's sequences, in creation order."""
+        env = self._env
+        with env.read() as txn:
+            rows = _rec.scan_sequences(env, txn, run_id)
+        return [(seq_id, summary) for _, seq_id, summary in rows]
+
+    def _read_part(self, run_id: str, seq_id: int, work: Any) -> Any:
+        """``work(reader, record)`` over one sequence's blocks, read only as far as it asks."""
+        return _locate.with_reader(self._env, run_id, seq_id, work)
 
     def _read_sequences(self, keys: list[tuple[str, int]]) -> list[tuple]:
         env = self._env

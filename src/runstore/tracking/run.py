@@ -959,10 +959,27 @@ class Run:
 
     # -- sequences -----------------------------------------------------------------
     def _stored_sequences(self) -> list[Sequence]:
-        env = self.repo._env
-        with env.read() as txn:
-            rows = _rec.scan_sequences(env, txn, self._id)
-        return [Sequence(self, s.pop("name"), s.pop("context"), seq_id, s, False) for _, seq_id, s in rows]
+        return [Sequence(self, s.pop("name"), s.pop("context"), seq_id, s, False)
+                for seq_id, s in self.repo._run_sequences(self._id)]
+
+    # Reads of a sequence's points go through these two (a run tracked through a
+    # server reads them from it: runstore.server.client.RemoteRun).
+    def _summary_of(self, seq: Sequence) -> dict:
+        """``seq``'s summary (count, last, ...), everything tracked so far included."""
+        if self._writable:
+            self.flush()
+        return seq._summary
+
+    def _points_of(self, seq: Sequence) -> tuple:
+        """The four columns of ``seq`` (one of this run's sequences; flushed first)."""
+        seq._require_points()
+        return self.repo._read_sequence(self._id, seq._id)
+
+    def _part_of(self, seq: Sequence, work: Callable) -> Any:
+        """``work(reader, record)`` over ``seq``'s blocks (runstore.storage.locate); None
+        when the sequence is gone."""
+        seq._require_points()
+        return self.repo._read_part(self._id, seq._id, work)
 
     def _stored_index(self) -> dict:
         """(name, frozen context) -> stored Sequence, rebuilt only when sequence data

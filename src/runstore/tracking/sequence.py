@@ -280,8 +280,7 @@ class Sequence:
         return "float"
 
     def _columns(self) -> tuple:
-        self._require_points()
-        return self.run.repo._read_sequence(self.run.id, self._id)
+        return self.run._points_of(self)
 
     def _require_points(self) -> None:
         if self.run._writable:
@@ -329,8 +328,7 @@ class Sequence:
         return Points(*self._read(lambda r, rec: _locate.read_steps(r, bool(rec.get("sorted_steps")), lo, hi)))
 
     def _read(self, work: Any) -> tuple:
-        self._require_points()
-        cols = _locate.with_reader(self.run.repo._env, self.run.id, self._id, work)
+        cols = self.run._part_of(self, work)
         if cols is None:
             raise SequenceNotFoundError(
                 f"run {self.run.id} has no {_values.describe(self.name, self.context)} any more (deleted?)"
@@ -359,9 +357,7 @@ class Sequence:
         return {"steps": steps, "values": values, "epochs": epochs, "timestamps": times}
 
     def _stat(self, key: str):
-        if self.run._writable:
-            self.run.flush()
-        return self._summary[key]
+        return self.run._summary_of(self)[key]
 
     @property
     def count(self) -> int:
@@ -393,9 +389,7 @@ class Sequence:
     @property
     def summary(self) -> dict:
         """count, first_step, last_step, last, min, max, first_ts, last_ts."""
-        if self.run._writable:
-            self.run.flush()
-        return {k: v for k, v in self._summary.items() if k not in _INTERNAL}
+        return {k: v for k, v in self.run._summary_of(self).items() if k not in _INTERNAL}
 
     def __repr__(self) -> str:
         ctx = f", context={self.context}" if self.context else ""
