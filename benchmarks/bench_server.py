@@ -1,6 +1,7 @@
 """runstore server: tracking cost, ingest throughput, remote queries, first call.
 
     python benchmarks/bench_server.py [--steps 100000] [--points 1000000] [--clients 1,8,32] [--runs 1000]
+    python benchmarks/bench_server.py --only-ingest --clients 8 --points 2000000 --repeat 3 --modes many
     python benchmarks/bench_server.py --only-peers --aim-python AIM_VENV/bin/python --mlflow-python MLFLOW_VENV/bin/python
 
 Every figure sits next to a baseline measured in the same process (machines are
@@ -136,17 +137,24 @@ def ingest(url: str, clients: int, points: int, mode: str, script: Path) -> floa
     return per * clients / elapsed
 
 
-def throughput(base: Path, counts: list[int], points: int) -> None:
+def throughput(base: Path, counts: list[int], points: int, repeat: int = 1, modes: str = "many,track") -> None:
+    import statistics
+
     script = base / "client.py"
     script.write_text(CLIENT)
     print(f"\ningest throughput on loopback ({points:,} points in total per row; clock from 'go' to the last "
-          "acknowledged close)")
+          f"acknowledged close; median of {repeat}, a fresh server and repository each time)")
     for mode, label in (("many", "track_many (10k chunks)"), ("track", "track() per point")):
+        if mode not in modes.split(","):
+            continue
         for clients in counts:
-            shutil.rmtree(base / "ingest", ignore_errors=True)
-            with ServerProcess(base / "ingest") as proc:
-                rate = ingest(proc.url, clients, points if mode == "many" else points // 4, mode, script)
-            row(f"{label}, {clients} client process(es)", f"{rate / 1e6:7.2f} M points/s")
+            rates = []
+            for _ in range(repeat):
+                shutil.rmtree(base / "ingest", ignore_errors=True)
+                with ServerProcess(base / "ingest") as proc:
+                    rates.append(ingest(proc.url, clients, points if mode == "many" else points // 4, mode, script))
+            row(f"{label}, {clients} client process(es)", f"{statistics.median(rates) / 1e6:7.2f} M points/s",
+                "(" + ", ".join(f"{r / 1e6:.2f}" for r in rates) + ")" if repeat > 1 else "")
 
 
 def build_runs(repo: Repo, runs: int) -> None:
@@ -417,6 +425,9 @@ def main() -> None:
     parser.add_argument("--aim-values", type=int, default=2000)
     parser.add_argument("--only-aim", action="store_true", help="only the comparison(s) with the peers' servers")
     parser.add_argument("--only-peers", action="store_true", help="only the comparison(s) with the peers' servers")
+    parser.add_argument("--only-ingest", action="store_true", help="only the ingest throughput rows")
+    parser.add_argument("--repeat", type=int, default=1, help="ingest samples per row (the median is shown)")
+    parser.add_argument("--modes", default="many,track", help="ingest modes: many (track_many), track")
     parser.add_argument("--mlflow-python", default=None,
                         help="python of an environment with the full mlflow package (mlflow server)")
     parser.add_argument("--mlflow-values", type=int, default=200, help="values of the one-call-per-value loop")
@@ -427,11 +438,13 @@ def main() -> None:
     base = workdir("server")
     os.environ["XDG_CACHE_HOME"] = str(base / "cache")  # spools of this benchmark stay here
     try:
-        if not args.only_aim:
+        if args.only_ingest:
+            throughput(base, [int(c) for c in args.clients.split(",")], args.points, args.repeat, args.modes)
+        elif not args.only_aim:
             with ServerProcess(base / "served") as proc:
                 track_cost(proc.url, Repo(base / "local"), args.steps)
                 first_call(proc.url)
-            throughput(base, [int(c) for c in args.clients.split(",")], args.points)
+            throughput(base, [int(c) for c in args.clients.split(",")], args.points, args.repeat, args.modes)
             queries(base, args.runs)
         if args.aim_python:
             versus_aim(base, args.aim_python, args.aim_values)
