@@ -113,6 +113,15 @@ def plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
+def fmt_bytes(n: float) -> str:
+    """A size for people: 118 B, 4.2 KiB, 3.1 MiB, 2.0 GiB."""
+    for unit in ("B", "KiB", "MiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 # -- control characters --------------------------------------------------------------------
 # A run name, tag, param, experiment or sequence name is text from anyone who could write
 # to the repository; printed raw, "\x1b]0;...\x07" retitles the terminal, "\x1b[2J" clears

@@ -108,18 +108,6 @@ def _shown(repo: Repo) -> str:
     return rel if not rel.startswith("..") else str(repo.path)
 
 
-def _plural(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 # -- resolving run ids -------------------------------------------------------------
 
 def _resolve(repo: Repo, text: str) -> Run:
@@ -198,7 +186,7 @@ def init(path: str | None) -> None:
     target = Path(path) if path is not None else Path(_state().repo_path or default_path())
     try:
         repo = Repo(target, create=False)
-        T.echo(f"{_shown(repo)} is already a runstore repository ({_plural(len(repo), 'run')})")
+        T.echo(f"{_shown(repo)} is already a runstore repository ({T.plural(len(repo), 'run')})")
         return
     except RepositoryError:
         if target.exists() and not target.is_dir():
@@ -246,9 +234,9 @@ def export(dest: str, query: str, fmt: str, partition_by: str, overwrite: bool) 
         # The text as given: Path("") would be "." and an empty DEST must be refused.
         result = export_runs(repo, dest, query or None, format=fmt, partition_by=partition_by,
                              overwrite=overwrite, on_progress=advance)
-    objects = f", {_plural(result.objects, 'object')}" if result.objects else ""
-    T.echo(f"exported {_plural(result.runs, 'run')}, {_plural(result.sequences, 'sequence')} "
-               f"({_plural(result.points, 'point')}{objects}) to {target}")
+    objects = f", {T.plural(result.objects, 'object')}" if result.objects else ""
+    T.echo(f"exported {T.plural(result.runs, 'run')}, {T.plural(result.sequences, 'sequence')} "
+               f"({T.plural(result.points, 'point')}{objects}) to {target}")
 
 
 def _progress():
@@ -345,7 +333,7 @@ def check() -> None:
     if problems:
         T.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found in {_shown(repo)}", err=True)
         raise click.exceptions.Exit(1)
-    T.echo(f"ok: {_plural(len(repo), 'run')} in {_shown(repo)}, no problems found")
+    T.echo(f"ok: {T.plural(len(repo), 'run')} in {_shown(repo)}, no problems found")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -353,7 +341,7 @@ def compact() -> None:
     """Reclaim the space of deleted runs (needs the repository to itself)."""
     repo = _state().repo()
     before, after = repo.compact()
-    T.echo(f"compacted {_shown(repo)}: {_fmt_bytes(before)} -> {_fmt_bytes(after)}")
+    T.echo(f"compacted {_shown(repo)}: {T.fmt_bytes(before)} -> {T.fmt_bytes(after)}")
 
 
 @cli.command(context_settings=CONTEXT)

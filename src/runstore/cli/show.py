@@ -25,14 +25,6 @@ def _fmt_context(context: dict, prefix: str = "") -> str:
     return ",".join(parts) if parts else ("" if prefix else "-")
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def _params_tree(node: Tree, params: Any) -> None:
     if isinstance(params, dict):
         for key, value in params.items():
@@ -125,7 +117,7 @@ def show(run: str, absolute: bool) -> None:
     cols = [
         T.Column("name", [a["name"] for a in arts], 0, min_width=10),
         T.Column("kind", [a.get("kind") or "-" for a in arts], 2, min_width=6),
-        T.Column("size", [_fmt_bytes(a.get("size") or 0) for a in arts], 1, fixed=True, justify="right"),
+        T.Column("size", [T.fmt_bytes(a.get("size") or 0) for a in arts], 1, fixed=True, justify="right"),
         T.Column("created", [T.fmt_when(a.get("created_at"), absolute) for a in arts], 3, fixed=True),
         T.Column("path", paths, 4, min_width=12),
     ]

@@ -107,6 +107,7 @@ def console(*, color: bool = True, width: int | None = None, stderr: bool = Fals
 # -- formatting of cells: in analysis/format.py (experiment's announcements use them too)
 from ..analysis.format import (  # noqa: E402,F401  (re-exported: the CLI's modules use T.fmt_*)
     fmt_ago,
+    fmt_bytes,
     fmt_duration,
     fmt_number,
     fmt_time,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import numpy as np
 
@@ -95,23 +96,32 @@ def _check(env: Environment, problems: Report) -> None:
         _check_blobs(env, txn, refs, problems)
 
 
-def _check_objects(summary: dict, rid: str, blocks: list, problems: list[str], refs: dict) -> None:
-    """An object sequence: blocks decode, are full but the last, agree with the
-    summary (count, first/last step), and name their blobs (collected in ``refs``)."""
-    where = f"run {rid} {summary.get('type')} sequence {summary.get('name')!r} {summary.get('context') or ''}".rstrip()
+def _decoded_blocks(where: str, summary: dict, blocks: list, decode: Callable[[bytes], Any],
+                    length: Callable[[Any], int], capacity: int,
+                    problems: list[str]) -> list:
+    """The decoded blocks of one sequence (numeric or object), after checking their
+    layout: numbered 0..n-1, as many as the summary says, all full but the last."""
     numbers = [no for no, _ in blocks]
     parts = []
     for no, data in blocks:
         try:
-            parts.append(_ob.decode(data))
+            parts.append(decode(data))
         except Exception as exc:
             problems.append(f"{where}: block {no} does not decode: {exc}")
     if numbers != list(range(len(numbers))):
         problems.append(f"{where}: block numbers are not 0..{len(numbers) - 1}: {numbers[:10]}")
     if summary.get("blocks") != len(numbers):
         problems.append(f"{where}: summary says {summary.get('blocks')} blocks, found {len(numbers)}")
-    if any(len(p[3]) != _ob.CAPACITY for p in parts[:-1]):
+    if any(length(part) != capacity for part in parts[:-1]):
         problems.append(f"{where}: a block other than the last is not full")
+    return parts
+
+
+def _check_objects(summary: dict, rid: str, blocks: list, problems: list[str], refs: dict) -> None:
+    """An object sequence: blocks decode, are full but the last, agree with the
+    summary (count, first/last step), and name their blobs (collected in ``refs``)."""
+    where = f"run {rid} {summary.get('type')} sequence {summary.get('name')!r} {summary.get('context') or ''}".rstrip()
+    parts = _decoded_blocks(where, summary, blocks, _ob.decode, lambda part: len(part[3]), _ob.CAPACITY, problems)
     steps, _, _, items = _ob.concat(parts)
     if summary.get("count") != len(items):
         problems.append(f"{where}: summary count {summary.get('count')} but blocks hold {len(items)} points")
@@ -147,23 +157,11 @@ def _check_blobs(env: Environment, txn, refs: dict, problems: Report) -> None:
 
 
 def _check_sequence(summary: dict, rid: str, blocks: list, problems: list[str]) -> None:
-        where = f"run {rid} sequence {summary.get('name')!r} {summary.get('context') or ''}".rstrip()
-        parts = []
-        numbers = []
-        for no, data in blocks:
-            numbers.append(no)
-            try:
-                parts.append(_blocks.decode(data))
-            except Exception as exc:
-                problems.append(f"{where}: block {no} does not decode: {exc}")
-        if numbers != list(range(len(numbers))):
-            problems.append(f"{where}: block numbers are not 0..{len(numbers) - 1}: {numbers[:10]}")
-        if summary.get("blocks") != len(numbers):
-            problems.append(f"{where}: summary says {summary.get('blocks')} blocks, found {len(numbers)}")
-        if any(len(p[1]) != _blocks.CAPACITY for p in parts[:-1]):
-            problems.append(f"{where}: a block other than the last is not full")
-        steps, values, _, _ = _blocks.concat(parts)
-        problems.extend(_check_summary(where, summary, steps, values))
+    where = f"run {rid} sequence {summary.get('name')!r} {summary.get('context') or ''}".rstrip()
+    parts = _decoded_blocks(where, summary, blocks, _blocks.decode, lambda part: len(part[1]), _blocks.CAPACITY,
+                            problems)
+    steps, values, _, _ = _blocks.concat(parts)
+    problems.extend(_check_summary(where, summary, steps, values))
 
 
 def _same(a, b) -> bool:
