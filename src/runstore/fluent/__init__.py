@@ -27,8 +27,6 @@ closed with the outer run's status (their work was interrupted with it).
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -55,7 +53,6 @@ __all__ = [
 ]
 
 _STATUSES = ("finished", "failed", "killed")
-_log = logging.getLogger("runstore")
 
 # The per-thread stack of active runs lives in runstore.tracking.active, shared with
 # @main and pipelines (their runs are pushed there while the user's code runs).
@@ -193,7 +190,9 @@ def _current() -> Run:
     if stack:
         return stack[-1]
     run = start_run()
-    _log.warning(
+    import logging  # the one message of this module: not worth ~3 ms at import
+
+    logging.getLogger("runstore").warning(
         "runstore: no active run, so this call started run %s (experiment %r) in repository %s; "
         "call runstore.start_run(...) (or log inside @runstore.main / a Pipeline) to choose the run",
         run.id, run.experiment, run.repo.path,
@@ -234,7 +233,9 @@ def _plain(value: Any) -> Any:
     """The plain-container form a param is stored in, to compare like with like."""
     if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar or array
         return _plain(value.tolist()) if getattr(value, "ndim", 0) else value.item()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):  # dataclasses.is_dataclass
+        import dataclasses
+
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if type(value).__module__.startswith("omegaconf"):
         from omegaconf import OmegaConf

@@ -24,7 +24,6 @@ block references as reclaimable and ``compact`` drops them.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from typing import Any, Iterable
 
@@ -98,6 +97,8 @@ def take(cols: tuple, idx: np.ndarray) -> tuple:
 
 # -- blobs ----------------------------------------------------------------------
 def blob_key(data: bytes) -> bytes:
+    import hashlib  # at first object, not at import
+
     return hashlib.sha256(data).digest()
 
 

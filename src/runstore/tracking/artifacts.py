@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import shutil
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def _ident(path: Path) -> tuple[int, int]:
 def temporary(dest: Path, kind: str = "tmp") -> Path:
     """A fresh hidden name beside ``dest`` (pid and a random part: threads and
     processes logging the same name never share one)."""
-    return dest.with_name(f".{dest.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
+    return dest.with_name(f".{dest.name}.{kind}-{os.getpid()}-{os.urandom(4).hex()}")
 
 
 def remove(path: Path) -> None:

@@ -16,14 +16,12 @@ A failure to write the copy never reaches the program's ``print``.
 from __future__ import annotations
 
 import io
-import logging
 import os
 import sys
 import threading
 import time
 from typing import Any
 
-log = logging.getLogger("runstore.console")
 
 NAME = "console.log"
 _lock = threading.RLock()

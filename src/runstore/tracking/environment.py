@@ -33,12 +33,11 @@ import copy
 import os
 import platform
 import re
-import socket
-import subprocess
 import sys
 from typing import Any, Mapping
 
 from ..errors import ConfigError
+from . import lease as _lease
 
 PIECES = ("git", "command", "python", "packages", "host", "cuda")
 PACKAGES = ("numpy", "torch", "torchvision", "lightning", "pytorch-lightning", "transformers", "accelerate",
@@ -95,6 +94,8 @@ def capture(chosen: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _git(_: Any) -> dict[str, Any]:
+    import subprocess  # only when the git piece is captured
+
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
@@ -165,7 +166,7 @@ def _normal(name: str) -> str:
 
 
 def _host(_: Any) -> dict[str, Any]:
-    info: dict[str, Any] = {"hostname": socket.gethostname(), "platform": "-".join(platform.uname()[i] for i in (0, 2, 4)),
+    info: dict[str, Any] = {"hostname": _lease.hostname(), "platform": "-".join(platform.uname()[i] for i in (0, 2, 4)),
                             "cpu_count": os.cpu_count()}
     try:
         import getpass

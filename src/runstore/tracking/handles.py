@@ -21,8 +21,6 @@ get handles for free.
 from __future__ import annotations
 
 import functools
-import hashlib
-from datetime import datetime
 from typing import Callable, Iterable, Sequence
 
 from ..errors import AmbiguousRunError, RunNotFoundError
@@ -36,6 +34,8 @@ _HEX = frozenset("0123456789abcdef")
 @functools.lru_cache(maxsize=1 << 18)  # resolving a handle hashes every id: remember them
 def handle(run_id: str) -> str:
     """The 8-character handle of a run id (``"k3m9x2qa"``)."""
+    import hashlib  # not at import time: ~2.5 ms (OpenSSL) a script that tracks never needs
+
     digest = hashlib.blake2b(bytes.fromhex(run_id[12:]), digest_size=5).digest()
     n = int.from_bytes(digest, "big")
     return "".join(_ALPHABET[(n >> shift) & 31] for shift in range(35, -1, -5))
@@ -94,6 +94,8 @@ def ambiguous_message(text: str, found: list[str], describe: Callable[[str], tup
     lines = [f"{text!r} is ambiguous: {len(found)} runs match; type more characters or use one of:"]
     for run_id in found[:shown]:
         name, created = describe(run_id)
+        from datetime import datetime
+
         when = datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M")
         name = name or "-"
         if len(name) > 40:  # one candidate per line, within 80 columns

@@ -28,13 +28,12 @@ run a local process writes.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from . import values as _values
+from . import lease as _lease, values as _values
 from ..storage import records as _rec
 from ..storage.env import SEQS_VERSION
 from ..storage.keys import new_run_id
@@ -78,7 +77,7 @@ def new_record(*, name: Any = None, experiment: Any = None, tags: Any = None, de
         "ended_at": None,
         "parent": _parent_id(parent),
         "archived": False,
-        "hostname": socket.gethostname(),
+        "hostname": _lease.hostname(),
         "pid": os.getpid(),
         "artifacts": [],
     }
@@ -91,7 +90,7 @@ def resume_changes(*, name: Any = None, experiment: Any = None, description: Any
     """The record fields ``Run(repo, run_id=...)`` sets when it resumes a run."""
     from .run import _opt_str
 
-    changes: dict = {"status": "running", "ended_at": None, "pid": os.getpid(), "hostname": socket.gethostname()}
+    changes: dict = {"status": "running", "ended_at": None, "pid": os.getpid(), "hostname": _lease.hostname()}
     for key, value in (("name", name), ("experiment", experiment), ("description", description)):
         if value is not None:
             changes[key] = _opt_str(value, key)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 import threading
 import warnings
 from pathlib import Path
@@ -170,7 +169,7 @@ class Run:
                 "ended_at": None,
                 "parent": _parent_id(parent),
                 "archived": False,
-                "hostname": socket.gethostname(),
+                "hostname": _lease.hostname(),
                 "pid": os.getpid(),
                 "artifacts": [],
             }
@@ -188,7 +187,7 @@ class Run:
             self._record, self._params = record, {}
         else:
             self._id = run_id = run_key(run_id).hex()  # one spelling: lowercase hex
-            changes = {"status": "running", "ended_at": None, "pid": os.getpid(), "hostname": socket.gethostname()}
+            changes = {"status": "running", "ended_at": None, "pid": os.getpid(), "hostname": _lease.hostname()}
             for key, value in (("name", name), ("experiment", experiment), ("description", description)):
                 if value is not None:
                     changes[key] = _opt_str(value, key)

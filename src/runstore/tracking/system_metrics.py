@@ -31,7 +31,6 @@ no host figures, without NVML or a GPU no GPU figures; neither is an error.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -39,7 +38,12 @@ from typing import Any, Iterable
 
 from ..errors import ConfigError
 
-log = logging.getLogger("runstore.system_metrics")
+
+
+def _log():
+    import logging  # debug messages only: not worth importing logging with runstore
+
+    return logging.getLogger("runstore.system_metrics")
 
 DEFAULT_INTERVAL = 10.0
 PREFIX = "system/"
@@ -160,7 +164,7 @@ def _record(w: _Watch, sample: list, wall: float) -> None:
         # sampler never stops and never reaches the training thread
         if not w.warned:
             w.warned = True
-            log.debug("runstore: could not record system metrics into run %s", getattr(w.run, "id", "?"),
+            _log().debug("runstore: could not record system metrics into run %s", getattr(w.run, "id", "?"),
                       exc_info=True)
 
 
@@ -172,7 +176,7 @@ class Probe:
         try:
             import psutil
         except ImportError:
-            log.debug("psutil is not installed: no host system metrics (pip install 'runstore[system]')")
+            _log().debug("psutil is not installed: no host system metrics (pip install 'runstore[system]')")
             psutil = None
         self.psutil = psutil
         self.process = None
@@ -203,7 +207,7 @@ class Probe:
                     out.append((PREFIX + "process_cpu_percent", float(self.process.cpu_percent(None)), None))
                     out.append((PREFIX + "process_rss_mib", self.process.memory_info().rss / _MIB, None))
             except Exception:  # psutil.Error: /proc unreadable in some sandboxes
-                log.debug("runstore: process metrics unavailable", exc_info=True)
+                _log().debug("runstore: process metrics unavailable", exc_info=True)
             now = self._io()
             then, self.previous = self.previous, now
             seconds = now[0] - then[0]
@@ -228,7 +232,7 @@ def gpu_handles(nvml: Any, visible: str | None) -> tuple[Any, list[tuple[int, An
         try:
             import pynvml as nvml  # the nvidia-ml-py package
         except ImportError:
-            log.debug("nvidia-ml-py is not installed: no GPU metrics")
+            _log().debug("nvidia-ml-py is not installed: no GPU metrics")
             return None, []
     try:
         nvml.nvmlInit()
@@ -236,7 +240,7 @@ def gpu_handles(nvml: Any, visible: str | None) -> tuple[Any, list[tuple[int, An
         physical = visible_devices(nvml, count, visible)
         return nvml, [(i, nvml.nvmlDeviceGetHandleByIndex(p)) for i, p in enumerate(physical)]
     except Exception:  # NVMLError: no driver, no GPU
-        log.debug("NVML unavailable: no GPU metrics", exc_info=True)
+        _log().debug("NVML unavailable: no GPU metrics", exc_info=True)
         return None, []
 
 

@@ -7,7 +7,6 @@ and they produce the error messages.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import enum
 import math
@@ -205,7 +204,9 @@ def normalize_params(value: Any, path: str = "", depth: int = 0) -> Any:
         from omegaconf import OmegaConf
 
         return normalize_params(OmegaConf.to_container(value, resolve=True), path, depth)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):  # dataclasses.is_dataclass
+        import dataclasses  # already imported by whoever made the dataclass
+
         return normalize_params({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, path, depth)
     if isinstance(value, dict) or hasattr(value, "keys") and hasattr(value, "__getitem__"):
         out = {}
