@@ -59,6 +59,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _common  # noqa: E402,F401  (writes runstore's bytecode: fresh processes import, not compile)
 
 
 def fresh(code: str, repeat: int = 5) -> list[dict]:

@@ -234,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     if not tools:
         print("nothing to run", file=sys.stderr)
         return 1
+    # Every tool's fresh processes import compiled modules, as after a `pip install`
+    # (an editable install under PYTHONDONTWRITEBYTECODE would compile on every start).
+    sys.path.insert(0, str(HERE.parent))
+    from _common import ensure_bytecode
+
+    for t in tools:
+        ensure_bytecode(pythons[t], TOOLS[t][1])
 
     runs = sizes.get("runs", RUNS)
     print(f"workloads: 1) 1 run x 5 metrics x {sizes.get('steps', TRACK_STEPS):,} steps with a context; "
