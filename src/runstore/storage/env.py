@@ -120,6 +120,9 @@ class ReadOnly:
             "open it without readonly to write"
         )
 
+    def defer(self, key: Any, work: Callable[[Any], Any]) -> None:
+        self.write(work)  # raises: nothing is deferred through a read-only handle
+
     def compact(self, prune: Any = None) -> tuple[int, int]:
         return self.write(lambda txn: None)
 
@@ -258,6 +261,9 @@ class Environment:
                 stacklevel=3,
             )
         self._write_lock = threading.RLock()
+        self._in_write = False  # True while the holder of _write_lock is inside a write transaction
+        # Writes deferred to this process's next write transaction (see defer): key -> work(txn).
+        self._deferred: dict[Any, Callable[[Any], Any]] = {}
         self._last_reader_check = 0.0
         self._open(map_size or DEFAULT_MAP_SIZE)
 
@@ -420,8 +426,45 @@ class Environment:
         self.format = FORMAT_VERSION
 
     # -- transactions -------------------------------------------------------
+    # Deferred writes (issue 22, target 3): a new run's creation is not worth an fsync'd
+    # commit of its own. ``defer`` keeps it in memory; the next write transaction of this
+    # process (the flush thread's group flush within the interval, a close, a param
+    # write...) writes it first, and every read of this process commits it before it
+    # begins, so this process sees what it wrote at once. A crash before that loses only
+    # the deferred work. A forked child gets an Environment of its own (the registry is
+    # per pid), so it never commits its parent's deferred writes.
+    def defer(self, key: Any, work: Callable[[Any], Any]) -> None:
+        """Write ``work(txn)`` first in this process's next write transaction (and
+        before its next read). ``work`` only writes into the transaction, as ``write``'s
+        does; it may run more than once, until a transaction holding it commits."""
+        self._check_pid()
+        if self.readonly:
+            self.write(work)  # raises the read-only error
+        self._deferred[key] = work
+
+    def has_deferred(self) -> bool:
+        return bool(self._deferred)
+
+    def is_deferred(self, key: Any) -> bool:
+        return key in self._deferred
+
+    def commit_deferred(self) -> None:
+        """Commit the deferred writes now (nothing to do when there are none, or when
+        this thread is inside a write transaction: they are in it already). Errors are
+        raised (a full disk: the writes stay deferred, retried by the next write)."""
+        if not self._deferred:
+            return
+        with self._write_lock:
+            if self._deferred and not self._in_write:
+                self.write(_nothing)
+
     def read(self, buffers: bool = False):
         self._check_pid()
+        if self._deferred:  # this process's own writes are visible to its reads
+            try:
+                self.commit_deferred()
+            except (RepositoryError, lmdb.Error):
+                pass  # a full disk must not stop reads; the writer's next flush reports it
         for attempt in range(3):
             try:
                 return self.lmdb.begin(buffers=buffers)
@@ -459,15 +502,24 @@ class Environment:
         if time.monotonic() - self._last_reader_check > 0.5:
             self.reader_check()
         with self._write_lock:
+            if self._in_write:  # LMDB allows one write transaction per thread
+                raise RepositoryError(f"{self.path}: a write transaction is already open on this thread")
             for _ in range(64):
                 try:
                     txn = self.lmdb.begin(write=True)
                 except lmdb.MapResizedError:
                     self.lmdb.set_mapsize(0)
                     continue
+                deferred = list(self._deferred.items())
+                self._in_write = True
                 try:
+                    for _key, first in deferred:
+                        first(txn)
                     result = work(txn)
                     txn.commit()
+                    for key, first in deferred:  # committed: no longer deferred (unless deferred anew)
+                        if self._deferred.get(key) is first:
+                            del self._deferred[key]
                     return result
                 except lmdb.MapFullError:
                     txn.abort()
@@ -487,6 +539,8 @@ class Environment:
                 except BaseException:
                     txn.abort()
                     raise
+                finally:
+                    self._in_write = False
             raise RepositoryError(f"could not grow the map of {self.path}")
 
     def _check_pid(self) -> None:
@@ -566,6 +620,10 @@ class Environment:
             self.closed = True
             self.lmdb.close()
             self._close_lock()
+
+
+def _nothing(txn: Any) -> None:
+    """A write transaction's work when only the deferred writes are to be committed."""
 
 
 def stale_compact_dirs(path: Path) -> list[Path]:

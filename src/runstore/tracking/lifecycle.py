@@ -175,7 +175,7 @@ def _write_group(env: Any, runs: list["Run"], status: str | None = None) -> list
             also = run._closing(status) if status is not None else None
             if dirty or also is not None or run._beat_due():
                 work.append((run, dirty, also))
-        if not work:
+        if not work and not env.has_deferred():  # a new run's creation is written by this flush
             return []
 
         def write(isolate: bool) -> list:

@@ -183,7 +183,11 @@ class Run:
 
             if env_pieces:  # captured once per process; written with the record (no extra commit)
                 record["env"] = _environment.capture(env_pieces)
-            env.write(create)
+            # No commit of its own (issue 22, target 3): the creation is written first in
+            # this process's next write transaction (the flush thread's, within the flush
+            # interval; a close; a param write...), and this process's reads commit it
+            # before they begin (Environment.defer).
+            env.defer(self, create)
             self._record, self._params = record, {}
         else:
             self._id = run_id = run_key(run_id).hex()  # one spelling: lowercase hex
@@ -521,9 +525,9 @@ class Run:
 
     def _flush_locked(self, also: Callable[[Any], Any] | None) -> Any:
         dirty = self._take_dirty()
-        if not dirty and also is None and not self._beat_due():
-            return None
         env = self.repo._env
+        if not dirty and also is None and not self._beat_due() and not env.is_deferred(self):
+            return None
         try:
             outcome = env.write(lambda txn: self._write_in(env, txn, dirty, also))
         except (RunstoreError, lmdb.Error):
