@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/bench_scale.py [--quick] [--dir DIR] [--runs N] [--big-points N]
                                       [--cold-points N] [--drop-caches] [--names N] [--steps N]
-                                      [--only NAMES]
+                                      [--build-runs N] [--baseline SRC] [--only NAMES]
 
 Every figure is printed beside its target, as a ratio to a baseline measured
 in the same process or against a stated floor:
@@ -16,9 +16,11 @@ in the same process or against a stated floor:
             100,000; cached under DIR) and runs a first param query (target
             <= 100 ms), a first summary query (<= 100 ms); its RSS (<= 250 MB)
             and the query columns' memory per sequence summary (<= 200 B).
-- build:    1,000 runs x 10 steps x 1 metric, each closed: ms per run (target
-            <= 0.5 ms), beside this disk's fsync latency (the floor of one
-            durable commit).
+- build:    BUILD runs (default 100,000; --quick 1,000) x 10 steps x 1 metric,
+            each closed, in a fresh process per repeat: ms per run (target
+            <= 0.5 ms) and write transactions (fsync'd commits) per run (target 1),
+            beside this disk's fdatasync latency (the floor of one durable commit);
+            ``--baseline SRC`` interleaves another source tree (e.g. main's ``src``).
 - lookup:   ``run.sequence(name, ctx)`` for each of 3,000 sequences of a stored
             run, beside the query path for the same sequences.
 - big:      one run, ``track_many`` of BIG points in 1 M chunks: write points/s
@@ -77,9 +79,9 @@ def med(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def spread(rows: list[dict], key: str, scale: float = 1e3, unit: str = "ms") -> str:
+def spread(rows: list[dict], key: str, scale: float = 1e3, unit: str = "ms", digits: int = 1) -> str:
     vals = sorted(r[key] * scale for r in rows)
-    return f"{statistics.median(vals):.1f} {unit} (min {vals[0]:.1f}, max {vals[-1]:.1f})"
+    return f"{statistics.median(vals):.{digits}f} {unit} (min {vals[0]:.{digits}f}, max {vals[-1]:.{digits}f})"
 
 
 def verdict(ok: bool) -> str:
@@ -217,27 +219,89 @@ def fsync_latency(path: Path, n: int = 50) -> float:
     return statistics.median(times)
 
 
-def bench_build(base: Path, n: int, repeat: int) -> None:
-    from runstore import Repo, Run
+BUILD_CHILD = """
+import json, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+from runstore import Repo, Run
+from runstore.storage import env as _env
 
-    print(f"build, {n:,} runs x 10 steps x 1 metric, closing each")
-    per = []
-    for k in range(repeat):
-        with tempfile.TemporaryDirectory(dir=base) as d:
-            repo = Repo(Path(d) / "r")
-            vals = np.arange(10, dtype=np.float64)
+base, n = sys.argv[1], int(sys.argv[2])
+with tempfile.TemporaryDirectory(dir=base) as d:
+    repo = Repo(Path(d) / "r")
+    writes = []
+    real = _env.Environment.write
+
+    def write(self, work):  # every write transaction of this repository (one commit each)
+        if self is repo._env:
+            writes.append(1)
+        return real(self, work)
+
+    _env.Environment.write = write
+    vals = np.arange(10, dtype=np.float64)
+    t = time.perf_counter()
+    for i in range(n):
+        run = Run(repo=repo, experiment="e")
+        run.track_many(vals, name="loss")
+        run.close()
+    per = (time.perf_counter() - t) / n
+    print(json.dumps({"per": per, "writes": len(writes) / n}))
+"""
+
+
+def raw_commit_latency(base: Path, n: int = 2000) -> float:
+    """Median seconds of one raw LMDB write transaction touching the five databases a
+    short run's commit touches (meta, runs, params, seqs, blocks; ~200 B each), with
+    runstore's options (metasync off): the floor of one run's durable commit."""
+    import lmdb
+
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        env = lmdb.open(d, map_size=1 << 30, max_dbs=8, metasync=False, readahead=False)
+        dbs = [env.open_db(name.encode()) for name in ("meta", "runs", "params", "seqs", "blocks")]
+        value = b"x" * 200
+        times = []
+        for i in range(n):
+            key = i.to_bytes(12, "big")
             t = time.perf_counter()
-            for i in range(n):
-                run = Run(repo=repo, experiment="e")
-                run.track_many(vals, name="loss")
-                run.close()
-            per.append((time.perf_counter() - t) / n)
-    lat = fsync_latency(base)
-    per.sort()
-    row("per run", f"{statistics.median(per) * 1e3:.2f} ms (min {per[0] * 1e3:.2f}, max {per[-1] * 1e3:.2f})",
-        f"target <= 0.5 ms: {verdict(statistics.median(per) <= 0.0005)}")
-    row("this disk's fdatasync latency (floor of one commit)", f"{lat * 1e3:.2f} ms",
-        f"= {statistics.median(per) / lat:.1f} fsyncs' worth per run")
+            with env.begin(write=True) as txn:
+                for db in dbs:
+                    txn.put(key, value, db=db)
+            times.append(time.perf_counter() - t)
+        env.close()
+    return statistics.median(times)
+
+
+def bench_build(base: Path, n: int, repeat: int, baseline: str | None = None) -> None:
+    """Each repeat in a fresh process (a repository of its own), this tree and, with
+    ``baseline``, another source tree (e.g. main's src) interleaved."""
+    print(f"build, {n:,} runs x 10 steps x 1 metric, closing each (fresh process per repeat)")
+    trees = [("this tree", None)] + ([("baseline " + baseline, baseline)] if baseline else [])
+    rows: dict[str, list[dict]] = {label: [] for label, _ in trees}
+    lats, raws = [], []
+    for _ in range(repeat):
+        for label, src in trees:
+            env = dict(os.environ)
+            if src:
+                env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+            res = subprocess.run([sys.executable, "-c", BUILD_CHILD, str(base), str(n)], capture_output=True,
+                                 text=True, check=True, env=env)
+            rows[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
+        lats.append(fsync_latency(base, 20))
+        raws.append(raw_commit_latency(base))
+    lat, raw = statistics.median(lats), statistics.median(raws)
+    mine = med(rows["this tree"], "per")
+    row("per run", spread(rows["this tree"], "per", digits=2), f"target <= 0.5 ms: {verdict(mine <= 0.0005)}")
+    row("write transactions (commits) per run", f"{med(rows['this tree'], 'writes'):.2f}", "target 1")
+    if baseline:
+        label = trees[1][0]
+        base_per = med(rows[label], "per")
+        row("baseline per run", spread(rows[label], "per", digits=2), f"this tree / baseline = {mine / base_per:.2f}")
+        row("baseline write transactions per run", f"{med(rows[label], 'writes'):.2f}")
+    row("this disk's fdatasync latency (4 KiB)", f"{lat * 1e3:.2f} ms",
+        f"= {mine / lat:.1f} fsyncs' worth per run; spread {min(lats) * 1e3:.2f}-{max(lats) * 1e3:.2f} ms")
+    row("raw LMDB commit touching the run's 5 databases", f"{raw * 1e3:.2f} ms",
+        f"the floor of one durable commit: a run costs {mine / raw:.2f}x it; "
+        f"spread {min(raws) * 1e3:.2f}-{max(raws) * 1e3:.2f} ms")
 
 
 def bench_lookup(base: Path, nseq: int) -> None:
@@ -470,6 +534,8 @@ def main() -> None:
                     help="coldread: evict with /proc/sys/vm/drop_caches (root; whole machine) on top of fadvise")
     ap.add_argument("--names", type=int, default=None, help="metric names of the many-metrics run (default 10,000)")
     ap.add_argument("--steps", type=int, default=None, help="steps of each metric (default 1,000)")
+    ap.add_argument("--build-runs", type=int, default=None, help="runs per build repeat (default 100,000)")
+    ap.add_argument("--baseline", default=None, help="build: another source tree to interleave (e.g. main's src)")
     ap.add_argument("--only", default="import,arrow,cold,build,lookup,views,big,metrics,coldread")
     args = ap.parse_args()
     base = Path(args.dir)
@@ -486,7 +552,7 @@ def main() -> None:
     if "cold" in only:
         bench_cold(base, runs, repeat)
     if "build" in only:
-        bench_build(base, 1000, repeat)
+        bench_build(base, args.build_runs or (1_000 if args.quick else 100_000), repeat, args.baseline)
     if "lookup" in only:
         bench_lookup(base, 3000)
     if "big" in only:

@@ -29,7 +29,6 @@ do not change under a running script, so each piece is computed once per process
 
 from __future__ import annotations
 
-import copy
 import os
 import platform
 import re
@@ -37,6 +36,7 @@ import sys
 from typing import Any, Mapping
 
 from ..errors import ConfigError
+from ..storage.records import pack as _pack, unpack as _unpack
 from . import lease as _lease
 
 PIECES = ("git", "command", "python", "packages", "host", "cuda")
@@ -90,7 +90,9 @@ def capture(chosen: dict[str, Any] | None) -> dict[str, Any]:
             _cache[key] = _READERS[piece](setting)
         if _cache[key]:
             out[piece] = _cache[key]
-    return copy.deepcopy(out)
+    # A fresh copy by a msgpack round trip: what the record stores anyway, ~10x cheaper
+    # than copy.deepcopy for this tree (a measurable part of a short run's creation).
+    return _unpack(_pack(out))
 
 
 def _git(_: Any) -> dict[str, Any]:

@@ -53,6 +53,8 @@ _MIB = 1024.0 * 1024.0
 _cond = threading.Condition()
 _watched: dict[int, "_Watch"] = {}
 _thread: threading.Thread | None = None
+_idle_wait = 3600.0  # the sampler's sleep when no run is watched (see _loop)
+_wake_at = 0.0  # monotonic time the sampler sleeps until; 0.0 while it is awake (or not started)
 
 
 class _Watch:
@@ -106,15 +108,20 @@ def interval_for(arg: Any) -> float | None:
 
 def watch(run: Any, interval: float | None) -> None:
     """Sample system metrics into ``run`` every ``interval`` seconds until ``unwatch``."""
-    global _thread
+    global _thread, _idle_wait
     if interval is None:
         return
     with _cond:
-        _watched[id(run)] = _Watch(run, interval)
+        watched = _watched[id(run)] = _Watch(run, interval)
+        _idle_wait = interval
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_loop, name="runstore-system-metrics", daemon=True)
             _thread.start()
-        _cond.notify()
+        # Wake the sampler only when it would sleep past this run's first sample: waking
+        # it for every new run (a thread switch and a GIL handoff) was ~75 µs of each
+        # short run's life in a loop creating thousands of them (issue 22, target 3).
+        if watched.due < _wake_at:
+            _cond.notify()
 
 
 def unwatch(run: Any) -> None:
@@ -125,9 +132,12 @@ def unwatch(run: Any) -> None:
 def _reset_after_fork() -> None:
     # the parent's runs are the parent's; the child starts its own thread if it asks
     global _thread, _cond
+    global _wake_at, _idle_wait
     _cond = threading.Condition()
     _watched.clear()
     _thread = None
+    _wake_at = 0.0
+    _idle_wait = 3600.0
 
 
 if hasattr(os, "register_at_fork"):
@@ -135,13 +145,20 @@ if hasattr(os, "register_at_fork"):
 
 
 def _loop() -> None:
+    global _wake_at, _idle_wait
     probe = Probe()
     while True:
         with _cond:
             now = time.monotonic()
-            wait = min((w.due - now for w in _watched.values()), default=3600.0)
+            # With nothing watched (a loop of short runs: each closed before its first
+            # sample), sleep one interval of the latest run, not an hour: the next run's
+            # first sample is later than that, so its watch() need not wake this thread.
+            wait = min((w.due - now for w in _watched.values()), default=_idle_wait)
+            _idle_wait = 3600.0  # back to an hour once no run came for a whole interval
             if wait > 0:
+                _wake_at = now + min(wait, 3600.0)
                 _cond.wait(timeout=min(wait, 3600.0))
+                _wake_at = 0.0  # awake: a watch() meanwhile is seen by the next pass
                 continue
             due = [w for w in _watched.values() if w.due <= now]
             for w in due:
