@@ -134,6 +134,10 @@ def test_tail_follows_a_live_run_until_it_ends(repo, tmp_path):
                             env=env)
     run_id = proc.stdout.readline().strip()
     started = time.time()
+    # Another process sees a new run within its flush interval (creation has no commit
+    # of its own: docs/storage.md); a user typing the id is slower than that.
+    while run_id not in Repo(repo.path, readonly=True) and time.time() - started < 20:
+        time.sleep(0.01)
     result = invoke(repo, "tail", run_id[:14], "--interval", "0.1")
     proc.wait(timeout=60)
     out = ok(result)
