@@ -76,7 +76,7 @@ def test_same_process_reads_see_a_new_run_at_once(tmp_path, monkeypatch):
     repo = Repo(path, flush_interval=60)
     run = Run(repo, experiment="fresh", name="just-made")
     run.track(1.0, name="loss")
-    assert repo._env.is_deferred(run)
+    assert repo._env.is_deferred(id(run))
     other = Repo(path)  # another Repo object of this process: the same environment
     assert [r.id for r in other.query("run.experiment == 'fresh'")] == [run.id]
     assert not repo._env.has_deferred()  # the read committed it
@@ -193,6 +193,7 @@ def test_a_backdated_id_that_is_taken_gets_a_new_one_in_the_deferred_commit(tmp_
     assert second.id == first.id  # not checked yet: the check is in the deferred transaction
     second.track(1.0, name="loss")
     second.close()
+    assert not repo._env.has_deferred()  # committed once, under its new id
     assert second.id != first.id and second.id[:12] == first.id[:12]  # same time, new random part
     names = {r.id: r.name for r in repo.runs()}
     assert names == {first.id: "first", second.id: "second"}

@@ -187,7 +187,9 @@ class Run:
             # this process's next write transaction (the flush thread's, within the flush
             # interval; a close; a param write...), and this process's reads commit it
             # before they begin (Environment.defer).
-            env.defer(self, create)
+            # Keyed by id(self), never by the Run: its hash is its id, which the backdated
+            # collision loop above may change inside the transaction.
+            env.defer(id(self), create)
             self._record, self._params = record, {}
         else:
             self._id = run_id = run_key(run_id).hex()  # one spelling: lowercase hex
@@ -526,7 +528,7 @@ class Run:
     def _flush_locked(self, also: Callable[[Any], Any] | None) -> Any:
         dirty = self._take_dirty()
         env = self.repo._env
-        if not dirty and also is None and not self._beat_due() and not env.is_deferred(self):
+        if not dirty and also is None and not self._beat_due() and not env.is_deferred(id(self)):
             return None
         try:
             outcome = env.write(lambda txn: self._write_in(env, txn, dirty, also))
