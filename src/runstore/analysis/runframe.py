@@ -48,6 +48,12 @@ class Source:
                 rec = table.records[row] if table.runs is None else None
                 params = table.params[row] if table.runs is None else None
                 run = Run._view(repo, table.ids[row], rec, params)
+                if not self.bound:
+                    # Not kept: a view is four attributes over the table's dicts, cheaper to
+                    # make again than to keep (100,000 kept views made the cyclic GC walk
+                    # them all, 2-3x the cost of the loop). Edits through a view change the
+                    # table's dicts in place (Run._keep), so the next view sees them.
+                    return run
             if self.bound:
                 _keys.bind(run, self.cfg_type, self.impl_factory)
             self.runs[row] = run

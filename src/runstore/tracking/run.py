@@ -718,7 +718,20 @@ class Run:
         return record
 
     def _modify(self, change: Callable[[dict], Any]) -> None:
-        self._record = self.repo._env.write(lambda txn: self._modify_in(txn, change))
+        self._keep("_record", self.repo._env.write(lambda txn: self._modify_in(txn, change)))
+
+    def _keep(self, attr: str, stored: dict) -> None:
+        """Hold the record or params just written. A view shares these dicts with the
+        run table of the selection it came from (selections do not keep a view per
+        run: iterating 100,000 of them must leave nothing for the cyclic GC), so it
+        changes them in place: the next view of that run made from the same selection
+        sees the change."""
+        mine = self.__dict__.get(attr) if self._is_view else None
+        if mine is None or mine is stored:
+            setattr(self, attr, stored)
+        else:
+            mine.clear()
+            mine.update(stored)
 
     def refresh(self) -> "Run":
         """Re-read the record and params (another process may have changed them)."""
@@ -869,7 +882,7 @@ class Run:
             _rec.put_params(env, txn, self._id, params)
             return params
 
-        self._params = env.write(work)
+        self._keep("_params", env.write(work))
 
     def update_params(self, params: dict[str, Any]) -> None:
         """Set several top-level params in one write transaction, all or nothing
@@ -889,7 +902,7 @@ class Run:
             _rec.put_params(env, txn, self._id, stored)
             return stored
 
-        self._params = env.write(work)
+        self._keep("_params", env.write(work))
 
     def __getitem__(self, key: str | tuple) -> Any:
         """A param by dotted key (``run["hparams.lr"]``) or Aim's tuple key (``run["hparams", "lr"]``)."""
@@ -916,7 +929,7 @@ class Run:
             _rec.put_params(env, txn, self._id, params)
             return params
 
-        self._params = env.write(work)
+        self._keep("_params", env.write(work))
 
     def __contains__(self, key: str) -> bool:
         try:
