@@ -2,11 +2,21 @@
 
 Layout (little-endian)::
 
-    u8  format (1)        u8  flags        u16 reserved (0)       u32 count
-    steps       int64[count]    or int64 start          if flags & STEPS_RANGE
+    u8  format (1 or 2)   u8  flags        u16 reserved (0)       u32 count
+    steps       int64[count]    or int64 start                  if flags & STEPS_RANGE
+                                or int64 start, int64 stride    if flags & STEPS_STRIDE
     values      float64[count]
-    epochs      float64[count]  or nothing              if flags & NO_EPOCHS
-    timestamps  float64[count]  or float64 one value    if flags & CONST_TIME
+    epochs      float64[count]  or nothing                      if flags & NO_EPOCHS
+    timestamps  float64[count]  or float64 one value            if flags & CONST_TIME
+                                or the delta section below      if flags & TIME_DELTA
+
+    delta section: f64 first timestamp, i16 exponent e, u8 width w (1, 2 or 4),
+                   u8 reserved, then int{8w}[count - 1]: the differences between
+                   consecutive timestamps in units of 2**e seconds
+
+A block is format 2 when it uses STEPS_STRIDE or TIME_DELTA, format 1 otherwise
+(so ``track_many`` bulk blocks, one timestamp and steps 0, 1, 2..., are the same
+bytes as before). Decoders read both.
 
 A sequence is split into blocks of ``CAPACITY`` points; block numbers start at
 0. Only the last block (the tail) is ever rewritten: the writer keeps it in
@@ -14,9 +24,22 @@ memory and puts it again at each flush until it is full, then starts the next.
 That keeps every write transaction proportional to what was tracked since the
 last flush, while reads stay large sequential copies.
 
-The three flags cost one vectorised comparison each when a block is encoded and
-remove most of the bytes of the common cases: steps 0, 1, 2, ... (most training
-loops), no epochs, and a bulk ``track_many`` whose points share one timestamp.
+The flags cost a few vectorised passes each when a block is encoded and remove
+most of the bytes of the common cases: steps 0, 1, 2, ... or every N steps, no
+epochs, a bulk ``track_many`` whose points share one timestamp, and ``track()``
+timestamps (one ``time.time()`` per point, microseconds apart).
+
+Why timestamp deltas are *exact*: every float64 of magnitude >= m is an integer
+multiple of ulp(m), the spacing of floats at m (a power of two). With u = ulp of
+the smallest |timestamp| of the block, every difference between two timestamps
+of the block is an integer multiple of u; when it fits int32 units it is
+computed exactly (it has < 53 significant bits), and the decoder's cumulative
+sums (integers < 2**53), scaling by u (a power of two) and adding the first
+timestamp (the true result is a float64) are exact too. So a timestamp reads
+back bit for bit what was stored, no rounding to microseconds or milliseconds.
+Near 1.7e9 s (today) u = 2**-22 s, about 0.24 µs: int8 covers steps up to 30 µs,
+int16 up to 7.8 ms, int32 up to 8.5 minutes; a block with a larger gap (or a
+zero, NaN or infinite timestamp) keeps float64 timestamps.
 """
 
 from __future__ import annotations
@@ -26,14 +49,26 @@ import struct
 import numpy as np
 
 CAPACITY = 4096
-FORMAT = 1
+FORMAT = 1  # blocks using only the format-1 flags
+FORMAT_2 = 2  # blocks using STEPS_STRIDE or TIME_DELTA
+FORMATS = (FORMAT, FORMAT_2)
+# The repository format (storage/env.py) that marks a repository holding format-2
+# blocks: an older runstore refuses it instead of failing on its first block.
+REPOSITORY_FORMAT_2 = 3
 
 STEPS_RANGE = 1
 NO_EPOCHS = 2
 CONST_TIME = 4
+TIME_DELTA = 8
+STEPS_STRIDE = 16
+_KNOWN = STEPS_RANGE | NO_EPOCHS | CONST_TIME | TIME_DELTA | STEPS_STRIDE
+_NEW = TIME_DELTA | STEPS_STRIDE
 
 _HEADER = struct.Struct("<BBHI")
 HEADER_SIZE = _HEADER.size
+_DELTA = struct.Struct("<dhBx")  # first timestamp, exponent, width
+_WIDTH = {1: "<i1", 2: "<i2", 4: "<i4"}
+_LIMITS = ((1, -(1 << 7), (1 << 7) - 1), (2, -(1 << 15), (1 << 15) - 1), (4, -(1 << 31), (1 << 31) - 1))
 
 Columns = tuple  # (steps int64, values float64, epochs float64, timestamps float64)
 
@@ -47,13 +82,41 @@ def empty() -> Columns:
     )
 
 
+def time_deltas(times: np.ndarray) -> bytes | None:
+    """The TIME_DELTA section of ``times`` (at least two points), or None when the
+    timestamps do not fit (a gap beyond int32 units, a zero, NaN or inf): exact."""
+    m = float(np.min(np.abs(times)))
+    if not (m > 0.0 and m < np.inf):  # also False for NaN
+        return None
+    e = int(np.frexp(m)[1]) - 53  # m in [2**(E-1), 2**E): its ulp is 2**(E-53)
+    if e < -1074:  # below the subnormal spacing 2**e would read back as 0
+        return None
+    with np.errstate(all="ignore"):  # inf - inf, overflow: rejected below, not warned about
+        q = np.ldexp(np.diff(times), -e)  # exact: a power-of-two scaling of exact differences
+        lo, hi = float(q.min()), float(q.max())
+    for width, wlo, whi in _LIMITS:
+        if wlo <= lo and hi <= whi:  # False for NaN (inf - inf)
+            return _DELTA.pack(float(times[0]), e, width) + q.astype(_WIDTH[width]).tobytes()
+    return None
+
+
+def _steps_stride(steps: np.ndarray) -> int | None:
+    d = steps[1:] - steps[:-1]  # int64, wrapping: decode wraps the same way
+    stride = int(d[0])
+    return stride if bool(np.all(d == stride)) else None
+
+
 def encode(steps: np.ndarray, values: np.ndarray, epochs: np.ndarray, times: np.ndarray) -> bytes:
     n = len(values)
     flags = 0
     parts = []
-    if n and steps[-1] - steps[0] == n - 1 and (n == 1 or bool(np.all(np.diff(steps) == 1))):
+    steps = np.asarray(steps, np.int64)
+    if n and int(steps[-1]) - int(steps[0]) == n - 1 and (n == 1 or bool(np.all(np.diff(steps) == 1))):
         flags |= STEPS_RANGE
         parts.append(np.int64(steps[0]).tobytes())
+    elif n > 2 and (stride := _steps_stride(steps)) is not None:
+        flags |= STEPS_STRIDE
+        parts.append(struct.pack("<qq", int(steps[0]), stride))
     else:
         parts.append(np.ascontiguousarray(steps, "<i8").tobytes())
     parts.append(np.ascontiguousarray(values, "<f8").tobytes())
@@ -64,22 +127,53 @@ def encode(steps: np.ndarray, values: np.ndarray, epochs: np.ndarray, times: np.
     if n and bool(np.all(times == times[0])):
         flags |= CONST_TIME
         parts.append(np.float64(times[0]).tobytes())
+    elif n > 1 and (section := time_deltas(np.asarray(times, np.float64))) is not None:
+        flags |= TIME_DELTA
+        parts.append(section)
     else:
         parts.append(np.ascontiguousarray(times, "<f8").tobytes())
-    return _HEADER.pack(FORMAT, flags, 0, n) + b"".join(parts)
+    fmt = FORMAT_2 if flags & _NEW else FORMAT
+    return _HEADER.pack(fmt, flags, 0, n) + b"".join(parts)
+
+
+def _header(buf) -> tuple:
+    fmt, flags, _, n = _HEADER.unpack_from(buf, 0)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown block format {fmt}")
+    if flags & ~_KNOWN or (fmt == FORMAT and flags & _NEW):
+        raise ValueError(f"block format {fmt} with unknown flags {flags:#x}")
+    return flags, n
+
+
+def _read_deltas(buf, pos: int, n: int, out: np.ndarray) -> int:
+    """Timestamps of a TIME_DELTA section at ``pos`` into ``out`` (n points); returns
+    the position after it. One cumulative sum into ``out``, then two in-place
+    passes over the (cache-hot) block-sized column."""
+    first, e, width = _DELTA.unpack_from(buf, pos)
+    if width not in _WIDTH or n < 2:
+        raise ValueError(f"timestamp deltas of width {width} for {n} points")
+    pos += _DELTA.size
+    deltas = np.frombuffer(buf, _WIDTH[width], n - 1, pos)
+    out[0] = 0.0
+    np.cumsum(deltas, dtype=np.float64, out=out[1:])
+    out *= np.ldexp(1.0, e)
+    out += first
+    return pos + width * (n - 1)
 
 
 def decode(buf) -> Columns:
     """Decode one block. The arrays may be views into ``buf``: copy them before
     the transaction that produced ``buf`` ends."""
-    fmt, flags, _, n = _HEADER.unpack_from(buf, 0)
-    if fmt != FORMAT:
-        raise ValueError(f"unknown block format {fmt}")
+    flags, n = _header(buf)
     pos = HEADER_SIZE
     if flags & STEPS_RANGE:
         start = np.frombuffer(buf, "<i8", 1, pos)[0]
         steps = np.arange(start, start + n, dtype=np.int64)
         pos += 8
+    elif flags & STEPS_STRIDE:
+        start, stride = np.frombuffer(buf, "<i8", 2, pos)
+        steps = np.arange(n, dtype=np.int64) * stride + start
+        pos += 16
     else:
         steps = np.frombuffer(buf, "<i8", n, pos)
         pos += 8 * n
@@ -93,6 +187,9 @@ def decode(buf) -> Columns:
     if flags & CONST_TIME:
         times = np.full(n, np.frombuffer(buf, "<f8", 1, pos)[0])
         pos += 8
+    elif flags & TIME_DELTA:
+        times = np.empty(n)
+        pos = _read_deltas(buf, pos, n, times)
     else:
         times = np.frombuffer(buf, "<f8", n, pos)
         pos += 8 * n
@@ -107,23 +204,27 @@ _ARANGE = np.arange(CAPACITY, dtype=np.int64)
 def decode_many(raws: list) -> Columns:
     """Decode consecutive blocks of one sequence straight into four preallocated
     columns: one copy per point (decode + concatenate would make two)."""
-    headers = [_HEADER.unpack_from(raw, 0) for raw in raws]
-    total = sum(h[3] for h in headers)
+    headers = [_header(raw) for raw in raws]
+    total = sum(h[1] for h in headers)
     steps = np.empty(total, np.int64)
     values = np.empty(total, np.float64)
     epochs = np.empty(total, np.float64)
     times = np.empty(total, np.float64)
     at = 0
-    for raw, (fmt, flags, _, n) in zip(raws, headers):
-        if fmt != FORMAT:
-            raise ValueError(f"unknown block format {fmt}")
+    for raw, (flags, n) in zip(raws, headers):
         end = at + n
         pos = HEADER_SIZE
-        if flags & STEPS_RANGE:
-            start = int(np.frombuffer(raw, "<i8", 1, pos)[0])
+        if flags & (STEPS_RANGE | STEPS_STRIDE):
             ar = _ARANGE if n <= len(_ARANGE) else np.arange(n, dtype=np.int64)
-            np.add(ar[:n], start, out=steps[at:end])
-            pos += 8
+            if flags & STEPS_RANGE:
+                start = int(np.frombuffer(raw, "<i8", 1, pos)[0])
+                np.add(ar[:n], start, out=steps[at:end])
+                pos += 8
+            else:
+                start, stride = np.frombuffer(raw, "<i8", 2, pos)
+                np.multiply(ar[:n], stride, out=steps[at:end])
+                steps[at:end] += start
+                pos += 16
         else:
             steps[at:end] = np.frombuffer(raw, "<i8", n, pos)
             pos += 8 * n
@@ -137,6 +238,8 @@ def decode_many(raws: list) -> Columns:
         if flags & CONST_TIME:
             times[at:end] = np.frombuffer(raw, "<f8", 1, pos)[0]
             pos += 8
+        elif flags & TIME_DELTA:
+            pos = _read_deltas(raw, pos, n, times[at:end])
         else:
             times[at:end] = np.frombuffer(raw, "<f8", n, pos)
             pos += 8 * n

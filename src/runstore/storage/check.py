@@ -86,7 +86,7 @@ def _check(env: Environment, problems: Report) -> None:
                 continue
             try:
                 if summary.get("type", "float") == "float":
-                    _check_sequence(summary, rid, blocks.get((rid, sid), []), problems)
+                    _check_sequence(summary, rid, blocks.get((rid, sid), []), problems, env.format)
                 else:
                     _check_objects(summary, rid, blocks.get((rid, sid), []), problems, refs)
             except Exception as exc:
@@ -156,8 +156,14 @@ def _check_blobs(env: Environment, txn, refs: dict, problems: Report) -> None:
         )
 
 
-def _check_sequence(summary: dict, rid: str, blocks: list, problems: list[str]) -> None:
+def _check_sequence(summary: dict, rid: str, blocks: list, problems: list[str], repo_format: int) -> None:
     where = f"run {rid} sequence {summary.get('name')!r} {summary.get('context') or ''}".rstrip()
+    newer = [no for no, raw in blocks if len(raw) and raw[0] == _blocks.FORMAT_2]
+    if newer and repo_format < _blocks.REPOSITORY_FORMAT_2:
+        # Such blocks are written with the format mark in one transaction: an older
+        # runstore would open this repository and fail on them.
+        problems.append(f"{where}: blocks {newer[:10]} are of block format {_blocks.FORMAT_2} but the repository "
+                        f"is marked format {repo_format} (< {_blocks.REPOSITORY_FORMAT_2})")
     parts = _decoded_blocks(where, summary, blocks, _blocks.decode, lambda part: len(part[1]), _blocks.CAPACITY,
                             problems)
     steps, values, _, _ = _blocks.concat(parts)

@@ -27,8 +27,13 @@ from ..errors import RepositoryError, StorageFullError
 # Format 2 (issue 13) adds the "blobs" database and object blocks. A format-1
 # repository opens unchanged (it has no blobs database: reads treat it as empty)
 # and is migrated in place by the first object tracked into it (ensure_blobs).
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+# Format 3 (issue 22) adds numeric blocks of format 2 (timestamp deltas, step
+# strides: storage/blocks.py). An older repository opens and reads unchanged and
+# is marked 3 by the transaction that writes its first such block (mark_format),
+# so a runstore that cannot read them refuses the repository instead of failing
+# on a block; `runstore compact` rewrites its old blocks in the new encoding.
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 DB_NAMES = ("meta", "runs", "params", "seqs", "blocks", "blobs")
 _SINCE = {"blobs": 2}  # databases an older format does not have
 
@@ -123,7 +128,7 @@ class ReadOnly:
     def defer(self, key: Any, work: Callable[[Any], Any]) -> None:
         self.write(work)  # raises: nothing is deferred through a read-only handle
 
-    def compact(self, prune: Any = None) -> tuple[int, int]:
+    def compact(self, prune: Any = None, migrate: Any = None) -> tuple[int, int]:
         return self.write(lambda txn: None)
 
 
@@ -233,6 +238,7 @@ class Environment:
         self.closed = False
         self.readonly = readonly
         self.pid = os.getpid()
+        self._marked = 0  # a format recorded by the write transaction in progress (mark_format)
         self._new = not is_repository(path)
         if self._new:
             if not create or readonly:
@@ -417,13 +423,30 @@ class Environment:
             return
         opened = {}
 
+        fmt = max(self.format, 2)  # objects need format 2, not the numeric blocks of 3
+
         def migrate(txn):
             opened["blobs"] = self.lmdb.open_db(b"blobs", txn=txn)
-            txn.put(FORMAT_KEY, msgpack.packb({"format": FORMAT_VERSION}), db=self.dbs["meta"])
+            txn.put(FORMAT_KEY, msgpack.packb({"format": fmt}), db=self.dbs["meta"])
 
         self.write(migrate)
         self.dbs["blobs"] = opened["blobs"]
-        self.format = FORMAT_VERSION
+        self.format = fmt
+
+    def mark_format(self, txn, fmt: int) -> None:
+        """Inside a write transaction that stores data of repository format ``fmt``:
+        record the format with that data (one put, the first time only). The
+        in-memory ``format`` follows when the transaction commits (``write``)."""
+        if self.format < fmt:
+            txn.put(FORMAT_KEY, msgpack.packb({"format": fmt}), db=self.dbs["meta"])
+            self._marked = fmt
+
+    def _adopt_format(self) -> None:
+        # Read back rather than trust _marked: the put may have been made in a nested
+        # transaction that was aborted (a failed sequence of an isolated flush).
+        with self.lmdb.begin() as txn:
+            raw = txn.get(FORMAT_KEY, db=self.dbs["meta"])
+        self.format = max(self.format, msgpack.unpackb(raw).get("format", 1))
 
     # -- transactions -------------------------------------------------------
     # Deferred writes (issue 22, target 3): a new run's creation is not worth an fsync'd
@@ -512,6 +535,7 @@ class Environment:
                     continue
                 deferred = list(self._deferred.items())
                 self._in_write = True
+                self._marked = 0
                 try:
                     for _key, first in deferred:
                         first(txn)
@@ -520,6 +544,8 @@ class Environment:
                     for key, first in deferred:  # committed: no longer deferred (unless deferred anew)
                         if self._deferred.get(key) is first:
                             del self._deferred[key]
+                    if self._marked:
+                        self._adopt_format()
                     return result
                 except lmdb.MapFullError:
                     txn.abort()
@@ -563,11 +589,13 @@ class Environment:
         return (_U64.unpack(r)[0] if r else 0, _U64.unpack(s)[0] if s else 0)
 
     # -- maintenance ----------------------------------------------------------
-    def compact(self, prune: Callable[[Any], Any] | None = None) -> tuple[int, int]:
+    def compact(self, prune: Callable[[Any], Any] | None = None,
+                migrate: Callable[[], Any] | None = None) -> tuple[int, int]:
         """Rewrite the data file without free pages; returns (bytes before, after).
 
         ``prune(txn)``, when given, first deletes what is no longer needed, once
-        the repository is known to be this process's alone.
+        the repository is known to be this process's alone; ``migrate()`` then
+        rewrites old records in the current format (in transactions of its own).
 
         Power-safe: the copy is fsync'd before it replaces data.mdb (an atomic
         rename), and the directory is fsync'd after, so at every instant the
@@ -591,6 +619,8 @@ class Environment:
                 shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted compact
             if prune is not None:
                 self.write(prune)  # e.g. blobs no block references (the lock is ours now)
+            if migrate is not None:
+                migrate()  # e.g. numeric blocks of format 1 -> 2 (the lock is ours)
             data = self.path / "data.mdb"
             st = data.stat()
             before = st.st_size

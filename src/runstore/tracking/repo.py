@@ -295,8 +295,9 @@ class Repo:
         return report
 
     def compact(self) -> tuple[int, int]:
-        """Reclaim the space of deleted data (and of blobs no sequence references);
-        returns (bytes before, bytes after).
+        """Reclaim the space of deleted data (and of blobs no sequence references),
+        and rewrite numeric blocks of an older format in the current, smaller one
+        (docs/storage.md, *Format versions*); returns (bytes before, bytes after).
 
         Needs the repository to itself: fails with a clear error while another
         process has it open.
@@ -309,7 +310,8 @@ class Repo:
         # Blobs orphaned by delete_run (identical payloads are shared between runs,
         # so deleting a run cannot drop its blobs: they are collected here).
         env = self._env
-        return env.compact(prune=lambda txn: objblocks.drop_unreferenced(env, txn))
+        return env.compact(prune=lambda txn: objblocks.drop_unreferenced(env, txn),
+                           migrate=lambda: _rec.reencode_blocks(env))
 
     def disk_usage(self) -> int:
         """Bytes on disk of the repository (allocated blocks, artifacts included)."""
