@@ -68,7 +68,21 @@ def test_track_loop_timestamps_are_stored_as_exact_small_deltas():
     raw = roundtrip(np.arange(n), np.random.default_rng(0).random(n), np.full(n, np.nan), times)
     assert raw[0] == B.FORMAT_2 and raw[1] & B.TIME_DELTA
     # values 8 B + the deltas' width (1 B while points are < 30 µs apart, 2 B < 7.8 ms)
-    assert len(raw) <= 8 + 16 + 12 + n * 10
+    assert len(raw) <= 8 + 16 + 16 + n * 10
+
+
+def test_a_few_long_gaps_are_exceptions_not_a_wider_block():
+    n = B.CAPACITY
+    gaps = np.full(n, 3 * U22)
+    gaps[[5, 700, 3000]] = [0.004, 120.0, -0.5]  # a flush, a pause, the clock stepping back
+    times = 1.7e9 + np.cumsum(gaps)
+    raw = roundtrip(np.arange(n), np.ones(n), np.full(n, np.nan), times)
+    assert raw[1] & B.TIME_DELTA
+    assert len(raw) == B.HEADER_SIZE + 8 + 8 * n + 16 + (n - 1) + 3 * 8
+    gaps[::2] = 0.004  # every other gap 4 ms: int16 for all, 120 s and -0.5 s apart
+    gaps[[5, 700, 3000]] = [0.004, 120.0, -0.5]
+    raw = roundtrip(np.arange(n), np.ones(n), np.full(n, np.nan), 1.7e9 + np.cumsum(gaps))
+    assert len(raw) == B.HEADER_SIZE + 8 + 8 * n + 16 + 2 * (n - 1) + 2 * 8
 
 
 @pytest.mark.parametrize("gap, width", [(10 * U22, 1), (1e-3, 2), (60.0, 4)])
@@ -76,7 +90,7 @@ def test_the_narrowest_width_that_fits(gap, width):
     times = 1.7e9 + np.arange(100) * gap
     raw = roundtrip(np.arange(100), np.ones(100), np.full(100, np.nan), times)
     assert raw[1] & B.TIME_DELTA
-    assert len(raw) == B.HEADER_SIZE + 8 + 800 + 12 + width * 99
+    assert len(raw) == B.HEADER_SIZE + 8 + 800 + 16 + width * 99
 
 
 def test_clock_stepping_back_gives_negative_deltas():

@@ -11,8 +11,10 @@ Layout (little-endian)::
                                 or the delta section below      if flags & TIME_DELTA
 
     delta section: f64 first timestamp, i16 exponent e, u8 width w (1, 2 or 4),
-                   u8 reserved, then int{8w}[count - 1]: the differences between
-                   consecutive timestamps in units of 2**e seconds
+                   u8 reserved, u32 k, then int{8w}[count - 1]: the differences
+                   between consecutive timestamps in units of 2**e seconds (0 at the
+                   k exceptions), u32[k] positions of the exceptions among them and
+                   int32[k] their differences
 
 A block is format 2 when it uses STEPS_STRIDE or TIME_DELTA, format 1 otherwise
 (so ``track_many`` bulk blocks, one timestamp and steps 0, 1, 2..., are the same
@@ -38,8 +40,9 @@ sums (integers < 2**53), scaling by u (a power of two) and adding the first
 timestamp (the true result is a float64) are exact too. So a timestamp reads
 back bit for bit what was stored, no rounding to microseconds or milliseconds.
 Near 1.7e9 s (today) u = 2**-22 s, about 0.24 µs: int8 covers steps up to 30 µs,
-int16 up to 7.8 ms, int32 up to 8.5 minutes; a block with a larger gap (or a
-zero, NaN or infinite timestamp) keeps float64 timestamps.
+int16 up to 7.8 ms, int32 up to 8.5 minutes; the width that makes the block
+smallest is chosen, the few larger gaps stored apart as exceptions. A block with
+a gap beyond int32 (or a zero, NaN or infinite timestamp) keeps float64 timestamps.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ _NEW = TIME_DELTA | STEPS_STRIDE
 
 _HEADER = struct.Struct("<BBHI")
 HEADER_SIZE = _HEADER.size
-_DELTA = struct.Struct("<dhBx")  # first timestamp, exponent, width
+_DELTA = struct.Struct("<dhBxI")  # first timestamp, exponent, width, exceptions
 _WIDTH = {1: "<i1", 2: "<i2", 4: "<i4"}
 _LIMITS = ((1, -(1 << 7), (1 << 7) - 1), (2, -(1 << 15), (1 << 15) - 1), (4, -(1 << 31), (1 << 31) - 1))
 
@@ -84,7 +87,12 @@ def empty() -> Columns:
 
 def time_deltas(times: np.ndarray) -> bytes | None:
     """The TIME_DELTA section of ``times`` (at least two points), or None when the
-    timestamps do not fit (a gap beyond int32 units, a zero, NaN or inf): exact."""
+    timestamps do not fit (a gap beyond int32 units, a zero, NaN or inf): exact.
+
+    The width is the one that makes the section smallest, counting the gaps that
+    do not fit it as exceptions (8 bytes each): a ``track()`` loop's points are a
+    few µs apart (int8) but a flush, a GC pause or a descheduled process now and
+    then leaves a gap of milliseconds, which would otherwise widen the whole block."""
     m = float(np.min(np.abs(times)))
     if not (m > 0.0 and m < np.inf):  # also False for NaN
         return None
@@ -94,10 +102,28 @@ def time_deltas(times: np.ndarray) -> bytes | None:
     with np.errstate(all="ignore"):  # inf - inf, overflow: rejected below, not warned about
         q = np.ldexp(np.diff(times), -e)  # exact: a power-of-two scaling of exact differences
         lo, hi = float(q.min()), float(q.max())
+    if not (-(1 << 31) <= lo and hi < (1 << 31)):  # False for NaN (inf - inf)
+        return None
+    best, outside = None, None
     for width, wlo, whi in _LIMITS:
-        if wlo <= lo and hi <= whi:  # False for NaN (inf - inf)
-            return _DELTA.pack(float(times[0]), e, width) + q.astype(_WIDTH[width]).tobytes()
-    return None
+        if wlo <= lo and hi <= whi:
+            out = None
+        else:
+            out = np.flatnonzero((q < wlo) | (q > whi))
+            if 8 * len(out) > len(q):  # no smaller than the next width: skip the rest
+                continue
+        size = width * len(q) + (0 if out is None else 8 * len(out))
+        if best is None or size < best[1]:
+            best, outside = (width, size), out
+        if out is None:
+            break
+    width = best[0]
+    if outside is None:
+        return _DELTA.pack(float(times[0]), e, width, 0) + q.astype(_WIDTH[width]).tobytes()
+    exc = q[outside]
+    q[outside] = 0
+    return (_DELTA.pack(float(times[0]), e, width, len(outside)) + q.astype(_WIDTH[width]).tobytes()
+            + outside.astype("<u4").tobytes() + exc.astype("<i4").tobytes())
 
 
 def _steps_stride(steps: np.ndarray) -> int | None:
@@ -147,18 +173,33 @@ def _header(buf) -> tuple:
 
 def _read_deltas(buf, pos: int, n: int, out: np.ndarray) -> int:
     """Timestamps of a TIME_DELTA section at ``pos`` into ``out`` (n points); returns
-    the position after it. One cumulative sum into ``out``, then two in-place
-    passes over the (cache-hot) block-sized column."""
-    first, e, width = _DELTA.unpack_from(buf, pos)
-    if width not in _WIDTH or n < 2:
-        raise ValueError(f"timestamp deltas of width {width} for {n} points")
+    the position after it.
+
+    The cumulative sum runs on integers (a float64 cumulative sum is latency-bound,
+    several times slower), int32 whenever the sums cannot overflow it (int32 also
+    converts to float64 faster than int64), into a block-sized array that stays in
+    cache; one vectorised pass then scales it into ``out``, another adds the first
+    time. Exact: integers below 2**53 times a power of two, plus a float64."""
+    first, e, width, k = _DELTA.unpack_from(buf, pos)
+    if width not in _WIDTH or n < 2 or k > n - 1:
+        raise ValueError(f"timestamp deltas of width {width} with {k} exceptions for {n} points")
     pos += _DELTA.size
     deltas = np.frombuffer(buf, _WIDTH[width], n - 1, pos)
+    pos += width * (n - 1)
+    if k:
+        where = np.frombuffer(buf, "<u4", k, pos)
+        exc = np.frombuffer(buf, "<i4", k, pos + 4 * k)
+        pos += 8 * k
+        small = width < 4 and sum(map(abs, exc.tolist())) + (n - 1) * (1 << (8 * width - 1)) < 1 << 31
+        acc = deltas.astype(np.int32 if small else np.int64)
+        acc[where] = exc
+        np.cumsum(acc, out=acc)
+    else:
+        acc = np.cumsum(deltas, dtype=np.int32 if width < 4 and n <= 1 << 16 else np.int64)
     out[0] = 0.0
-    np.cumsum(deltas, dtype=np.float64, out=out[1:])
-    out *= np.ldexp(1.0, e)
+    np.multiply(acc, np.ldexp(1.0, e), out=out[1:])
     out += first
-    return pos + width * (n - 1)
+    return pos
 
 
 def decode(buf) -> Columns:
