@@ -47,6 +47,7 @@ a gap beyond int32 (or a zero, NaN or infinite timestamp) keeps float64 timestam
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -197,7 +198,7 @@ def _read_deltas(buf, pos: int, n: int, out: np.ndarray) -> int:
     else:
         acc = np.cumsum(deltas, dtype=np.int32 if width < 4 and n <= 1 << 16 else np.int64)
     out[0] = 0.0
-    np.multiply(acc, np.ldexp(1.0, e), out=out[1:])
+    np.multiply(acc, math.ldexp(1.0, e), out=out[1:])
     out += first
     return pos
 
