@@ -258,6 +258,27 @@ def load_seqs(repo: Any, version: int) -> dict | None:
         return None
 
 
+def load_older_seqs(repo: Any, version: int) -> tuple[int, dict] | None:
+    """(version, data) of the newest readable seqs half older than ``version`` (of
+    the same data file), for an incremental refresh; None when there is none."""
+    ino = _identity(repo)
+    root = Path(repo.path) / DIRNAME
+    if ino is None:
+        return None
+    prefix = f"seqs-{ino}-"
+    try:
+        names = [p.name for p in root.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return None
+    found = sorted((int(n[len(prefix):]) for n in names if n[len(prefix):].isdigit()), reverse=True)
+    for v in found:
+        if v < version:
+            data = load_seqs(repo, v)
+            if data is not None:
+                return v, data
+    return None
+
+
 def writable(repo: Any) -> bool:
     """Whether this process may write a snapshot: never for ``Repo(path, readonly=True)``
     (read-only commands never write), nor into a directory it cannot write."""

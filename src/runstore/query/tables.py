@@ -514,8 +514,25 @@ class ColumnCache:
                 return self._runs, None
             if self._base is None or self._base.version != seqs_version:
                 data = snap.load_seqs(repo, seqs_version) if snap is not None else None
+                older = None
+                if data is None:
+                    # Columns of an older version (this process's, else the newest
+                    # persisted half) are patched with the runs changed since.
+                    older = self._base
+                    if older is None and snap is not None:
+                        found = snap.load_older_seqs(repo, seqs_version)
+                        older = SeqBase(found[1], found[0]) if found is not None else None
+                    if older is not None:
+                        from .refresh import refresh
+
+                        with gc_paused():
+                            older = refresh(repo, older)
                 if data is not None:
                     self._base = SeqBase(data, seqs_version)
+                elif older is not None:
+                    self._base = older
+                    if snap is not None and snap.writable(repo):
+                        snap.schedule(snap.save_seqs, repo, self._base)
                 else:
                     with gc_paused():
                         self._base = SeqBase.from_scan(repo._iter_sequences(), seqs_version)

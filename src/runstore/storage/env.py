@@ -44,6 +44,14 @@ DEFAULT_MAP_SIZE = 1 << 30
 _U64 = struct.Struct(">Q")
 RUNS_VERSION = b"runs_version"
 SEQS_VERSION = b"seqs_version"
+# The sequences change index (meta database), which lets the persisted query columns
+# re-read only the runs whose sequences changed since they were written:
+#   seqat:<run key>               -> u64 sequences version of the run's last change
+#   seqchg:<u64 version><run key> -> b"" (the same, ordered by version)
+#   seqs_unlogged                 -> u64 last sequences version bumped without naming runs
+SEQ_AT = b"seqat:"
+SEQ_CHANGED = b"seqchg:"
+SEQS_UNLOGGED = b"seqs_unlogged"
 FORMAT_KEY = b"format"
 
 _MAX_READERS = 2046
@@ -576,10 +584,29 @@ class Environment:
             )
 
     # -- versions -------------------------------------------------------------
-    def bump(self, txn, key: bytes) -> None:
+    def bump(self, txn, key: bytes, runs: Any = None) -> None:
+        """Grow a version counter in ``txn``. For SEQS_VERSION, ``runs`` (12-byte run
+        keys) names the runs whose sequences changed; they are indexed (two small puts
+        per run, at most one per run and version) so a reader can ask which runs changed
+        since a version. A bump that names no runs is recorded as unlogged: readers
+        then re-read everything, never a stale answer."""
         meta = self.dbs["meta"]
         raw = txn.get(key, db=meta)
-        txn.put(key, _U64.pack((_U64.unpack(raw)[0] if raw else 0) + 1), db=meta)
+        version = (_U64.unpack(raw)[0] if raw else 0) + 1
+        packed = _U64.pack(version)
+        txn.put(key, packed, db=meta)
+        if key != SEQS_VERSION:
+            return
+        if runs is None:
+            txn.put(SEQS_UNLOGGED, packed, db=meta)
+            return
+        for run in runs:
+            at = SEQ_AT + run
+            old = txn.get(at, db=meta)
+            if old is not None:
+                txn.delete(SEQ_CHANGED + bytes(old) + run, db=meta)
+            txn.put(at, packed, db=meta)
+            txn.put(SEQ_CHANGED + packed + run, b"", db=meta)
 
     def versions(self) -> tuple[int, int]:
         with self.read() as txn:

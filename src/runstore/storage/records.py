@@ -9,7 +9,7 @@ import msgpack
 
 from . import blocks as _blocks
 from . import prefetch as _prefetch
-from .env import RUNS_VERSION, SEQS_VERSION, Environment
+from .env import _U64, RUNS_VERSION, SEQ_CHANGED, SEQS_UNLOGGED, SEQS_VERSION, Environment
 from .keys import RUN_ID_BYTES, block_key, block_no_of, run_id_of, run_key, seq_id_of, seq_key
 
 pack = msgpack.Packer(use_bin_type=True).pack
@@ -66,7 +66,7 @@ def delete_run(env: Environment, txn, run_id: str) -> bool:
     for db in ("seqs", "blocks"):
         _delete_prefix(txn, env.dbs[db], key)
     env.bump(txn, RUNS_VERSION)
-    env.bump(txn, SEQS_VERSION)
+    env.bump(txn, SEQS_VERSION, (key,))  # its rows leave the query columns
     return found
 
 
@@ -131,6 +131,28 @@ def iter_sequences(env: Environment, txn) -> Iterator[tuple[str, int, dict]]:
         yield run_id, seq_id_of(key), unpack(raw)
 
 
+def sequences_changed_since(env: Environment, txn, version: int) -> tuple[int, list[str]] | None:
+    """(current sequences version, ids of the runs whose sequences changed after
+    ``version``, in key order) from the change index, or None when that cannot be
+    told (a change was committed without naming its runs)."""
+    meta = env.dbs["meta"]
+    raw = txn.get(SEQS_VERSION, db=meta)
+    current = _U64.unpack(raw)[0] if raw else 0
+    unlogged = txn.get(SEQS_UNLOGGED, db=meta)
+    if current < version or (unlogged is not None and _U64.unpack(unlogged)[0] > version):
+        return None
+    changed = []
+    if current > version:
+        cur = txn.cursor(db=meta)
+        n = len(SEQ_CHANGED)
+        if cur.set_range(SEQ_CHANGED + _U64.pack(version + 1)):
+            for key in cur.iternext(values=False):
+                if bytes(key[:n]) != SEQ_CHANGED:
+                    break
+                changed.append(bytes(key[n + 8:]).hex())
+    return current, sorted(changed)
+
+
 def put_sequence(env: Environment, txn, run_id: str, seq_id: int, record: dict) -> None:
     txn.put(seq_key(run_key(run_id), seq_id), pack(record), db=env.dbs["seqs"])
 
@@ -139,7 +161,7 @@ def delete_sequence(env: Environment, txn, run_id: str, seq_id: int) -> None:
     key = seq_key(run_key(run_id), seq_id)
     txn.delete(key, db=env.dbs["seqs"])
     _delete_prefix(txn, env.dbs["blocks"], key)
-    env.bump(txn, SEQS_VERSION)
+    env.bump(txn, SEQS_VERSION, (run_key(run_id),))
 
 
 def put_block(env: Environment, txn, run: bytes, seq_id: int, block_no: int, data: bytes) -> None:

@@ -36,7 +36,7 @@ import numpy as np
 from . import lease as _lease, values as _values
 from ..storage import records as _rec
 from ..storage.env import SEQS_VERSION
-from ..storage.keys import new_run_id
+from ..storage.keys import new_run_id, run_key
 from .run import Run
 from .sequence import Columns, Sequence
 
@@ -224,7 +224,7 @@ def commit(repo: "Repo", changes: Iterable[Change]) -> None:
                     _rec.put_params(env, txn, run_id, params)
             states.append([seq._prepare(env, txn) for seq in seqs])
         if any(dirty):
-            env.bump(txn, SEQS_VERSION)
+            env.bump(txn, SEQS_VERSION, [run_key(c.run.id) for c, seqs in zip(changes, dirty) if seqs])
         return states
 
     states = env.write(work)

@@ -352,6 +352,22 @@ class Repo:
         with env.read() as txn:
             yield from _rec.iter_sequences(env, txn)
 
+    def _sequences_since(self, version: int) -> tuple[int, list[str], list[tuple[str, int, dict]]] | None:
+        """(current sequences version, ids of the runs whose sequences changed after
+        ``version``, every (run id, seq id, record) of those runs), read in one
+        transaction; None when the change index cannot tell (the query layer then
+        scans everything). Lets the query columns refresh incrementally."""
+        env = self._env
+        with gc_paused(), env.read() as txn:
+            found = _rec.sequences_changed_since(env, txn, version)
+            if found is None:
+                return None
+            current, changed = found
+            rows = []
+            for run_id in changed:
+                rows.extend(_rec.scan_sequences(env, txn, run_id))
+        return current, changed, rows
+
     def _read_sequence(self, run_id: str, seq_id: int) -> tuple:
         return self._read_sequences([(run_id, seq_id)])[0]
 

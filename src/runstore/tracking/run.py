@@ -581,7 +581,7 @@ class Run:
                     states.append(_FAILED)
                     failed.append((seq, exc))
         if dirty:
-            env.bump(txn, SEQS_VERSION)
+            env.bump(txn, SEQS_VERSION, (run_key(self._id),))
         return states, (also(txn) if also is not None else None), failed, None
 
     def _check_lease(self, env, txn) -> Exception | None:

@@ -1,0 +1,144 @@
+"""Incremental refresh of the summary columns (issue 22, target 1): columns of an
+older version (in this process, or persisted in query-snapshot/) are patched with
+the runs the storage's change index names, and answer as a full scan does."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from runstore import Repo, Run
+from runstore.query import snapshot
+from runstore.query.tables import cache_for
+from runstore.storage.env import SEQS_VERSION
+
+from test_query_snapshot import _fresh
+
+
+def _seq_rows(repo: Repo) -> list:
+    """Every sequence summary the query layer answers with, in its order."""
+    return [
+        (s.run.id, s.name, repr(s.context), s.count, s.last, s.min, s.max, s.first_step, s.last_step)
+        for s in repo.query_sequences("")
+    ] + [sorted(s.run.id for s in repo.query_sequences("seq.last > 2 and seq.name == 'loss'"))]
+
+
+def _scan(path: Path, monkeypatch) -> list:
+    with monkeypatch.context() as m:
+        m.setenv("RUNSTORE_QUERY_SNAPSHOT", "0")
+        return _seq_rows(_fresh(path))
+
+
+def _no_full_scan(monkeypatch) -> None:
+    def refuse(self):
+        raise AssertionError("scanned every sequence instead of refreshing")
+
+    monkeypatch.setattr(Repo, "_iter_sequences", refuse)
+
+
+def test_random_writes_deletes_and_tags_give_the_answers_of_a_full_scan(tmp_path, monkeypatch):
+    rnd = random.Random(22)
+    path = tmp_path / "r"
+    live = Repo(path)
+    ids: list = []
+    for step in range(40):
+        op = rnd.choice(["new", "track", "track", "delete_seq", "delete_run", "tag", "param"]) if ids else "new"
+        if op == "new":
+            with Run(repo=live, experiment="e") as run:
+                run.track(rnd.random() * 4, name="loss")
+                if rnd.random() < 0.5:
+                    run.track_many([1.0, rnd.random() * 4], name="acc", context={"subset": rnd.choice("ab")})
+                ids.append(run.id)
+        else:
+            rid = rnd.choice(ids)
+            if op == "delete_run":
+                live.delete_run(rid)
+                ids.remove(rid)
+            else:
+                with Run(repo=live, run_id=rid) as run:
+                    if op == "track":
+                        run.track(rnd.random() * 4, name=rnd.choice(["loss", "acc", "new"]),
+                                  context=rnd.choice([{}, {"subset": "a"}]))
+                    elif op == "delete_seq":
+                        names = run.sequences()
+                        if names:
+                            run.delete_sequence(*rnd.choice(names))
+                    elif op == "tag":
+                        run.add_tag(f"t{step}")
+                    else:
+                        run["lr"] = rnd.random()
+        with monkeypatch.context() as m:
+            if step:
+                _no_full_scan(m)
+            got = _seq_rows(live)  # this process's columns, patched since the first query
+        snapshot.wait()
+        env = live._env
+        kept = env._query_cache  # shared by every Repo of the path: set aside while others look
+        expected = _scan(path, monkeypatch)
+        assert got == expected, (step, op)
+        if step % 3 == 0 and step:
+            # A fresh process with an older persisted half: patched, never a full scan.
+            with monkeypatch.context() as m:
+                _no_full_scan(m)
+                assert _seq_rows(_fresh(path)) == expected, (step, op)
+            snapshot.wait()
+        env._query_cache = kept
+    assert Repo(path).check() == []
+
+
+def test_a_fresh_process_refreshes_an_older_snapshot_and_persists_it(tmp_path, monkeypatch):
+    path = tmp_path / "r"
+    repo = Repo(path)
+    for i in range(5):
+        with Run(repo=repo, experiment="e", name=f"r{i}") as run:
+            run.track_many([float(i), i + 0.5], name="loss")
+    _seq_rows(repo)
+    snapshot.wait()
+    old = sorted(p.name for p in (path / snapshot.DIRNAME).iterdir() if p.name.startswith("seqs-"))
+    first = repo.query("run.name == 'r0'")[0]
+    with Run(repo=repo, run_id=first.id) as run:
+        run.track(9.0, name="loss")
+    expected = _scan(path, monkeypatch)
+    with monkeypatch.context() as m:
+        _no_full_scan(m)
+        again = _fresh(path)
+        assert _seq_rows(again) == expected
+        snapshot.wait()
+    now = sorted(p.name for p in (path / snapshot.DIRNAME).iterdir() if p.name.startswith("seqs-"))
+    assert now != old and len(now) == 1  # the refreshed half replaced the older one
+    assert int(now[0].rsplit("-", 1)[1]) == Repo(path)._versions()[1]
+    assert Repo(path).check() == []
+
+
+def test_a_change_that_names_no_runs_makes_the_next_query_scan(tmp_path, monkeypatch):
+    path = tmp_path / "r"
+    repo = Repo(path)
+    with Run(repo=repo, experiment="e") as run:
+        run.track(1.0, name="loss")
+    _seq_rows(repo)
+    snapshot.wait()
+    repo._env.write(lambda txn: repo._env.bump(txn, SEQS_VERSION))  # e.g. an older runstore writing
+    with monkeypatch.context() as m:
+        _no_full_scan(m)
+        with pytest.raises(AssertionError, match="scanned every sequence"):
+            _seq_rows(_fresh(path))
+    assert _seq_rows(_fresh(path)) == _scan(path, monkeypatch)
+
+
+def test_the_long_lived_cache_is_patched_not_rebuilt(tmp_path, monkeypatch):
+    path = tmp_path / "r"
+    repo = Repo(path)
+    for i in range(4):
+        with Run(repo=repo, experiment="e") as run:
+            run.track(float(i), name="loss", context={"k": i})
+    _seq_rows(repo)
+    before = cache_for(repo)._base
+    with Run(repo=repo, experiment="e") as run:
+        run.track(7.0, name="loss", context={"k": "x"})
+    with monkeypatch.context() as m:
+        _no_full_scan(m)
+        rows = _seq_rows(repo)
+    assert cache_for(repo)._base is not before and cache_for(repo)._base.n == before.n + 1
+    assert rows == _scan(path, monkeypatch)
