@@ -16,6 +16,14 @@ in the same process or against a stated floor:
             100,000; cached under DIR) and runs a first param query (target
             <= 100 ms), a first summary query (<= 100 ms); its RSS (<= 250 MB)
             and the query columns' memory per sequence summary (<= 200 B).
+- refresh:  the cold workload's repository (a copy) where 100 runs got a point
+            since the persisted columns were written: a fresh process's first
+            queries (incremental refresh of the summary columns) beside the same
+            with ``RUNSTORE_QUERY_SNAPSHOT=0`` (a full scan), interleaved.
+- million:  1,000,000 runs x 1 metric x 10 steps (built once under DIR through
+            tracking/replica.py, the write path of the server and of merge: 5,000
+            runs per transaction): a fresh process's first param query and first
+            summary query (target <= 500 ms), warm (<= 5 ms), RSS (<= 1 GB).
 - build:    BUILD runs (default 100,000; --quick 1,000) x 10 steps x 1 metric,
             each closed, in a fresh process per repeat: ms per run (target
             <= 0.5 ms) and write transactions (fsync'd commits) per run (target 1),
@@ -72,11 +80,12 @@ sys.path.insert(0, str(HERE))
 import _common  # noqa: E402,F401  (writes runstore's bytecode: fresh processes import, not compile)
 
 
-def fresh(code: str, repeat: int = 5) -> list[dict]:
+def fresh(code: str, repeat: int = 5, env: dict | None = None) -> list[dict]:
     """Run ``code`` in ``repeat`` fresh interpreters; each prints one JSON object."""
     out = []
     for _ in range(repeat):
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env=None if env is None else {**os.environ, **env})
         out.append(json.loads(res.stdout.strip().splitlines()[-1]))
     return out
 
@@ -206,6 +215,125 @@ def bench_cold(base: Path, n: int, repeat: int) -> None:
     if rows[0]["nbytes"] is not None:
         nb = rows[0]["nbytes"] / max(nseq, 1)
         row("summary columns per sequence (typed arrays)", f"{nb:.0f} B", f"target <= 200 B: {verdict(nb <= 200)}")
+
+
+def bench_refresh(base: Path, n: int, changed: int, repeat: int) -> None:
+    """A fresh process's first queries when ``changed`` runs got a point since the
+    persisted columns were written (incremental refresh), beside the same process
+    with ``RUNSTORE_QUERY_SNAPSHOT=0`` (full scan), interleaved."""
+    import random
+    import shutil
+
+    from runstore import Repo, Run
+
+    print(f"incremental refresh, {n:,} runs x 3 metrics, {changed} runs changed since the snapshot")
+    src, path = base / f"scale-{n}x3", base / f"refresh-{n}x3"
+    build_runs(src, n, 10, metrics=3)
+    if not (path / ".complete").exists():  # a copy: the cold workload's repository stays as built
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir()
+        shutil.copy(src / "data.mdb", path / "data.mdb")
+        (path / ".complete").touch()
+    code = (
+        "import time,json,resource;from runstore import Repo;t0=time.perf_counter();"
+        f"r=Repo({str(path)!r});n1=len(r.query('run.hparams.lr < 0.01'));t1=time.perf_counter();"
+        "n2=len(r.query_sequences(\"seq.name == 'loss' and seq.last < 0.5\"));t2=time.perf_counter();"
+        "rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss*1024;"
+        "print(json.dumps({'open_q':t1-t0,'seq_q':t2-t1,'both':t2-t0,'rss':rss,'n2':n2}))"
+    )
+    fresh(code, 1)  # a current snapshot to start from
+    repo = Repo(path)
+    with repo._env.read() as txn:  # ids without building query columns in this process
+        ids = [bytes(k).hex() for k in txn.cursor(db=repo._env.dbs["runs"]).iternext(values=False)]
+    rnd = random.Random(0)
+    inc, scan = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for rid in rnd.sample(ids, changed):
+            with Run(repo=repo, run_id=rid) as run:
+                run.track(rnd.random(), name="loss", context={"subset": "train"})
+        took = time.perf_counter() - t
+        inc += fresh(code, 1)  # patches the persisted seqs half with the changed runs
+        scan += fresh(code, 1, env={"RUNSTORE_QUERY_SNAPSHOT": "0"})
+        assert inc[-1]["n2"] == scan[-1]["n2"], (inc[-1], scan[-1])
+    row(f"writing the {changed} changes (resume, track, close)", f"{took * 1e3:.0f} ms")
+    row("refresh: open + first param query", spread(inc, "open_q"), "runs half: rescanned (run records changed)")
+    row("refresh: first summary query", spread(inc, "seq_q"))
+    row("full scan: open + first param query", spread(scan, "open_q"))
+    row("full scan: first summary query", spread(scan, "seq_q"))
+    ratio = med(inc, "seq_q") / med(scan, "seq_q")
+    row("first summary query, refresh / full scan", f"{ratio:.2f}x")
+    row("both queries, refresh / full scan", f"{med(inc, 'both') / med(scan, 'both'):.2f}x")
+    row("peak RSS refresh / full scan", f"{med(inc, 'rss') / 2**20:.0f} / {med(scan, 'rss') / 2**20:.0f} MB")
+
+
+def build_million(path: Path, n: int, steps: int = 10, batch: int = 5_000) -> float:
+    """``n`` runs x 1 metric x ``steps`` steps, each finished, written through the
+    storage write path ``runstore server`` and ``runstore merge`` use
+    (tracking/replica.py: many runs' records, params and points per transaction,
+    the same Sequence buffers and block writer as Run.flush), so 1 M runs take
+    minutes, not the ~15 min of 1 M ``Run()`` lifecycles. Reused when complete;
+    returns the build time (0 when reused)."""
+    from runstore import Repo
+    from runstore.tracking import replica
+
+    marker = path / ".complete"
+    if marker.exists():
+        return 0.0
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    repo = Repo(path, create=True)
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    step_arr = np.arange(steps, dtype=np.int64)
+    epochs = np.zeros(steps, dtype=np.int64)
+    for lo in range(0, n, batch):
+        changes = []
+        now = time.time()
+        for i in range(lo, min(n, lo + batch)):
+            run = replica.writer(repo, replica.new_run_id())
+            record = replica.new_record(name=f"run-{i}", experiment=("mnist", "cifar", "imagenet")[i % 3])
+            record.update(status="finished", ended_at=now)
+            params = {"hparams": {"lr": float(10 ** rng.uniform(-4, -1)), "batch_size": int(2 ** rng.integers(4, 9)),
+                                  "model": ("lstm", "gru", "cnn")[i % 3]}}
+            replica.append(run, "loss", {"subset": "train"}, rng.random(steps), step_arr, None, epochs,
+                           np.full(steps, now))
+            changes.append(replica.Change(run, create=(record, params)))
+        replica.commit(repo, changes)
+        if lo and lo % 100_000 == 0:
+            print(f"  ... {lo:,} runs in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    marker.touch()
+    return time.perf_counter() - t
+
+
+def bench_million(base: Path, n: int, repeat: int) -> None:
+    """Targets: first query in a fresh process <= 500 ms, warm <= 5 ms, RSS <= 1 GB."""
+    print(f"{n:,} runs x 1 metric x 10 steps")
+    path = base / f"million-{n}x1"
+    took = build_million(path, n)
+    if took:
+        print(f"  (built in {took:.0f} s = {took / n * 1e6:.0f} µs/run through tracking/replica.py, "
+              "5,000 runs per transaction)")
+    code = (
+        "import time,json,resource;from runstore import Repo;t0=time.perf_counter();"
+        f"r=Repo({str(path)!r});n1=len(r.query('run.hparams.lr < 0.01'));t1=time.perf_counter();"
+        "n2=len(r.query_sequences(\"seq.name == 'loss' and seq.last < 0.5\"));t2=time.perf_counter();"
+        "w=[];exec(\"for _ in range(5):\\n t=time.perf_counter();r.query('run.hparams.lr < 0.01');"
+        "r.query_sequences(\\\"seq.name == 'loss' and seq.last < 0.5\\\");w.append(time.perf_counter()-t)\");"
+        "rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss*1024;"
+        "print(json.dumps({'open_q':t1-t0,'seq_q':t2-t1,'warm':min(w),'rss':rss,'n1':n1,'n2':n2}))"
+    )
+    first = fresh(code, 1)
+    row("no snapshot yet: open + first param query", spread(first, "open_q"))
+    row("no snapshot yet: first summary query", spread(first, "seq_q"))
+    row("no snapshot yet: peak RSS", f"{first[0]['rss'] / 2**20:.0f} MB")
+    rows = fresh(code, repeat)
+    row("open + first param query", spread(rows, "open_q"), f"target <= 500 ms: {verdict(med(rows, 'open_q') <= 0.5)}")
+    row("first summary query", spread(rows, "seq_q"), f"target <= 500 ms: {verdict(med(rows, 'seq_q') <= 0.5)}")
+    row("warm param + summary query (best of 5)", spread(rows, "warm"), f"target <= 5 ms: {verdict(med(rows, 'warm') <= 0.005)}")
+    rss = med(rows, "rss")
+    row("peak RSS after all", f"{rss / 2**20:.0f} MB", f"target <= 1 GB: {verdict(rss <= 2**30)}")
 
 
 def fsync_latency(path: Path, n: int = 50) -> float:
@@ -597,9 +725,10 @@ def main() -> None:
                     help="coldread: evict with /proc/sys/vm/drop_caches (root; whole machine) on top of fadvise")
     ap.add_argument("--names", type=int, default=None, help="metric names of the many-metrics run (default 10,000)")
     ap.add_argument("--steps", type=int, default=None, help="steps of each metric (default 1,000)")
+    ap.add_argument("--million", type=int, default=None, help="runs of the 1-metric workload (default 1,000,000)")
     ap.add_argument("--build-runs", type=int, default=None, help="runs per build repeat (default 100,000)")
     ap.add_argument("--baseline", default=None, help="build: another source tree to interleave (e.g. main's src)")
-    ap.add_argument("--only", default="import,arrow,cold,build,lookup,views,big,long,metrics,coldread")
+    ap.add_argument("--only", default="import,arrow,cold,refresh,million,build,lookup,views,big,long,metrics,coldread")
     ap.add_argument("--long-steps", type=int, default=None, help="long: steps of the workload-1 run (default 200,000)")
     ap.add_argument("--long-points", type=int, default=None,
                     help="long: points of the track_many sequence with a timestamp per point (default 20 M)")
@@ -617,6 +746,10 @@ def main() -> None:
         bench_arrow(base, repeat)
     if "cold" in only:
         bench_cold(base, runs, repeat)
+    if "refresh" in only:
+        bench_refresh(base, runs, 100, repeat)
+    if "million" in only:
+        bench_million(base, args.million or (100_000 if args.quick else 1_000_000), repeat)
     if "build" in only:
         bench_build(base, args.build_runs or (1_000 if args.quick else 100_000), repeat, args.baseline)
     if "lookup" in only:
