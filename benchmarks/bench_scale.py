@@ -16,10 +16,12 @@ in the same process or against a stated floor:
             100,000; cached under DIR) and runs a first param query (target
             <= 100 ms), a first summary query (<= 100 ms); its RSS (<= 250 MB)
             and the query columns' memory per sequence summary (<= 200 B).
-- refresh:  the cold workload's repository (a copy) where 100 runs got a point
-            since the persisted columns were written: a fresh process's first
-            queries (incremental refresh of the summary columns) beside the same
-            with ``RUNSTORE_QUERY_SNAPSHOT=0`` (a full scan), interleaved.
+- refresh:  the cold workload's repository (a copy) where 100 live runs tracked
+            a point since the persisted columns were written: a fresh process's
+            first queries (summary columns refreshed incrementally) beside the
+            same with ``RUNSTORE_QUERY_SNAPSHOT=0`` (a full scan), interleaved;
+            and when those runs were also resumed (records changed: the runs
+            half is rescanned, it has no incremental refresh).
 - million:  1,000,000 runs x 1 metric x 10 steps (built once under DIR through
             tracking/replica.py, the write path of the server and of merge: 5,000
             runs per transaction): a fresh process's first param query and first
@@ -246,25 +248,33 @@ def bench_refresh(base: Path, n: int, changed: int, repeat: int) -> None:
     with repo._env.read() as txn:  # ids without building query columns in this process
         ids = [bytes(k).hex() for k in txn.cursor(db=repo._env.dbs["runs"]).iternext(values=False)]
     rnd = random.Random(0)
-    inc, scan = [], []
+    both, inc, scan = [], [], []
     for _ in range(repeat):
+        live = [Run(repo=repo, run_id=rid) for rid in rnd.sample(ids, changed)]  # resumed: records change
+        for run in live:
+            run.track(rnd.random(), name="loss", context={"subset": "train"})
+            run.flush()
+        both += fresh(code, 1)  # both halves behind: runs rescanned, summaries patched; writes both
         t = time.perf_counter()
-        for rid in rnd.sample(ids, changed):
-            with Run(repo=repo, run_id=rid) as run:
-                run.track(rnd.random(), name="loss", context={"subset": "train"})
+        for run in live:  # live runs tracking: only their sequences change
+            run.track(rnd.random(), name="loss", context={"subset": "train"})
+            run.flush()
         took = time.perf_counter() - t
-        inc += fresh(code, 1)  # patches the persisted seqs half with the changed runs
+        inc += fresh(code, 1)  # runs half current, the seqs half patched with the 100 runs
         scan += fresh(code, 1, env={"RUNSTORE_QUERY_SNAPSHOT": "0"})
         assert inc[-1]["n2"] == scan[-1]["n2"], (inc[-1], scan[-1])
-    row(f"writing the {changed} changes (resume, track, close)", f"{took * 1e3:.0f} ms")
-    row("refresh: open + first param query", spread(inc, "open_q"), "runs half: rescanned (run records changed)")
-    row("refresh: first summary query", spread(inc, "seq_q"))
+        for run in live:
+            run.close()
+    row(f"one point on each of {changed} live runs + flush", f"{took * 1e3:.0f} ms")
+    row("refresh: open + first param query", spread(inc, "open_q"), "(runs half current)")
+    row("refresh: first summary query", spread(inc, "seq_q"), f"{changed} runs' summaries re-read")
     row("full scan: open + first param query", spread(scan, "open_q"))
     row("full scan: first summary query", spread(scan, "seq_q"))
-    ratio = med(inc, "seq_q") / med(scan, "seq_q")
-    row("first summary query, refresh / full scan", f"{ratio:.2f}x")
+    row("first summary query, refresh / full scan", f"{med(inc, 'seq_q') / med(scan, 'seq_q'):.2f}x")
     row("both queries, refresh / full scan", f"{med(inc, 'both') / med(scan, 'both'):.2f}x")
     row("peak RSS refresh / full scan", f"{med(inc, 'rss') / 2**20:.0f} / {med(scan, 'rss') / 2**20:.0f} MB")
+    row("records changed too: open + first param query", spread(both, "open_q"), "runs half rescanned (no incremental)")
+    row("records changed too: first summary query", spread(both, "seq_q"))
 
 
 def build_million(path: Path, n: int, steps: int = 10, batch: int = 5_000) -> float:

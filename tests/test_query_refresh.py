@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runstore import Repo, Run
+from runstore import Repo, Run, Text
 from runstore.query import snapshot
 from runstore.query.tables import cache_for
 from runstore.storage.env import SEQS_VERSION
@@ -21,7 +21,9 @@ def _seq_rows(repo: Repo) -> list:
     """Every sequence summary the query layer answers with, in its order."""
     return [
         (s.run.id, s.name, repr(s.context), s.count, s.last, s.min, s.max, s.first_step, s.last_step)
-        for s in repo.query_sequences("")
+        for s in repo.query_sequences("seq.type == 'float'")
+    ] + [
+        (s.run.id, s.name, s.type, s.count) for s in repo.query_sequences("seq.type != 'float'")
     ] + [sorted(s.run.id for s in repo.query_sequences("seq.last > 2 and seq.name == 'loss'"))]
 
 
@@ -58,7 +60,9 @@ def test_random_writes_deletes_and_tags_give_the_answers_of_a_full_scan(tmp_path
                 ids.remove(rid)
             else:
                 with Run(repo=live, run_id=rid) as run:
-                    if op == "track":
+                    if op == "track" and rnd.random() < 0.3:  # an object sequence: its type is an extra
+                        run.track(Text(f"note {step}"), name="notes")
+                    elif op == "track":
                         run.track(rnd.random() * 4, name=rnd.choice(["loss", "acc", "new"]),
                                   context=rnd.choice([{}, {"subset": "a"}]))
                     elif op == "delete_seq":

@@ -44,43 +44,46 @@ def refresh(repo: Any, base: SeqBase) -> SeqBase | None:
 def patch(base: SeqBase, changed: list, rows: list, version: Any) -> SeqBase:
     """A new SeqBase: ``base`` without the rows of the runs ``changed`` (sorted run
     ids), with ``rows`` ((run id, seq id, record) of those runs, in key order) in
-    their place."""
+    their place.
+
+    ``base``'s rows are sorted by run code and its run ids are sorted, so the rows
+    of a changed run are one contiguous range (empty for a new run): the result is
+    the old rows cut at those ranges with the fresh rows in between, each column
+    copied once by one concatenation of slices."""
     fresh = SeqBase.from_scan(rows)
     d, f = base.data, fresh.data
-    # Run ids: the interned list stays sorted (codes grow with key order) so that
-    # sorting rows by code sorts them as the storage does. A run that was deleted
-    # keeps its (unused) entry.
-    keys = list(base.run_keys)
-    known = {k: i for i, k in enumerate(keys)}
-    new_keys = sorted(k for k in fresh.run_keys if k not in known)
+    old_keys = base.run_keys
+    run_of = d["run_of"]
+    # The run id list stays sorted (a run that was deleted keeps its unused entry),
+    # so codes keep growing with key order.
+    new_keys = [k for k in changed if not _has(old_keys, k)]
+    keys = sorted(old_keys + new_keys) if new_keys else list(old_keys)
     if new_keys:
-        at = [bisect_left(keys, k) for k in new_keys]  # places in the old list
-        shift = np.searchsorted(np.array(at, dtype=np.int64), np.arange(len(keys)), side="right")
-        old_code = np.arange(len(keys), dtype=np.int64) + shift
-        merged: list = []
-        prev = 0
-        for pos, k in zip(at, new_keys):
-            merged.extend(keys[prev:pos])
-            merged.append(k)
-            prev = pos
-        merged.extend(keys[prev:])
-        keys = merged
-        known = {k: i for i, k in enumerate(keys)}
-    else:
-        old_code = np.arange(len(keys), dtype=np.int64)
-    drop = np.zeros(len(base.run_keys), dtype=bool)
+        shift = np.searchsorted(np.array([bisect_left(old_keys, k) for k in new_keys], dtype=np.int64),
+                                np.arange(len(old_keys)), side="right").astype(np.int32)
+    fresh_code = [bisect_left(keys, k) for k in fresh.run_keys]
+    # Cut points: for each changed run, the range of its old rows and of its fresh rows.
+    f_run_of = f["run_of"]
+    pieces: list = []  # ("old", start, stop) or ("new", start, stop)
+    prev = 0
     for k in changed:
-        i = bisect_left(base.run_keys, k)
-        if i < len(base.run_keys) and base.run_keys[i] == k:
-            drop[i] = True
-    keep = ~drop[d["run_of"]] if base.n else np.zeros(0, dtype=bool)
-    kept_idx = np.flatnonzero(keep)
-    kept_run = old_code[d["run_of"][kept_idx]] if len(kept_idx) else np.empty(0, np.int64)
-    new_run = np.array([known[k] for k in fresh.run_keys], dtype=np.int64)[f["run_of"]] if fresh.n \
-        else np.empty(0, np.int64)
-    # Rows of a changed run are all new, so each new row goes before the first kept
-    # row of a later run (np.insert keeps the new rows' own order).
-    pos = np.searchsorted(kept_run, new_run, side="left")
+        i = bisect_left(old_keys, k)
+        a = int(np.searchsorted(run_of, i, side="left"))
+        b = int(np.searchsorted(run_of, i, side="right")) if _has(old_keys, k) else a
+        if a > prev:
+            pieces.append((True, prev, a))
+        j = bisect_left(fresh.run_keys, k)
+        if j < len(fresh.run_keys) and fresh.run_keys[j] == k:
+            fa = int(np.searchsorted(f_run_of, j, side="left"))
+            fb = int(np.searchsorted(f_run_of, j, side="right"))
+            pieces.append((False, fa, fb))
+        prev = max(prev, b)
+    if base.n > prev:
+        pieces.append((True, prev, base.n))
+
+    def merge(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        parts = [old[a:b] if is_old else new[a:b] for is_old, a, b in pieces]
+        return np.concatenate(parts) if parts else old[:0].copy()
 
     names = list(base.names)
     name_code = {n: i for i, n in enumerate(names)}
@@ -88,39 +91,44 @@ def patch(base: SeqBase, changed: list, rows: list, version: Any) -> SeqBase:
         if n not in name_code:
             name_code[n] = len(names)
             names.append(n)
-    name_map = np.array([name_code[n] for n in fresh.names], dtype=np.int32)
     ctxs = list(base.ctx_values)
     ctx_code = {repr(c): i for i, c in enumerate(ctxs)}
-    ctx_map_list = []
+    ctx_map = []
     for c in fresh.ctx_values:
         code = ctx_code.get(repr(c))
         if code is None:
             code = ctx_code[repr(c)] = len(ctxs)
             ctxs.append(c)
-        ctx_map_list.append(code)
-    ctx_map = np.array(ctx_map_list, dtype=np.int32)
+        ctx_map.append(code)
 
-    def merge(old: np.ndarray, new: np.ndarray) -> np.ndarray:
-        return np.insert(old[kept_idx], pos, new)
+    def codes(table: list, col: np.ndarray) -> np.ndarray:
+        return np.array(table, dtype=np.int32)[col] if len(col) else col.astype(np.int32)
 
+    old_run_of = (run_of + shift[run_of]) if new_keys and base.n else run_of
     data: dict = {"run_keys": keys, "names": names, "contexts": ctxs}
-    data["run_of"] = np.insert(kept_run.astype(np.int32), pos, new_run.astype(np.int32))
+    data["run_of"] = merge(old_run_of.astype(np.int32, copy=False), codes(fresh_code, f_run_of))
     data["seq_id"] = merge(d["seq_id"], f["seq_id"])
-    data["name_of"] = merge(d["name_of"], name_map[f["name_of"]] if fresh.n else f["name_of"])
-    data["ctx_of"] = merge(d["ctx_of"], ctx_map[f["ctx_of"]] if fresh.n else f["ctx_of"])
+    data["name_of"] = merge(d["name_of"], codes([name_code[n] for n in fresh.names], f["name_of"]))
+    data["ctx_of"] = merge(d["ctx_of"], codes(ctx_map, f["ctx_of"]))
     for field in INT_FIELDS + FLOAT_FIELDS:
         for k in (field, field + ".present"):
             data[k] = merge(d[k], f[k])
-    # Rows moved: renumber the extras (kept row j lands after the new rows placed at or before it).
+    # Rows moved: renumber the extras by the piece they fall in.
     extras: dict = {}
-    if base.extras:
-        new_index = np.full(base.n, -1, dtype=np.int64)
-        new_index[kept_idx] = np.arange(len(kept_idx)) + np.searchsorted(pos, np.arange(len(kept_idx)), side="right")
-        for i, more in base.extras.items():
-            j = int(new_index[int(i)])
-            if j >= 0:
-                extras[j] = more
-    for i, more in fresh.extras.items():
-        extras[int(pos[i]) + int(i)] = more
+    out = 0
+    old_extras = {int(i): v for i, v in base.extras.items()} if base.extras else {}
+    for is_old, a, b in pieces:
+        src = old_extras if is_old else fresh.extras
+        if src:
+            for i in range(a, b) if b - a < len(src) else sorted(i for i in src if a <= i < b):
+                more = src.get(i)
+                if more:
+                    extras[out + i - a] = more
+        out += b - a
     data["extras"] = extras
     return SeqBase(data, version)
+
+
+def _has(keys: list, k: str) -> bool:
+    i = bisect_left(keys, k)
+    return i < len(keys) and keys[i] == k

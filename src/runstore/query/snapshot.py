@@ -79,7 +79,9 @@ def _write_part(final: Path, meta: dict, arrays: dict) -> None:
                 pad = -pos % _ALIGN
                 f.write(b"\0" * pad)
                 pos += pad
-                raw = arr.tobytes()
+                # A byte view, not tobytes(): no copy, and write() and crc32() release
+                # the GIL on it, so the query that scheduled this write is not held up.
+                raw = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b""
                 f.write(raw)
                 offsets[name] = (pos, arr.dtype.str, list(arr.shape), zlib.crc32(raw))
                 pos += len(raw)
