@@ -257,7 +257,10 @@ class SeqTable:
     def __init__(self, base: SeqBase, run_table: RunTable) -> None:
         self.base = base
         self.run_table = run_table
-        ridx = base.run_rows(run_table.index)
+        if base.run_keys == run_table.ids:  # the usual case: every run has sequences
+            ridx = base.data["run_of"].astype(np.int64)  # no id -> row dict (0.7 s per 1 M runs)
+        else:
+            ridx = base.run_rows(run_table.index)
         keep = ridx >= 0  # sequences of runs created after the run scan: seen next time
         self.real_rows = np.flatnonzero(keep)  # rows of base
         counts = np.bincount(ridx[keep], minlength=run_table.n)
