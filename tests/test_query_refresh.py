@@ -123,12 +123,44 @@ def test_a_change_that_names_no_runs_makes_the_next_query_scan(tmp_path, monkeyp
         run.track(1.0, name="loss")
     _seq_rows(repo)
     snapshot.wait()
-    repo._env.write(lambda txn: repo._env.bump(txn, SEQS_VERSION))  # e.g. an older runstore writing
+    repo._env.write(lambda txn: repo._env.bump(txn, SEQS_VERSION))
     with monkeypatch.context() as m:
         _no_full_scan(m)
         with pytest.raises(AssertionError, match="scanned every sequence"):
             _seq_rows(_fresh(path))
     assert _seq_rows(_fresh(path)) == _scan(path, monkeypatch)
+
+
+def test_a_write_by_an_older_runstore_is_never_missed(tmp_path, monkeypatch):
+    """An older runstore bumps the counter and writes no index entry; a later write by
+    this version names only its own run. Columns from before both are rebuilt."""
+    import struct
+
+    path = tmp_path / "r"
+    repo = Repo(path)
+    runs = []
+    for i in range(3):
+        with Run(repo=repo, experiment="e") as run:
+            run.track(1.0, name="loss")
+            runs.append(run.id)
+    _seq_rows(repo)
+    snapshot.wait()
+    env = repo._env
+    u64 = struct.Struct(">Q")
+
+    def old_writer(txn):  # what a runstore before the index did: a record and a bare bump
+        from runstore.storage import records
+
+        records.put_sequence(env, txn, runs[0], 0, dict(records.scan_sequences(env, txn, runs[0])[0][2], last=42.0))
+        v = u64.unpack(txn.get(SEQS_VERSION, db=env.dbs["meta"]))[0]
+        txn.put(SEQS_VERSION, u64.pack(v + 1), db=env.dbs["meta"])
+
+    env.write(old_writer)
+    with Run(repo=repo, run_id=runs[1]) as run:
+        run.track(2.0, name="loss")
+    expected = _scan(path, monkeypatch)
+    assert 42.0 in [row[4] for row in expected[:-1]]
+    assert _seq_rows(_fresh(path)) == expected
 
 
 def test_the_long_lived_cache_is_patched_not_rebuilt(tmp_path, monkeypatch):

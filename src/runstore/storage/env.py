@@ -48,10 +48,16 @@ SEQS_VERSION = b"seqs_version"
 # re-read only the runs whose sequences changed since they were written:
 #   seqat:<run key>               -> u64 sequences version of the run's last change
 #   seqchg:<u64 version><run key> -> b"" (the same, ordered by version)
-#   seqs_unlogged                 -> u64 last sequences version bumped without naming runs
+#   seqs_logged_upto              -> u64 last sequences version bumped with its runs named
+#   seqs_chain_start              -> u64 first version of the unbroken run of named bumps
+# A bump that names no runs, or one by a runstore older than the index (which writes
+# neither key), breaks the chain: the next named bump finds seqs_logged_upto behind
+# by more than one and restarts the chain at its own version, so columns older than
+# that are rebuilt by a scan, never patched with a change the index does not hold.
 SEQ_AT = b"seqat:"
 SEQ_CHANGED = b"seqchg:"
-SEQS_UNLOGGED = b"seqs_unlogged"
+SEQS_LOGGED_UPTO = b"seqs_logged_upto"
+SEQS_CHAIN_START = b"seqs_chain_start"
 FORMAT_KEY = b"format"
 
 _MAX_READERS = 2046
@@ -588,18 +594,19 @@ class Environment:
         """Grow a version counter in ``txn``. For SEQS_VERSION, ``runs`` (12-byte run
         keys) names the runs whose sequences changed; they are indexed (two small puts
         per run, at most one per run and version) so a reader can ask which runs changed
-        since a version. A bump that names no runs is recorded as unlogged: readers
-        then re-read everything, never a stale answer."""
+        since a version. A bump that names no runs breaks the chain of named bumps
+        (see SEQS_CHAIN_START): readers then re-read everything, never a stale answer."""
         meta = self.dbs["meta"]
         raw = txn.get(key, db=meta)
         version = (_U64.unpack(raw)[0] if raw else 0) + 1
         packed = _U64.pack(version)
         txn.put(key, packed, db=meta)
-        if key != SEQS_VERSION:
+        if key != SEQS_VERSION or runs is None:
             return
-        if runs is None:
-            txn.put(SEQS_UNLOGGED, packed, db=meta)
-            return
+        upto = txn.get(SEQS_LOGGED_UPTO, db=meta)
+        if upto is None or _U64.unpack(upto)[0] != version - 1:
+            txn.put(SEQS_CHAIN_START, packed, db=meta)
+        txn.put(SEQS_LOGGED_UPTO, packed, db=meta)
         for run in runs:
             at = SEQ_AT + run
             old = txn.get(at, db=meta)

@@ -9,7 +9,7 @@ import msgpack
 
 from . import blocks as _blocks
 from . import prefetch as _prefetch
-from .env import _U64, RUNS_VERSION, SEQ_CHANGED, SEQS_UNLOGGED, SEQS_VERSION, Environment
+from .env import _U64, RUNS_VERSION, SEQ_CHANGED, SEQS_CHAIN_START, SEQS_LOGGED_UPTO, SEQS_VERSION, Environment
 from .keys import RUN_ID_BYTES, block_key, block_no_of, run_id_of, run_key, seq_id_of, seq_key
 
 pack = msgpack.Packer(use_bin_type=True).pack
@@ -134,13 +134,19 @@ def iter_sequences(env: Environment, txn) -> Iterator[tuple[str, int, dict]]:
 def sequences_changed_since(env: Environment, txn, version: int) -> tuple[int, list[str]] | None:
     """(current sequences version, ids of the runs whose sequences changed after
     ``version``, in key order) from the change index, or None when that cannot be
-    told (a change was committed without naming its runs)."""
+    told (a change after ``version`` was committed without naming its runs, or by a
+    runstore older than the index)."""
     meta = env.dbs["meta"]
     raw = txn.get(SEQS_VERSION, db=meta)
     current = _U64.unpack(raw)[0] if raw else 0
-    unlogged = txn.get(SEQS_UNLOGGED, db=meta)
-    if current < version or (unlogged is not None and _U64.unpack(unlogged)[0] > version):
+    if current < version:
         return None
+    if current > version:
+        # Every bump after ``version`` must be in one unbroken chain of named bumps.
+        upto, start = txn.get(SEQS_LOGGED_UPTO, db=meta), txn.get(SEQS_CHAIN_START, db=meta)
+        if upto is None or start is None or _U64.unpack(upto)[0] != current \
+                or _U64.unpack(start)[0] > version + 1:
+            return None
     changed = []
     if current > version:
         cur = txn.cursor(db=meta)
