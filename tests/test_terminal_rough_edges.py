@@ -61,6 +61,31 @@ def test_repo_refuses_a_non_empty_directory_unless_create_true(tmp_path, monkeyp
     Repo(tmp_path / "new" / "nested")  # so is a missing one
 
 
+def test_a_repository_another_process_is_creating_is_not_refused(tmp_path):
+    # The window between repo.lock / lock.mdb and data.mdb appearing: two workers of a
+    # Hydra joblib sweep opening one new repository at once (one was refused: CI, session 4).
+    path = tmp_path / "repo"
+    path.mkdir()
+    (path / "repo.lock").touch()
+    (path / "lock.mdb").write_bytes(b"")
+    repo = Repo(path)
+    assert (path / "data.mdb").is_file() and len(repo) == 0
+
+
+def test_many_processes_create_one_new_repository_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "repo"
+    code = ("import sys;from runstore import Repo, Run;r=Repo(sys.argv[1]);"
+            "run=Run(repo=r, system_metrics=False, capture_env=False);run.track(1.0, name='x');run.close()")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    assert len(Repo(path)) == 6
+
+
 def test_init_says_what_it_created(tmp_path):
     target = tmp_path / "project"
     target.mkdir()

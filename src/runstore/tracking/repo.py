@@ -56,6 +56,12 @@ def default_path() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
 
 
+# What a repository holds before its data file exists: another process is creating it
+# right now (it takes repo.lock, then LMDB makes lock.mdb, then data.mdb). Workers of a
+# Hydra joblib sweep opening a new repository at once met that window and were refused.
+_OWN_FILES = frozenset({"repo.lock", "lock.mdb", "data.mdb"})
+
+
 def _check_target(path: Path, explicit: bool) -> None:
     """Refuse to turn a file, or (unless asked) a directory holding other things, into a repository.
 
@@ -75,7 +81,7 @@ def _check_target(path: Path, explicit: bool) -> None:
         entries = sorted(p.name for p in path.iterdir())
     except OSError:
         return
-    if entries:
+    if entries and not set(entries) <= _OWN_FILES:
         shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
         raise RepositoryError(
             f"{path} is a directory with other files ({shown}) and not a runstore repository; "
