@@ -1,8 +1,9 @@
 """Scale benchmarks (issue 22): cold paths and costs that grow with the repository.
 
-Run:  python benchmarks/bench_scale.py [--quick] [--dir DIR] [--runs N] [--big-points N]
+Run:  python benchmarks/bench_scale.py [--quick] [--dir DIR] [--runs N] [--big-points N] [--big-repeat N]
+                                      [--big-modes default,fast,one] [--baseline SRC]
                                       [--cold-points N] [--drop-caches] [--names N] [--steps N]
-                                      [--build-runs N] [--baseline SRC] [--only NAMES]
+                                      [--build-runs N] [--only NAMES]
 
 Every figure is printed beside its target, as a ratio to a baseline measured
 in the same process or against a stated floor:
@@ -33,9 +34,16 @@ in the same process or against a stated floor:
             ``--baseline SRC`` interleaves another source tree (e.g. main's ``src``).
 - lookup:   ``run.sequence(name, ctx)`` for each of 3,000 sequences of a stored
             run, beside the query path for the same sequences.
-- big:      one run, ``track_many`` of BIG points in 1 M chunks: write points/s
-            (target >= 20 M/s incl. fsync), full read vs ``np.copy`` of the same
-            bytes (target >= 0.5), bytes per point on disk (target <= 12).
+- big:      one run, ``track_many`` of BIG points in 1 M chunks, each in a fresh
+            process, with the default 1 s flush interval and with one flush at close
+            and with 0.1 s plus a 10 ms "training step" between chunks, so that
+            flushes overlap the loop (``--big-modes``): write points/s (target >= 20 M/s incl. fsync) beside
+            the floor (the same bytes put raw into LMDB and fsync'd, same process),
+            peak RSS growth (target <= 2x the values + 100 MB), the longest wait of
+            ``track_many`` for the run's lock (target <= 100 ms), the longest and the
+            first call, full read vs ``np.copy`` of the same bytes (target >= 0.5),
+            bytes per point on disk (target <= 12). ``--baseline SRC`` measures another
+            runstore (a ``src`` directory) interleaved with this one: before/after.
 - long:     target 7 with per-point timestamps (stored as deltas, block format 2):
             the peer table's workload 1 (5 metrics x LONG_STEPS steps via
             ``log_metrics``, default 200,000) and one ``track_many`` sequence of
@@ -474,32 +482,149 @@ def bench_lookup(base: Path, nseq: int) -> None:
     row("query path for the same sequences (baseline)", f"{q * 1e3:.1f} ms", f"ratio {loop / q:.1f}x")
 
 
-def bench_big(base: Path, points: int) -> None:
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def big_child(spec: dict) -> dict:
+    """One big-sequence write in this (fresh) process: ``track_many`` of ``points`` in
+    1 M chunks with ``interval`` as the flush interval, then a full read, then the floor:
+    the same bytes put raw into a fresh LMDB environment and fsync'd, in this process."""
+    import resource
+
+    import lmdb
+
     from runstore import Repo, Run
 
-    print(f"big sequence, {points:,} points via track_many in 1 M chunks")
-    with tempfile.TemporaryDirectory(dir=base) as d:
-        repo = Repo(Path(d) / "r")
-        chunk = np.random.default_rng(0).random(1_000_000)
-        t = time.perf_counter()
-        with Run(repo=repo) as run:
-            for _ in range(points // len(chunk)):
-                run.track_many(chunk, name="x")
-        w = time.perf_counter() - t
-        size = os.stat(Path(d) / "r" / "data.mdb").st_blocks * 512
-        seq = repo.runs()[0].sequence("x")
-        t = time.perf_counter()
-        vals = seq.numpy()  # steps, values, epochs, timestamps
-        r = time.perf_counter() - t
-        src = np.empty(sum(v.nbytes for v in vals.values()) // 8, dtype=np.float64)  # the same bytes
-        src[:] = 1.0
-        t = time.perf_counter()
-        np.copy(src)
-        c = time.perf_counter() - t
-        del vals
-    row("write incl. fsync", f"{points / w / 1e6:.1f} M points/s", f"target >= 20 M/s: {verdict(points / w >= 20e6)}")
-    row("full read (4 columns) vs np.copy of the same bytes", f"{c / r:.2f}", f"target >= 0.5: {verdict(c / r >= 0.5)}")
-    row("disk per point", f"{size / points:.1f} B", f"target <= 12 B: {verdict(size / points <= 12)}")
+    points, interval, path = spec["points"], spec["interval"], Path(spec["path"])
+    pause = spec.get("pause", 0.0)  # a training step between chunks (GIL released), not counted
+    chunk = np.random.default_rng(0).random(1_000_000)
+    repo = Repo(path / "r")
+    rss0 = _rss()
+    lat = []
+    t = time.perf_counter()
+    run = Run(repo=repo, flush_interval=interval, system_metrics=False, capture_env=False)
+    waits = _time_lock_waits(run)
+    for _ in range(points // len(chunk)):
+        c = time.perf_counter()
+        run.track_many(chunk, name="x")
+        lat.append(time.perf_counter() - c)
+        if pause:
+            time.sleep(pause)
+    run.close()
+    w = time.perf_counter() - t - pause * len(lat)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0
+    size = os.stat(path / "r" / "data.mdb").st_blocks * 512
+    seq = repo.runs()[0].sequence("x")
+    t = time.perf_counter()
+    cols = seq.numpy()  # steps, values, epochs, timestamps
+    r = time.perf_counter() - t
+    nbytes = sum(v.nbytes for v in cols.values())
+    del cols
+    src = np.ones(nbytes // 8)  # the same bytes
+    t = time.perf_counter()
+    np.copy(src)
+    c = time.perf_counter() - t
+    del src
+    # The floor: blocks of the same size (4,096 values + 24 bytes of header, step start
+    # and timestamp) put into a fresh environment opened as runstore opens it, one
+    # fsync'd commit per 256 MB.
+    block = bytes(24) + chunk[:4096].tobytes()
+    nblocks = -(-points // 4096)
+    per_txn = (256 << 20) // len(block)
+    env = lmdb.open(str(path / "floor"), map_size=4 * nblocks * len(block), metasync=False, readahead=False)
+    t = time.perf_counter()
+    for lo in range(0, nblocks, per_txn):
+        with env.begin(write=True) as txn:
+            for i in range(lo, min(nblocks, lo + per_txn)):
+                txn.put(i.to_bytes(8, "big"), block, append=True)
+    env.close()
+    f = time.perf_counter() - t
+    return {"write": w, "read": r, "copy": c, "size": size, "peak": peak, "floor": f,
+            "first": lat[0], "median_call": statistics.median(lat), "max_call": max(lat),
+            "max_wait": max(waits, default=0.0)}
+
+
+def _time_lock_waits(run) -> list:
+    """Time every wait of the tracking thread for the lock ``track_many`` takes
+    (``_buf_lock`` since issue 22's bounded flushes, the run's ``_lock`` before)."""
+    import threading
+
+    name = "_buf_lock" if "_buf_lock" in vars(run) else "_lock"
+    real, me, waits = getattr(run, name), threading.get_ident(), []
+
+    class Timed:
+        def acquire(self, blocking=True, timeout=-1):
+            if threading.get_ident() != me:
+                return real.acquire(blocking, timeout)
+            t = time.perf_counter()
+            got = real.acquire(blocking, timeout)
+            waits.append(time.perf_counter() - t)
+            return got
+
+        def release(self):
+            real.release()
+
+        def __enter__(self):
+            self.acquire()
+            return self
+
+        def __exit__(self, *exc):
+            real.release()
+
+    setattr(run, name, Timed())
+    return waits
+
+
+# (flush interval, name): the default; flushes overlapping the tracking loop; one at close
+_BIG_MODES = ((1.0, "default"), (0.1, "fast"), (3600.0, "one"))
+
+
+def bench_big(base: Path, points: int, repeat: int, baseline: str | None, modes: str = "default,fast,one") -> None:
+    print(f"big sequence, {points:,} points via track_many in 1 M chunks (median of {repeat} fresh processes)")
+    values_mb = points * 8 / 1e6
+    variants = [("this tree", None)] + ([("baseline " + baseline, baseline)] if baseline else [])
+    rows: dict = {label: [] for label, _ in variants}
+    for _ in range(repeat):
+        for label, src in variants:  # interleaved: the machine's load hits both alike
+            for interval, key in _BIG_MODES:
+                if key not in modes:
+                    continue
+                with tempfile.TemporaryDirectory(dir=base) as d:
+                    env = dict(os.environ, PYTHONPATH=src) if src else None
+                    spec = json.dumps({"points": points, "interval": interval, "path": d,
+                                       "pause": 0.01 if key == "fast" else 0.0})
+                    res = subprocess.run([sys.executable, __file__, "--big-child", spec], env=env,
+                                         capture_output=True, text=True, check=True)
+                    rows[label].append(dict(json.loads(res.stdout.strip().splitlines()[-1]), mode=key))
+    for label, _ in variants:
+        print(f" {label}:")
+        for interval, key in _BIG_MODES:
+            rs = [r for r in rows[label] if r["mode"] == key]
+            if not rs:
+                continue
+            rate = points / med(rs, "write") / 1e6
+            floor = points / med(rs, "floor") / 1e6
+            peak = med(rs, "peak") / 1e6
+            if key == "fast":
+                # the flushes run during the pauses: no write rate to speak of
+                row("flush interval 0.1 s, a 10 ms pause after each chunk", "")
+            else:
+                row(f"write incl. fsync ({'one flush at close' if key == 'one' else 'flush interval 1 s'})",
+                    f"{rate:.1f} M points/s", f"target >= 20 M/s: {verdict(rate >= 20)}; floor (raw LMDB put + "
+                    f"fsync, same process) {floor:.1f} M/s, ratio {rate / floor:.2f}")
+            row("  peak RSS growth", f"{peak:.0f} MB",
+                f"values {values_mb:.0f} MB; target <= 2x + 100 MB: {verdict(peak <= 2 * values_mb + 100)}")
+            row("  longest wait of track_many for the run's lock", f"{med(rs, 'max_wait') * 1e3:.2f} ms",
+                f"target <= 100 ms: {verdict(med(rs, 'max_wait') <= 0.1)}")
+            row("  longest track_many call (1 M points)", f"{med(rs, 'max_call') * 1e3:.0f} ms",
+                f"median call {med(rs, 'median_call') * 1e3:.1f} ms, first call (fresh process) "
+                f"{med(rs, 'first') * 1e3:.1f} ms")
+        rs = [r for r in rows[label] if r["mode"] == "default"] or rows[label]
+        ratio = med(rs, "copy") / med(rs, "read")
+        row("full read (4 columns) vs np.copy of the same bytes", f"{ratio:.2f}", f"target >= 0.5: {verdict(ratio >= 0.5)}")
+        row("disk per point", f"{med(rs, 'size') / points:.1f} B", f"target <= 12 B: {verdict(med(rs, 'size') / points <= 12)}")
 
 
 def _read_vs_copy(seq, repeat: int) -> tuple[float, float]:
@@ -738,12 +863,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="steps of each metric (default 1,000)")
     ap.add_argument("--million", type=int, default=None, help="runs of the 1-metric workload (default 1,000,000)")
     ap.add_argument("--build-runs", type=int, default=None, help="runs per build repeat (default 100,000)")
-    ap.add_argument("--baseline", default=None, help="build: another source tree to interleave (e.g. main's src)")
+    ap.add_argument("--baseline", default=None,
+                    help="build, big: also measure the runstore under this src directory (PYTHONPATH), interleaved")
+    ap.add_argument("--big-repeat", type=int, default=None, help="fresh processes per big variant (default 3)")
+    ap.add_argument("--big-modes", default="default,fast,one",
+                    help="big: 'default' (flush interval 1 s), 'fast' (0.1 s), 'one' (one flush at close)")
+    ap.add_argument("--big-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--only", default="import,arrow,cold,refresh,million,build,lookup,views,big,long,metrics,coldread")
     ap.add_argument("--long-steps", type=int, default=None, help="long: steps of the workload-1 run (default 200,000)")
     ap.add_argument("--long-points", type=int, default=None,
                     help="long: points of the track_many sequence with a timestamp per point (default 20 M)")
     args = ap.parse_args()
+    if args.big_child:
+        print(json.dumps(big_child(json.loads(args.big_child))))
+        return
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
     repeat = 3 if args.quick else 5
@@ -766,7 +899,8 @@ def main() -> None:
     if "lookup" in only:
         bench_lookup(base, 3000)
     if "big" in only:
-        bench_big(base, big)
+        bench_big(base, big, args.big_repeat or (1 if args.quick else 3), args.baseline,
+                  args.big_modes)
     if "views" in only:
         bench_views(base, runs)
     if "long" in only:

@@ -243,11 +243,13 @@ def to_batch(parts: list) -> pa.RecordBatch:
     """Points taken from sequence buffers -> one record batch in POINTS_SCHEMA.
 
     ``parts`` is [(seq index, pending chunks)]; a chunk is an (n, 4) float64 array
-    [value, step (NaN: not given), epoch, time] or (such rows, exact int64 steps).
-    Each column is allocated once and filled chunk by chunk (no per-chunk temporaries
+    [value, step (NaN: not given), epoch, time], (such rows, exact int64 steps), or
+    track_many's columns (``runstore.tracking.sequence.Columns``: ``steps``, ``missing``,
+    ``values``, ``epochs``, ``times``, sliceable to arrays). Each column is allocated once and filled chunk by chunk (no per-chunk temporaries
     to concatenate: at a million points those cost more than the copying).
     """
     total = sum(len(c[0]) if type(c) is tuple else len(c) for _, chunks in parts for c in chunks)
+    rows_kind = (tuple, np.ndarray)
     idx = np.empty(total, np.int32)
     steps = np.empty(total, np.int64)
     given = np.empty(total, bool)
@@ -255,6 +257,23 @@ def to_batch(parts: list) -> pa.RecordBatch:
     at = 0
     for k, chunks in parts:
         for chunk in chunks:
+            if type(chunk) not in rows_kind:  # columns
+                end = at + len(chunk)
+                idx[at:end] = k
+                values[at:end] = chunk.values[0:len(chunk)]
+                epochs[at:end] = chunk.epochs[0:len(chunk)]
+                times[at:end] = chunk.times[0:len(chunk)]
+                if chunk.missing is True:
+                    given[at:end] = False
+                    steps[at:end] = 0
+                elif chunk.missing is None:
+                    given[at:end] = True
+                    steps[at:end] = chunk.steps
+                else:
+                    np.logical_not(chunk.missing, out=given[at:end])
+                    steps[at:end] = np.where(chunk.missing, 0, chunk.steps)
+                at = end
+                continue
             rows = chunk[0] if type(chunk) is tuple else chunk
             end = at + len(rows)
             idx[at:end] = k
