@@ -154,23 +154,34 @@ def test_sigkill_right_after_creation_loses_at_most_that_run(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_forked_child_does_not_commit_its_parents_new_run(tmp_path):
+    # Forked from a fresh interpreter: os.fork in this pytest process copies whatever locks
+    # the threads earlier tests left (gRPC's, a server's) happen to hold, and the child
+    # hung once on one of them. The parent here has only runstore's own threads.
     path = tmp_path / "r"
-    repo = Repo(path, flush_interval=120)
-    run = Run(repo, name="parent's")
-    pid = os.fork()
-    if pid == 0:  # the child writes a run of its own, then exits without atexit hooks
-        try:
-            child_run = Run(Repo(path), name="child's")
-            child_run.close()
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    names = _python(f"from runstore import Repo; print([r.name for r in Repo({str(path)!r}, readonly=True).runs()])")
-    assert names.strip() == "[\"child's\"]"
-    run.close()
-    assert sorted(r.name for r in Repo(path).runs()) == ["child's", "parent's"]
+    out = _python(f"""
+        import os
+        from runstore import Repo, Run
+        path = {str(path)!r}
+        repo = Repo(path, flush_interval=120)
+        run = Run(repo, name="parent's")
+        pid = os.fork()
+        if pid == 0:  # the child writes a run of its own, then exits without atexit hooks
+            try:
+                child_run = Run(Repo(path), name="child's")
+                child_run.close()
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        import subprocess, sys
+        print(subprocess.run([sys.executable, "-c", "from runstore import Repo; "
+                              f"print([r.name for r in Repo({{path!r}}, readonly=True).runs()])"],
+                             capture_output=True, text=True, check=True).stdout.strip())
+        run.close()
+        print(sorted(r.name for r in Repo(path).runs()))
+    """, timeout=120)
+    assert out.splitlines() == ["0", "[\"child's\"]", "[\"child's\", \"parent's\"]"], out
 
 
 def test_a_read_only_repository_defers_nothing(tmp_path):
