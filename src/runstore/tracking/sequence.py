@@ -407,20 +407,19 @@ def _resolve_steps(raw: np.ndarray, last_step: int | None, exact: tuple | None =
     ``exact`` is (int64 steps, mask): steps the float64 rows could not carry
     exactly, where the mask is set.
     """
-    missing = np.isnan(raw)
-    given = np.where(missing, 0, raw).astype(np.int64)
+    given, missing = _given_steps(raw)
     if exact is not None:
         steps, has = exact
         given[has] = steps[has]
         missing &= ~has
-    if not missing.any():
-        return given
-    idx = np.arange(len(raw))
-    anchor = np.where(missing, -1, idx)
-    np.maximum.accumulate(anchor, out=anchor)
-    prev = np.int64(-1 if last_step is None else last_step)
-    base = np.where(anchor >= 0, given[np.maximum(anchor, 0)], prev)
-    return base + (idx - anchor)
+    return _resolve_given(given, missing, last_step)
+
+
+def _given_steps(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A float64 step column (NaN: not given) as int64 steps (0 where not given) and
+    the mask of the steps not given."""
+    missing = np.isnan(raw)
+    return np.where(missing, 0, raw).astype(np.int64), missing
 
 
 class Columns:
@@ -463,9 +462,7 @@ def _row_columns(item: Any) -> Columns:
     if type(item) is tuple:
         rows, exact = item
         return Columns(exact, None, rows[:, 0], rows[:, 2], rows[:, 3])
-    raw = item[:, 1]
-    missing = np.isnan(raw)
-    steps = np.where(missing, 0, raw).astype(np.int64)
+    steps, missing = _given_steps(item[:, 1])
     return Columns(steps, True if missing.all() else None if not missing.any() else missing,
                    item[:, 0], item[:, 2], item[:, 3])
 
