@@ -65,6 +65,7 @@ NO_EPOCHS = 2
 CONST_TIME = 4
 TIME_DELTA = 8
 STEPS_STRIDE = 16
+_NAN_BITS = np.float64(np.nan).view(np.int64)
 _KNOWN = STEPS_RANGE | NO_EPOCHS | CONST_TIME | TIME_DELTA | STEPS_STRIDE
 _NEW = TIME_DELTA | STEPS_STRIDE
 
@@ -147,7 +148,10 @@ def encode(steps: np.ndarray, values: np.ndarray, epochs: np.ndarray, times: np.
     else:
         parts.append(np.ascontiguousarray(steps, "<i8").tobytes())
     parts.append(np.ascontiguousarray(values, "<f8").tobytes())
-    if bool(np.all(np.isnan(epochs))):
+    epochs = np.ascontiguousarray(epochs, np.float64)
+    # "no epochs" reads back as np.nan: only a column of exactly that NaN may drop
+    # out (a NaN with another sign or payload, e.g. x86's inf - inf, is kept as is)
+    if bool(np.all(epochs.view(np.int64) == _NAN_BITS)):
         flags |= NO_EPOCHS
     else:
         parts.append(np.ascontiguousarray(epochs, "<f8").tobytes())
