@@ -95,14 +95,18 @@ def time_deltas(times: np.ndarray) -> bytes | None:
     do not fit it as exceptions (8 bytes each): a ``track()`` loop's points are a
     few µs apart (int8) but a flush, a GC pause or a descheduled process now and
     then leaves a gap of milliseconds, which would otherwise widen the whole block."""
-    m = float(np.min(np.abs(times)))
-    if not (m > 0.0 and m < np.inf):  # also False for NaN
+    # (methods and slices, not np.min/np.diff/np.frexp: a block is encoded at every
+    # flush of every sequence with new points, and for the few points a flush of a
+    # short run or of 10,000 round-robin metrics holds, numpy's Python-level
+    # wrappers cost more than the work)
+    m = float(np.abs(times).min())
+    if not (m > 0.0 and m < math.inf):  # also False for NaN
         return None
-    e = int(np.frexp(m)[1]) - 53  # m in [2**(E-1), 2**E): its ulp is 2**(E-53)
+    e = math.frexp(m)[1] - 53  # m in [2**(E-1), 2**E): its ulp is 2**(E-53)
     if e < -1074:  # below the subnormal spacing 2**e would read back as 0
         return None
     with np.errstate(all="ignore"):  # inf - inf, overflow: rejected below, not warned about
-        q = np.ldexp(np.diff(times), -e)  # exact: a power-of-two scaling of exact differences
+        q = np.ldexp(times[1:] - times[:-1], -e)  # exact: a power-of-two scaling of exact differences
         lo, hi = float(q.min()), float(q.max())
     if not (-(1 << 31) <= lo and hi < (1 << 31)):  # False for NaN (inf - inf)
         return None
@@ -128,21 +132,19 @@ def time_deltas(times: np.ndarray) -> bytes | None:
             + outside.astype("<u4").tobytes() + exc.astype("<i4").tobytes())
 
 
-def _steps_stride(steps: np.ndarray) -> int | None:
-    d = steps[1:] - steps[:-1]  # int64, wrapping: decode wraps the same way
-    stride = int(d[0])
-    return stride if bool(np.all(d == stride)) else None
-
-
 def encode(steps: np.ndarray, values: np.ndarray, epochs: np.ndarray, times: np.ndarray) -> bytes:
     n = len(values)
     flags = 0
     parts = []
     steps = np.asarray(steps, np.int64)
-    if n and int(steps[-1]) - int(steps[0]) == n - 1 and (n == 1 or bool(np.all(np.diff(steps) == 1))):
+    times = np.asarray(times, np.float64)
+    d = steps[1:] - steps[:-1]  # int64, wrapping: decode wraps the same way
+    stride = int(d[0]) if n > 1 else 1
+    uniform = n < 2 or bool((d == stride).all())
+    if n and uniform and stride == 1 and int(steps[-1]) - int(steps[0]) == n - 1:
         flags |= STEPS_RANGE
         parts.append(np.int64(steps[0]).tobytes())
-    elif n > 2 and (stride := _steps_stride(steps)) is not None:
+    elif n > 2 and uniform:
         flags |= STEPS_STRIDE
         parts.append(struct.pack("<qq", int(steps[0]), stride))
     else:
@@ -151,14 +153,14 @@ def encode(steps: np.ndarray, values: np.ndarray, epochs: np.ndarray, times: np.
     epochs = np.ascontiguousarray(epochs, np.float64)
     # "no epochs" reads back as np.nan: only a column of exactly that NaN may drop
     # out (a NaN with another sign or payload, e.g. x86's inf - inf, is kept as is)
-    if bool(np.all(epochs.view(np.int64) == _NAN_BITS)):
+    if bool((epochs.view(np.int64) == _NAN_BITS).all()):
         flags |= NO_EPOCHS
     else:
         parts.append(np.ascontiguousarray(epochs, "<f8").tobytes())
-    if n and bool(np.all(times == times[0])):
+    if n and bool((times == times[0]).all()):
         flags |= CONST_TIME
         parts.append(np.float64(times[0]).tobytes())
-    elif n > 1 and (section := time_deltas(np.asarray(times, np.float64))) is not None:
+    elif n > 1 and (section := time_deltas(times)) is not None:
         flags |= TIME_DELTA
         parts.append(section)
     else:
