@@ -1,6 +1,8 @@
 """Query text -> AST.
 
-The grammar lives in ``grammar.lark`` (LALR).  A ``@v_args(inline=True)``
+The grammar lives in ``grammar.lark`` (LALR); ``_lalr.py`` is the parser lark's
+standalone tool generated from it (``python -m runstore.query.gen_parser``, which
+says why: a fresh process's first query no longer imports lark).  A ``@v_args(inline=True)``
 Transformer turns the parse tree into the small immutable node classes below;
 nothing here evaluates anything, and user text is never handed to ``eval``.
 
@@ -18,8 +20,9 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from . import _lalr
+from ._lalr import (Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
+                    VisitError, v_args)
 
 from ..errors import QueryNameError, QuerySyntaxError
 
@@ -443,16 +446,10 @@ class _ToAst(Transformer):
 
 
 @functools.lru_cache(maxsize=1)
-def _parser() -> Lark:
-    # cache=True: lark pickles the analysed LALR tables to a temp file keyed by the
-    # grammar's hash; building them costs ~0.2 s, loading them ~10 ms, which is
-    # what a CLI invocation or the first query of a notebook pays.
-    try:
-        return Lark.open_from_package(
-            "runstore.query", "grammar.lark", parser="lalr", maybe_placeholders=True, cache=True
-        )
-    except OSError:  # pragma: no cover - an unwritable temp dir: build without the cache
-        return Lark.open_from_package("runstore.query", "grammar.lark", parser="lalr", maybe_placeholders=True)
+def _parser() -> Any:
+    # The generated parser holds the analysed LALR tables (no grammar to read, no
+    # cache file); the contextual lexer's scanners are built at the first parse.
+    return _lalr.Lark_StandAlone()
 
 
 def parse(text: str) -> Any:

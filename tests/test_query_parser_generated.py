@@ -1,0 +1,105 @@
+"""The generated query parser (runstore/query/_lalr.py, lark's standalone tool run
+on grammar.lark by `python -m runstore.query.gen_parser`) is lark's parser for the
+grammar: the same trees and the same errors as lark itself builds from
+grammar.lark, and it is regenerated whenever the grammar changes. A fresh
+process's query imports neither lark nor `regex`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from hypothesis import given, settings, strategies as st
+from lark import Lark
+from lark.exceptions import UnexpectedInput
+
+from runstore.query import _lalr, gen_parser
+
+REFERENCE = Lark(gen_parser.GRAMMAR.read_text(encoding="utf-8"), **gen_parser.OPTIONS)
+GENERATED = _lalr.Lark_StandAlone()
+
+QUERIES = [
+    "run.hparams.lr < 0.01",
+    "run.hparams.lr < 0.01 and run.experiment == 'baseline'",
+    "seq.name == 'loss' and seq.last < 1",
+    "not run.archived or run.tags.contains('x')",
+    "run.hparams['in'] in [1, 2, 3.5e-3,]",
+    "run.a is not None and run.b is None",
+    "run.x not in (1,) and run.y in ()",
+    "-run.a * 2 + +3 % 4 - 5 / 6 >= 7 <= 8 != 9 > 1",
+    'run.name == "a \\"quoted\\" name" or run.name == \'it\\\'s\'',
+    "(run.a or run.b) and (run.c)",
+    "seq.context.subset == 'train' and metric.last_step > 10",
+    "run.f(1, run.g(2), 'x',)",
+    "True and False or None",
+    "run.a.b.c[0]['k'][run.i]",
+    ".5 < run.a < 1. and 1e3 > run.b",
+    "run.a ==",
+    "run.a = 1",
+    "and run.a",
+    "run.a and",
+    "run.x $ 3",
+    "'unterminated",
+    "run.a[",
+    "((run.a)",
+    "",
+    "   ",
+    "run.a\n and\n run.b <",
+]
+
+
+def shape(tree):
+    """A parse tree as plain data (the two parsers have their own Tree/Token classes)."""
+    if tree is None:
+        return None
+    if hasattr(tree, "data"):
+        return (str(tree.data), [shape(c) for c in tree.children])
+    return (tree.type, str(tree), tree.line, tree.column)
+
+
+def outcome(parser, text: str):
+    try:
+        return ("tree", shape(parser.parse(text)))
+    except Exception as err:  # both parsers' UnexpectedInput family
+        assert isinstance(err, (UnexpectedInput, _lalr.UnexpectedInput)), repr(err)
+        token = getattr(err, "token", None)
+        return ("error", type(err).__name__, getattr(err, "line", None), getattr(err, "column", None),
+                None if token is None else (token.type, str(token)),
+                sorted(getattr(err, "expected", None) or getattr(err, "allowed", None) or []))
+
+
+def test_the_generated_parser_was_made_from_this_grammar():
+    recorded = gen_parser.generated_digest(gen_parser.TARGET.read_text(encoding="utf-8"))
+    assert recorded == gen_parser.grammar_digest(), (
+        "grammar.lark changed since _lalr.py was generated: run `python -m runstore.query.gen_parser`")
+
+
+def test_same_trees_and_errors_as_lark_for_the_corpus():
+    for text in QUERIES:
+        assert outcome(GENERATED, text) == outcome(REFERENCE, text), text
+    assert sum(outcome(GENERATED, t)[0] == "error" for t in QUERIES) >= 8  # the corpus has errors in it
+
+
+WORDS = ["run", "seq", "metric", ".", "hparams", "name", "lr", "[", "]", "(", ")", ",", "0", "1.5", "2e-3",
+         ".5", "'s'", '"t"', "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "and", "or", "not",
+         "in", "is", "None", "True", "False", "contains", "@", "'", " ", "\n"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=14), st.lists(st.booleans(), max_size=14))
+def test_same_trees_and_errors_as_lark_for_random_token_strings(words, spaces):
+    text = "".join(w + (" " if i < len(spaces) and spaces[i] else "") for i, w in enumerate(words))
+    assert outcome(GENERATED, text) == outcome(REFERENCE, text)
+
+
+def test_a_fresh_process_queries_without_importing_lark_or_regex(tmp_path):
+    code = (
+        "import sys; from runstore import Repo, Run\n"
+        f"repo = Repo({str(tmp_path / 'r')!r}, create=True)\n"
+        "with Run(repo=repo) as run:\n    run['hparams'] = {'lr': 0.001}; run.track(1.0, name='loss')\n"
+        "assert len(repo.query_runs('run.hparams.lr < 0.01')) == 1\n"
+        "assert len(repo.query_sequences(\"seq.name == 'loss'\")) == 1\n"
+        "print(sorted(m for m in ('lark', 'regex') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
