@@ -75,3 +75,29 @@ def test_edits_through_a_view_are_seen_by_the_next_view_of_the_selection(tmp_pat
     assert all("extra" not in run.params for run in sel)
     stored = Repo(tmp_path / "r").get_run(ids[0])
     assert stored.name == "renamed-r0" and stored["hparams.lr"] == 1.0 and "extra" not in stored.params
+
+
+def test_run_sequences_reads_names_and_contexts_of_records_in_any_field_order(tmp_path):
+    from runstore.storage import records as rec
+
+    repo = Repo(tmp_path / "r")
+    with Run(repo=repo, system_metrics=False) as run:
+        for i in range(30):
+            run.track(float(i), name=f"m{i % 10}", context={"k": i % 3} if i % 2 else None)
+    want = [(s.name, s.context) for s in repo.get_run(run.id)._stored_sequences()]
+    assert repo.get_run(run.id).sequences() == want and len(want) > 10
+    env = repo._env
+    # Another writer's layout: context before name, fields before both, nested values.
+    with env.read() as txn:
+        records = rec.scan_sequences(env, txn, run.id)
+
+    def reorder(txn):
+        for j, (_, seq_id, s) in enumerate(records):
+            fields = {k: v for k, v in s.items() if k not in ("name", "context")}
+            if j % 3 == 0:
+                s = {**fields, "context": s["context"], "extra": {"a": [1, {"b": 2}]}, "name": s["name"]}
+            elif j % 3 == 1:
+                s = {"context": s["context"], "name": s["name"], **fields}
+            rec.put_sequence(env, txn, run.id, seq_id, s)
+    env.write(reorder)
+    assert Repo(tmp_path / "r").get_run(run.id).sequences() == want

@@ -160,6 +160,9 @@ class RemoteRepo(Repo):
         mirror.refresh()
         return mirror._run_sequences(run_id)
 
+    def _run_sequence_names(self, run_id: str) -> list[tuple[str, dict]]:
+        return [(s["name"], s["context"]) for _, s in self._run_sequences(run_id)]
+
     def _read_sequences(self, keys: list[tuple[str, int]]) -> list[tuple]:
         return self._mirror()._read_sequences(keys)
 

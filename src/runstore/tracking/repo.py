@@ -384,6 +384,12 @@ class Repo:
             rows = _rec.scan_sequences(env, txn, run_id)
         return [(seq_id, summary) for _, seq_id, summary in rows]
 
+    def _run_sequence_names(self, run_id: str) -> list[tuple[str, dict]]:
+        """(name, context) of one run's sequences, in creation order (``run.sequences()``)."""
+        env = self._env
+        with env.read() as txn:
+            return _rec.scan_sequence_names(env, txn, run_id)
+
     def _read_part(self, run_id: str, seq_id: int, work: Any) -> Any:
         """``work(reader, record)`` over one sequence's blocks, read only as far as it asks."""
         return _locate.with_reader(self._env, run_id, seq_id, work)
