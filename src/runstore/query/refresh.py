@@ -13,11 +13,11 @@ changed runs' records are decoded.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from typing import Any
 
 import numpy as np
 
+from . import runkeys
 from .tables import FLOAT_FIELDS, INT_FIELDS, SeqBase
 
 # Past this share of the repository's runs, re-reading them costs about a full scan.
@@ -36,7 +36,7 @@ def refresh(repo: Any, base: SeqBase) -> SeqBase | None:
     version, changed, rows = found
     if version == base.version:
         return base
-    if len(changed) > max(64, MAX_CHANGED_SHARE * len(base.run_keys)):
+    if len(changed) > max(64, MAX_CHANGED_SHARE * len(base.key_raw) // runkeys.KEY_BYTES):
         return None
     return patch(base, changed, rows, version)
 
@@ -52,30 +52,38 @@ def patch(base: SeqBase, changed: list, rows: list, version: Any) -> SeqBase:
     copied once by one concatenation of slices."""
     fresh = SeqBase.from_scan(rows)
     d, f = base.data, fresh.data
-    old_keys = base.run_keys
+    # Run ids as sorted 12-byte keys: the old table's are mapped from the snapshot,
+    # never turned into a million strings here.
+    old_keys = runkeys.as_keys(base.key_raw)
+    ch = runkeys.as_keys(runkeys.encode_ids(changed))
+    fresh_keys = runkeys.as_keys(fresh.key_raw)
     run_of = d["run_of"]
     # The run id list stays sorted (a run that was deleted keeps its unused entry),
     # so codes keep growing with key order.
-    new_keys = [k for k in changed if not _has(old_keys, k)]
-    keys = sorted(old_keys + new_keys) if new_keys else list(old_keys)
-    if new_keys:
-        shift = np.searchsorted(np.array([bisect_left(old_keys, k) for k in new_keys], dtype=np.int64),
-                                np.arange(len(old_keys)), side="right").astype(np.int32)
-    fresh_code = [bisect_left(keys, k) for k in fresh.run_keys]
+    at = np.searchsorted(old_keys, ch)
+    known = at < len(old_keys)
+    known[known] = old_keys[at[known]] == ch[known]
+    new_at = at[~known]
+    keys = np.insert(old_keys, new_at, ch[~known]) if len(new_at) else old_keys
+    # An old code moves up by the number of new ids inserted before it.
+    shift = np.searchsorted(new_at, np.arange(len(old_keys)), side="right").astype(np.int32) if len(new_at) else None
+    fresh_code = np.searchsorted(keys, fresh_keys)
     # Cut points: for each changed run, the range of its old rows and of its fresh rows.
     f_run_of = f["run_of"]
-    pieces: list = []  # ("old", start, stop) or ("new", start, stop)
+    a_old = np.searchsorted(run_of, at, side="left")
+    b_old = np.where(known, np.searchsorted(run_of, at, side="right"), a_old)
+    j = np.searchsorted(fresh_keys, ch)
+    has_fresh = j < len(fresh_keys)
+    has_fresh[has_fresh] = fresh_keys[j[has_fresh]] == ch[has_fresh]
+    a_new = np.searchsorted(f_run_of, j, side="left")
+    b_new = np.searchsorted(f_run_of, j, side="right")
+    pieces: list = []  # (True, start, stop) of old rows, (False, start, stop) of fresh rows
     prev = 0
-    for k in changed:
-        i = bisect_left(old_keys, k)
-        a = int(np.searchsorted(run_of, i, side="left"))
-        b = int(np.searchsorted(run_of, i, side="right")) if _has(old_keys, k) else a
+    for a, b, fresh_here, fa, fb in zip(a_old.tolist(), b_old.tolist(), has_fresh.tolist(),
+                                        a_new.tolist(), b_new.tolist()):
         if a > prev:
             pieces.append((True, prev, a))
-        j = bisect_left(fresh.run_keys, k)
-        if j < len(fresh.run_keys) and fresh.run_keys[j] == k:
-            fa = int(np.searchsorted(f_run_of, j, side="left"))
-            fb = int(np.searchsorted(f_run_of, j, side="right"))
+        if fresh_here:
             pieces.append((False, fa, fb))
         prev = max(prev, b)
     if base.n > prev:
@@ -104,8 +112,8 @@ def patch(base: SeqBase, changed: list, rows: list, version: Any) -> SeqBase:
     def codes(table: list, col: np.ndarray) -> np.ndarray:
         return np.array(table, dtype=np.int32)[col] if len(col) else col.astype(np.int32)
 
-    old_run_of = (run_of + shift[run_of]) if new_keys and base.n else run_of
-    data: dict = {"run_keys": keys, "names": names, "contexts": ctxs}
+    old_run_of = (run_of + shift[run_of]) if shift is not None and base.n else run_of
+    data: dict = {"run_keys.raw": keys.view(np.uint8), "names": names, "contexts": ctxs}
     data["run_of"] = merge(old_run_of.astype(np.int32, copy=False), codes(fresh_code, f_run_of))
     data["seq_id"] = merge(d["seq_id"], f["seq_id"])
     data["name_of"] = merge(d["name_of"], codes([name_code[n] for n in fresh.names], f["name_of"]))
@@ -127,8 +135,3 @@ def patch(base: SeqBase, changed: list, rows: list, version: Any) -> SeqBase:
         out += b - a
     data["extras"] = extras
     return SeqBase(data, version)
-
-
-def _has(keys: list, k: str) -> bool:
-    i = bisect_left(keys, k)
-    return i < len(keys) and keys[i] == k

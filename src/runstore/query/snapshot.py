@@ -38,9 +38,14 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from . import runkeys
 from .vectors import Column
 
-FORMAT = 2  # 1 stored run ids as NumPy 'S12', which drops trailing zero bytes
+# 1 stored run ids as NumPy 'S12', which drops trailing zero bytes; 2 kept the seqs
+# half's run ids as a msgpack list of hex strings (~0.6 s to unpack per 1 M runs) and
+# the runs half's "id" column (its 1 M strings again); 3 keeps both halves' ids as
+# raw 12-byte keys ("ids", "run_keys.raw") and derives the "id" column from them.
+FORMAT = 3
 DIRNAME = "query-snapshot"
 _ALIGN = 64
 _COL_ARRAYS = ("num", "num_mask", "ints", "codes", "bools", "bool_mask", "obj_mask", "none_mask")
@@ -191,7 +196,7 @@ def save_runs(repo: Any, table: Any) -> None:
     arrays: dict = {}
     cols = {}
     for name in RUN_ATTRS:
-        if name != "duration":
+        if name not in ("duration", "id"):  # "id" is made from the raw ids when used
             cols["attr\0" + name] = _col_encode(table.attr(name), f"a{len(cols)}", arrays)
     paths = table.param_paths()
     for path in paths:
@@ -199,7 +204,7 @@ def save_runs(repo: Any, table: Any) -> None:
     # Each column's non-array part is packed on its own, unpacked when a query first uses it.
     cols = {k: msgpack.packb(info, use_bin_type=True) for k, info in cols.items()}
     # Raw bytes (uint8), not dtype "S12": NumPy strips trailing zero bytes from "S" strings.
-    arrays["ids"] = np.frombuffer(bytes.fromhex("".join(table.ids)), dtype=np.uint8)
+    arrays["ids"] = table.raw_ids
     meta = {"n": table.n, "paths": [list(p) for p in paths], "columns": cols}
     _write_part(target, meta, arrays)
 
@@ -229,9 +234,7 @@ def decode_column(entry: tuple) -> Column:
     return _col_decode(info, info["key"], arrays)
 
 
-def decode_ids(raw: np.ndarray) -> list[str]:
-    text = raw.tobytes().hex()
-    return [text[i : i + 24] for i in range(0, len(text), 24)]
+decode_ids = runkeys.decode_ids
 
 
 def save_seqs(repo: Any, base: Any) -> None:
@@ -240,7 +243,8 @@ def save_seqs(repo: Any, base: Any) -> None:
         return
     _discard(target)
     arrays = {k: v for k, v in base.data.items() if isinstance(v, np.ndarray)}
-    meta = {k: v for k, v in base.data.items() if not isinstance(v, np.ndarray)}
+    arrays["run_keys.raw"] = base.key_raw  # 12 bytes per run, mapped by the next process
+    meta = {k: v for k, v in base.data.items() if not isinstance(v, np.ndarray) and k != "run_keys"}
     meta["extras"] = {int(k): v for k, v in meta.get("extras", {}).items()}
     _write_part(target, meta, arrays)
 
@@ -253,8 +257,12 @@ def load_seqs(repo: Any, version: int) -> dict | None:
         meta, arrays = _read_part(target)
         data = {k: v for k, v in meta.items() if k not in ("format", "arrays", "size")}
         data.update(arrays)
-        if len({len(v) for v in arrays.values()}) > 1:
+        keys = arrays["run_keys.raw"]
+        if len({len(v) for k, v in arrays.items() if k != "run_keys.raw"}) > 1:
             raise ValueError("arrays of different lengths")
+        if len(keys) % runkeys.KEY_BYTES or (len(data["run_of"]) and (
+                int(data["run_of"].max()) >= len(keys) // runkeys.KEY_BYTES or int(data["run_of"].min()) < 0)):
+            raise ValueError("run codes outside the run ids")
         return data
     except (OSError, ValueError, KeyError, TypeError, msgpack.UnpackException):
         return None

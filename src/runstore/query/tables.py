@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..storage.gc import gc_paused
+from . import runkeys
 from .vectors import MISSING, Column
 
 RUN_ATTRS = (
@@ -105,6 +106,7 @@ class RunTable:
         # would keep every Repo (and its LMDB environment) alive until a GC pass.
         self._repo_ref = weakref.ref(repo) if repo is not None and _weakrefable(repo) else (lambda r=repo: r)
         self._ids: list | None = [r[0] for r in rows]
+        self._raw_ids: np.ndarray | None = None  # the ids as 12-byte keys (runkeys), made on first use
         self._index: dict | None = None
         self._records: list | None = [r[1] for r in rows]
         self._params: list | None = [r[2] if r[2] is not None else {} for r in rows]
@@ -141,8 +143,15 @@ class RunTable:
     @property
     def ids(self) -> list:
         if self._ids is None:
-            self._ids = _snapshot().decode_ids(self._raw_ids)
+            self._ids = runkeys.decode_ids(self._raw_ids)
         return self._ids
+
+    @property
+    def raw_ids(self) -> np.ndarray:
+        """The ids as one flat uint8 array of 12-byte keys (ValueError: not run ids)."""
+        if self._raw_ids is None:
+            self._raw_ids = runkeys.encode_ids(self.ids)
+        return self._raw_ids
 
     @property
     def index(self) -> dict:
@@ -191,7 +200,7 @@ class RunTable:
     def _build_attr(self, name: str) -> Column:
         n = self.n
         if name == "id":
-            return Column.strings(n, np.arange(n), self.ids)
+            return self._id_column()
         if name in ("created_at", "ended_at", "pid"):
             vals = [r.get(name) for r in self.records]
             arr = np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
@@ -213,6 +222,21 @@ class RunTable:
         if name == "tags":
             return Column.from_values([list(r.get("tags") or []) for r in self.records])
         return Column.from_values([r.get(name) for r in self.records])
+
+    def _id_column(self) -> Column:
+        """``run.id``: ids are unique and (from a repository) already in key order,
+        which is their sorted order as hex text: codes are the rows, no sort, no dict."""
+        try:
+            in_order = runkeys.strictly_sorted(runkeys.as_keys(self.raw_ids))
+        except ValueError:  # a standalone table of foreign ids
+            in_order = False
+        if not in_order:
+            return Column.strings(self.n, np.arange(self.n), self.ids)
+        col = Column(self.n)
+        col.codes = np.arange(self.n, dtype=np.int32)
+        col.cats = np.empty(self.n, dtype=object)
+        col.cats[:] = self.ids
+        return col
 
     def env(self, path: tuple) -> Column:
         """``run.env.<path>``: the environment captured at run start (kept in the record)."""
@@ -257,10 +281,7 @@ class SeqTable:
     def __init__(self, base: SeqBase, run_table: RunTable) -> None:
         self.base = base
         self.run_table = run_table
-        if base.run_keys == run_table.ids:  # the usual case: every run has sequences
-            ridx = base.data["run_of"].astype(np.int64)  # no id -> row dict (0.7 s per 1 M runs)
-        else:
-            ridx = base.run_rows(run_table.index)
+        ridx = base.rows_in(run_table)
         keep = ridx >= 0  # sequences of runs created after the run scan: seen next time
         self.real_rows = np.flatnonzero(keep)  # rows of base
         counts = np.bincount(ridx[keep], minlength=run_table.n)
@@ -300,7 +321,11 @@ class SeqTable:
 
 INT_FIELDS = ("count", "first_step", "last_step")
 FLOAT_FIELDS = ("last", "min", "max", "first_ts", "last_ts")
-_NOT_SUMMARY = ("name", "context", "blocks")
+# Identity, and keys the storage keeps for itself (tracking/sequence.py's _INTERNAL):
+# "sorted_steps" is in every record written since issue 11; kept as an extra it cost
+# a dict per sequence (and 19 MB of snapshot meta per 1 M sequences).
+_NOT_SUMMARY = ("name", "context", "blocks", "sorted_steps")
+_KNOWN_KEYS = frozenset(_NOT_SUMMARY + INT_FIELDS + FLOAT_FIELDS)
 
 
 class _Rows:
@@ -335,7 +360,10 @@ class SeqBase:
         self.version = version
         self.data = data
         self.n = len(data["seq_id"])
-        self.run_keys: list = data["run_keys"]
+        # Run ids: a list of hex strings (from a scan) or 12-byte keys (from a
+        # snapshot, a refresh); each made from the other on first use.
+        self._run_keys: list | None = data.get("run_keys")
+        self._key_raw: np.ndarray | None = data.get("run_keys.raw")
         self.names: list = data["names"]
         self.ctx_values: list = data["contexts"]
         self.extras: dict = data.get("extras") or {}
@@ -344,6 +372,34 @@ class SeqBase:
         self.seq_ids = _Rows(self.n, lambda i: int(seq_id[i]))
         self.summaries = _Rows(self.n, self.summary)
         self._cols: dict = {}
+
+    @property
+    def run_keys(self) -> list:
+        """The distinct run ids, sorted (``data["run_of"]`` codes into this list)."""
+        if self._run_keys is None:
+            self._run_keys = runkeys.decode_ids(self._key_raw)
+        return self._run_keys
+
+    @property
+    def key_raw(self) -> np.ndarray:
+        """``run_keys`` as one flat uint8 array of 12-byte keys (ValueError: not run ids)."""
+        if self._key_raw is None:
+            self._key_raw = runkeys.encode_ids(self._run_keys)
+        return self._key_raw
+
+    def rows_in(self, run_table: RunTable) -> np.ndarray:
+        """For every row, the row of its run in ``run_table`` (-1: not there), joined
+        on the 12-byte keys: one compare when both list the same runs (the usual
+        case), else one searchsorted; no id strings, no dict of a million ids."""
+        run_of = self.data["run_of"]
+        try:
+            mine, theirs = self.key_raw, run_table.raw_ids
+        except ValueError:  # ids that are not run ids (standalone tables)
+            return self.run_rows(run_table.index)
+        if np.array_equal(mine, theirs):
+            return run_of.astype(np.int64)
+        per_run = runkeys.rows_of(runkeys.as_keys(mine), runkeys.as_keys(theirs))
+        return per_run[run_of] if self.n else np.empty(0, dtype=np.int64)
 
     @classmethod
     def from_scan(cls, rows: Iterable, version: Any = None) -> SeqBase:
@@ -359,7 +415,6 @@ class SeqBase:
         flat: list = []  # the summary numbers, row-major; typed once, by NumPy, after the loop
         extras: dict = {}
         get_ctx = ctxs.get
-        plain = len(fields) + len(_NOT_SUMMARY)
         last_run, last_code = None, -1
         for i, (run_id, seq_id, summ) in enumerate(rows):
             if run_id is not last_run:  # rows come grouped by run
@@ -375,10 +430,8 @@ class SeqBase:
                 ctx_list.append(ctx)
             ctx_of.append(code)
             flat.extend(map(summ.get, fields))
-            if len(summ) > plain or (len(summ) < plain and "blocks" in summ):
-                more = {k: v for k, v in summ.items() if k not in _NOT_SUMMARY and k not in fields}
-                if more:
-                    extras[i] = more
+            if not summ.keys() <= _KNOWN_KEYS:  # e.g. "type" of an object sequence
+                extras[i] = {k: v for k, v in summ.items() if k not in _KNOWN_KEYS}
         n = len(seq_ids)
         data = {
             "run_keys": list(run_keys), "names": list(names), "contexts": ctx_list, "extras": extras,
@@ -423,13 +476,15 @@ class SeqBase:
                 per_ctx = [walk(c, path) for c in self.ctx_values]
                 col = Column.from_values(per_ctx).take(d["ctx_of"]) if self.n else Column(0)
             elif field == "name":
-                col = Column.strings(self.n, np.arange(self.n), [self.names[c] for c in d["name_of"].tolist()])
+                col = _coded_strings(d["name_of"], self.names)
             elif field == "type":  # "float", or the object type kept in the record (issue 13)
-                types = ["float"] * self.n
+                types = ["float"]
+                per_row = np.zeros(self.n, dtype=np.int32)
                 for i, more in self.extras.items():
                     if more.get("type"):
-                        types[i] = more["type"]
-                col = Column.strings(self.n, np.arange(self.n), types)
+                        types.append(more["type"])
+                        per_row[int(i)] = len(types) - 1
+                col = _coded_strings(per_row, types)
             elif field in INT_FIELDS:
                 arr, ok = d[field], d[field + ".present"]
                 col = Column.numeric(np.where(ok, arr, np.nan).astype(np.float64), ok.copy(), arr)
@@ -444,6 +499,28 @@ class SeqBase:
     def contexts(self, rows: Iterable[int]) -> list[dict]:
         ctx_of = self.data["ctx_of"]
         return [self.ctx_values[ctx_of[i]] for i in rows]
+
+
+def _coded_strings(codes: np.ndarray, values: list) -> Column:
+    """A string column from per-row codes into ``values`` without a Python string per
+    row: only the distinct values used are sorted into categories."""
+    n = len(codes)
+    if not n:
+        return Column(0)
+    used = np.flatnonzero(np.bincount(codes, minlength=len(values)))
+    if any(type(values[c]) is not str for c in used.tolist()):  # not all strings: the general path
+        return Column.from_values([values[c] for c in codes.tolist()])
+    cats = sorted({values[c] for c in used.tolist()})
+    lookup = {s: i for i, s in enumerate(cats)}
+    remap = np.full(len(values), -1, dtype=np.int32)
+    for c in used.tolist():
+        remap[c] = lookup[values[c]]
+    col = Column(n)
+    col.codes = remap[codes]
+    col.cats = np.empty(len(cats), dtype=object)
+    col.cats[:] = cats
+    col._cat_index = lookup
+    return col
 
 
 def _typed(values: np.ndarray, integer: bool) -> tuple[np.ndarray, np.ndarray]:
