@@ -139,13 +139,17 @@ def test_run_ids_ending_in_zero_bytes_survive_the_snapshot(tmp_path):
     assert snapshot.decode_ids(raw) == ids
 
 
-def test_an_old_format_half_is_replaced_not_reported(tmp_path):
+@pytest.mark.parametrize("old", [1, 2])
+def test_an_old_format_half_is_replaced_not_reported(tmp_path, old):
     repo = _make(tmp_path / "r")
     expected = _answers(repo)
     snapshot.wait()
     for part in (tmp_path / "r" / snapshot.DIRNAME).iterdir():
         meta = snapshot.msgpack.unpackb((part / "meta.msgpack").read_bytes(), raw=False, strict_map_key=False)
-        meta["format"] = 1
+        meta["format"] = old
+        if old == 2 and part.name.startswith("seqs-"):  # format 2 kept the run ids as a list of strings
+            meta["run_keys"] = [r.id for r in repo.query("")]
+            del meta["arrays"]["run_keys.raw"]
         (part / "meta.msgpack").write_bytes(snapshot.msgpack.packb(meta, use_bin_type=True))
     assert repo.check() == []
     assert _answers(_fresh(tmp_path / "r")) == expected
@@ -179,3 +183,122 @@ def test_check_never_sees_an_older_half_being_deleted(tmp_path, monkeypatch):
     _answers(_fresh(tmp_path / "r"))  # a newer snapshot replaces (deletes) the older halves
     snapshot.wait()
     assert seen and all(problems == [] for problems in seen)
+
+
+# Ids whose 12 bytes hold zeros (leading, inside, trailing): NumPy "S12" values lose
+# trailing zero bytes when turned into bytes, so the joins must never do that.
+_ZERO_IDS = ["01a206f6c373220633211000", "01a206f6c373220633210000", "0000000000000000000000aa",
+             "00ff00000000000000000000", "00ff00000000000000000001", "7f0000000000000000000000"]
+
+
+def _replica_runs(repo: Repo, ids: list, seq_of=lambda i: True) -> None:
+    """Runs with the given ids (the write path of the server and of merge)."""
+    import time
+
+    import numpy as np
+
+    from runstore.tracking import replica
+
+    changes = []
+    for i, rid in enumerate(ids):
+        run = replica.writer(repo, rid)
+        if seq_of(i):
+            replica.append(run, "loss", {"subset": "train"}, np.array([float(i), i / 2]), np.arange(2), None,
+                           np.zeros(2, np.int64), np.full(2, time.time()))
+        record = replica.new_record(name=f"z{i}", experiment="e")
+        changes.append(replica.Change(run, create=(record, {"i": i})))
+    replica.commit(repo, changes)
+
+
+def _zero_answers(repo: Repo) -> tuple:
+    return (
+        [(r.id, r.name) for r in repo.query("run.i >= 0")],
+        [(s.run.id, s.name, s.last, s.count) for s in repo.query_sequences("seq.name == 'loss'")],
+        sorted(r.id for r in repo.query("seq.last >= 1 or run.i == 2")),
+        sorted(r.id for r in repo.query("run.id == '00ff00000000000000000000' or run.id > '7'")),
+        [r.id for r in repo.query("not seq.name == 'loss'")],  # runs without sequences (virtual rows)
+    )
+
+
+def test_run_ids_with_zero_bytes_map_join_and_refresh_like_a_scan(tmp_path, monkeypatch):
+    from runstore.query.tables import cache_for
+
+    path = tmp_path / "r"
+    repo = Repo(path)
+    _replica_runs(repo, _ZERO_IDS, seq_of=lambda i: i % 3 != 1)
+
+    def scan() -> tuple:
+        with monkeypatch.context() as m:
+            m.setenv("RUNSTORE_QUERY_SNAPSHOT", "0")
+            return _zero_answers(_fresh(path))
+
+    expected = scan()
+    # The scan's answers, from what was written (run i: last point i / 2, none when i % 3 == 1).
+    with_seq = [i for i in range(len(_ZERO_IDS)) if i % 3 != 1]
+    assert sorted(expected[0]) == sorted((rid, f"z{i}") for i, rid in enumerate(_ZERO_IDS))
+    assert sorted(expected[1]) == sorted((_ZERO_IDS[i], "loss", i / 2, 2) for i in with_seq)
+    assert expected[2] == sorted(_ZERO_IDS[i] for i in range(len(_ZERO_IDS)) if i == 2 or (i in with_seq and i >= 2))
+    assert sorted(expected[4]) == sorted(_ZERO_IDS[i] for i in range(len(_ZERO_IDS)) if i not in with_seq)
+    assert _zero_answers(_fresh(path)) == expected  # builds and writes both halves
+    snapshot.wait()
+    again = _fresh(path)
+    runs, seqs = cache_for(again).tables(True)
+    assert runs.snapshotted, (runs.version, sorted(p.name for p in (path / snapshot.DIRNAME).iterdir()))
+    assert runs._ids is None and seqs.base._run_keys is None  # both joined on the mapped 12-byte keys
+    assert _zero_answers(again) == expected
+    # New runs sorting between the old ones (zeros again), and a point on an old run:
+    # the persisted seqs half is patched on the raw keys, never rescanned.
+    _replica_runs(repo, ["00ff00000000000000000000"[:-2] + "02", "0000000000000000000000a9",
+                         "01a206f6c373220633210001"])
+    with Run(repo=repo, run_id=_ZERO_IDS[0]) as run:
+        run.track(5.0, name="loss", context={"subset": "train"})
+    expected = scan()
+    with monkeypatch.context() as m:
+        m.setattr(Repo, "_iter_sequences", lambda self: (_ for _ in ()).throw(AssertionError("full scan")))
+        assert _zero_answers(_fresh(path)) == expected
+    snapshot.wait()
+    assert _zero_answers(_fresh(path)) == expected  # the refreshed half, as persisted
+    assert Repo(path).check() == []
+
+
+def test_rows_of_joins_like_a_dict(tmp_path):
+    """The vectorised join gives what ``{id: row}`` lookups gave: sorted or not,
+    duplicates (the last row wins), absent keys (-1), keys full of zero bytes."""
+    import random
+
+    import numpy as np
+
+    from runstore.query import runkeys
+
+    rnd = random.Random(7)
+    pool = ["".join(rnd.choice("0000000f") for _ in range(24)) for _ in range(40)]
+    for _ in range(30):
+        table = [rnd.choice(pool) for _ in range(rnd.randrange(0, 25))]
+        if rnd.random() < 0.5:
+            table = sorted(set(table))
+        keys = sorted(set(rnd.choice(pool) for _ in range(rnd.randrange(0, 25))))
+        lookup = {rid: row for row, rid in enumerate(table)}
+        got = runkeys.rows_of(runkeys.as_keys(runkeys.encode_ids(keys)), runkeys.as_keys(runkeys.encode_ids(table)))
+        assert got.tolist() == [lookup.get(k, -1) for k in keys]
+        assert runkeys.decode_ids(runkeys.encode_ids(table)) == table
+    for bad in (["ABCDEF012345678901234567"], ["0123456789abcdef0123456"], ["0123456789abcdef 1234567"]):
+        with pytest.raises(ValueError):
+            runkeys.encode_ids(bad)
+    assert np.array_equal(runkeys.encode_ids([]), np.empty(0, np.uint8))
+
+
+def test_storage_keys_are_not_summary_extras(tmp_path):
+    """"sorted_steps" (in every record the writer keeps) is the storage's: not a
+    per-sequence extra (a dict per summary), not in a summary; an object
+    sequence's type still is."""
+    from runstore import Text
+    from runstore.query.tables import cache_for
+
+    repo = _make(tmp_path / "r", 3)
+    with Run(repo=repo, experiment="e") as run:
+        run.track(Text("hello"), name="notes")
+    base = cache_for(repo).tables(True)[1].base
+    assert [sorted(v) for v in base.extras.values()] == [["type"]]
+    assert all("sorted_steps" not in base.summary(i) for i in range(base.n))
+    assert [s.name for s in repo.query_sequences("seq.type == 'text'")] == ["notes"]
+    assert len(repo.query_sequences("seq.type == 'float'")) == 3
