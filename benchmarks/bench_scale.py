@@ -3,7 +3,7 @@
 Run:  python benchmarks/bench_scale.py [--quick] [--dir DIR] [--runs N] [--big-points N] [--big-repeat N]
                                       [--big-modes default,fast,one] [--baseline SRC]
                                       [--cold-points N] [--drop-caches] [--names N] [--steps N]
-                                      [--build-runs N] [--only NAMES]
+                                      [--build-runs N] [--export-runs N] [--only NAMES]
 
 Every figure is printed beside its target, as a ratio to a baseline measured
 in the same process or against a stated floor:
@@ -57,6 +57,15 @@ in the same process or against a stated floor:
             number of ``track`` calls on one name (the floor; target within 1.5x),
             and, in a fresh process, ``run.sequences()`` + one summary query
             (target <= 50 ms), beside the same in a warm process.
+- export:   target 10's rest: a selection of RUNS short runs (the cold
+            workload's repository, ``seq.name == 'loss'``: RUNS sequences x 10
+            steps): ``to_numpy()``, ``to_arrow()`` and ``runstore.export.export``
+            (Parquet) of EXPORT runs (default 10,000: one file per run), each
+            beside ``np.copy`` of the same points (4 columns) measured in the same
+            process; warm (median of repeats) and the first call in a fresh process.
+            Export is also put beside the file system's floor for its layout (a
+            folder and a file of the same bytes per run, same process).
+            ``--baseline SRC`` measures another runstore (a ``src``) interleaved.
 - coldread: one run with a COLD-point sequence (default 20 M; cached under
             DIR): its first full read in a fresh process from a cold page cache
             vs ``cat`` of data.mdb (cold too) + one ``np.copy`` of the bytes read
@@ -770,6 +779,117 @@ def bench_views(base: Path, n: int) -> None:
     row("per run, cyclic GC off (baseline)", f"{b * 1e6:.1f} µs")
 
 
+EXPORT_CHILD = r"""
+import json, os, statistics, sys, tempfile, time
+import numpy as np
+spec = json.loads(sys.argv[1])
+t0 = time.perf_counter()
+import runstore
+from runstore import Repo
+repo = Repo(spec["path"], readonly=True)
+q = spec["query"]
+sel = repo.query_sequences(q)
+t1 = time.perf_counter()
+out = {"src": runstore.__file__, "open_query": t1 - t0, "n": len(sel)}
+t = time.perf_counter(); items = sel.to_numpy(); out["first_numpy"] = time.perf_counter() - t
+points = sum(len(i["values"]) for i in items)
+del items
+sel = repo.query_sequences(q)
+t = time.perf_counter(); sel.to_arrow(); out["first_arrow"] = time.perf_counter() - t
+cols = (np.arange(points, dtype=np.int64), np.random.random(points), np.random.random(points),
+        np.random.random(points))
+def copy():
+    t = time.perf_counter()
+    for c in cols:
+        np.copy(c)
+    return time.perf_counter() - t
+rows = {"numpy": [], "arrow": [], "copy": []}
+for _ in range(spec["repeat"]):
+    for what in ("numpy", "arrow"):
+        sel = repo.query_sequences(q)
+        t = time.perf_counter()
+        sel.to_numpy() if what == "numpy" else sel.to_arrow()
+        rows[what].append(time.perf_counter() - t)
+        rows["copy"].append(copy())
+out.update({k: statistics.median(v) for k, v in rows.items()})
+out["points"] = points
+if spec["export"]:
+    from runstore.export import export
+    eq = spec["export_query"]
+    ex, floor, ecopy = [], [], []
+    for _ in range(max(1, spec["repeat"] // 2)):
+        with tempfile.TemporaryDirectory(dir=spec["tmp"]) as d:
+            t = time.perf_counter()
+            res = export(repo, os.path.join(d, "x"), eq)
+            ex.append(time.perf_counter() - t)
+            sizes = [f.stat().st_size for f in (__import__("pathlib").Path(d) / "x" / "sequences").glob("*/*")]
+        with tempfile.TemporaryDirectory(dir=spec["tmp"]) as d:
+            blob = [b"x" * s for s in sizes]
+            t = time.perf_counter()
+            for i, b in enumerate(blob):
+                os.mkdir(os.path.join(d, f"run_id={i}"))
+                with open(os.path.join(d, f"run_id={i}", "part-0.parquet"), "wb") as f:
+                    f.write(b)
+            floor.append(time.perf_counter() - t)
+        ecopy.append(copy() * res.points / max(points, 1))
+    out.update(export=statistics.median(ex), export_floor=statistics.median(floor),
+               export_copy=statistics.median(ecopy), export_runs=res.runs, export_points=res.points)
+print(json.dumps(out))
+"""
+
+
+def bench_export(base: Path, n: int, export_runs: int, repeat: int, baseline: str | None) -> None:
+    """Target 10's rest: reading many short sequences at once (see the module docstring)."""
+    path = base / f"scale-{n}x3"
+    build_runs(path, n, 10, metrics=3)
+    query = "seq.name == 'loss'"
+    # The first EXPORT runs by name: ``run-<i>`` for i below export_runs.
+    export_query = f"seq.name == 'loss' and run.name in {[f'run-{i}' for i in range(export_runs)]!r}"
+    print(f"many short sequences: {n:,} runs x 1 metric x 10 steps ({query}); export of {export_runs:,} runs "
+          f"(fresh process per repeat)")
+    trees = [("this tree", None)] + ([("baseline " + baseline, baseline)] if baseline else [])
+    rows: dict[str, list[dict]] = {label: [] for label, _ in trees}
+    for i in range(max(1, repeat // 2)):
+        for label, src in trees:
+            env = dict(os.environ)
+            if src:
+                env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+            spec = {"path": str(path), "query": query, "repeat": 5, "export": i == 0 and export_runs > 0,
+                    "export_query": export_query, "tmp": str(base)}
+            res = subprocess.run([sys.executable, "-c", EXPORT_CHILD, json.dumps(spec)], capture_output=True,
+                                 text=True, check=True, env=env)
+            rows[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    for label, _ in trees:
+        rs = rows[label]
+        k, pts = rs[0]["n"], rs[0]["points"]
+        print(f" {label} ({rs[0]['src']}): {k:,} sequences, {pts:,} points")
+        cp = med(rs, "copy")
+        row("np.copy of the same points, 4 columns (baseline)", f"{cp * 1e3:.2f} ms")
+        for what in ("numpy", "arrow"):
+            t = med(rs, what)
+            row(f"to_{what}() warm", f"{t * 1e3:.0f} ms = {t / k * 1e6:.2f} µs/seq",
+                f"{t / cp:.0f}x the copy (aim: within ~10x)")
+            row(f"  first to_{what}() in a fresh process", spread(rs, f"first_{what}", digits=0),
+                f"= {med(rs, f'first_{what}') / k * 1e6:.2f} µs/seq")
+        row("  fresh process: import + open + the query", spread(rs, "open_query", digits=0))
+        ex = [r for r in rs if "export" in r]
+        if ex:
+            e = ex[0]
+            row(f"export (Parquet) of {e['export_runs']:,} runs", f"{e['export'] * 1e3:.0f} ms = "
+                f"{e['export'] / e['export_runs'] * 1e6:.0f} µs/run",
+                f"{e['export'] / e['export_copy']:.0f}x the copy of its {e['export_points']:,} points")
+            row("  file system floor (a folder + a file per run)", f"{e['export_floor'] * 1e3:.0f} ms",
+                f"export = {e['export'] / e['export_floor']:.1f}x the floor")
+    if baseline:
+        a, b = rows["this tree"], rows[trees[1][0]]
+        for what in ("numpy", "arrow"):
+            row(f"to_{what}() warm, baseline / this tree", f"{med(b, what) / med(a, what):.1f}x",
+                f"first call: {med(b, f'first_{what}') / med(a, f'first_{what}'):.1f}x")
+        ea, eb = [r for r in a if "export" in r], [r for r in b if "export" in r]
+        if ea and eb:
+            row("export, baseline / this tree", f"{eb[0]['export'] / ea[0]['export']:.1f}x")
+
+
 def evict(path: Path, drop_caches: bool) -> None:
     """Take ``path`` out of the page cache (no process may have it mapped)."""
     fd = os.open(path, os.O_RDONLY)
@@ -873,7 +993,10 @@ def main() -> None:
     ap.add_argument("--big-modes", default="default,fast,one",
                     help="big: 'default' (flush interval 1 s), 'fast' (0.1 s), 'one' (one flush at close)")
     ap.add_argument("--big-child", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--only", default="import,arrow,cold,refresh,million,build,lookup,views,big,long,metrics,coldread")
+    ap.add_argument("--only", default="import,arrow,cold,refresh,million,build,lookup,views,big,long,metrics,"
+                    "coldread,export")
+    ap.add_argument("--export-runs", type=int, default=None,
+                    help="export: runs exported (one Parquet file each; default 10,000, --quick 1,000)")
     ap.add_argument("--long-steps", type=int, default=None, help="long: steps of the workload-1 run (default 200,000)")
     ap.add_argument("--long-points", type=int, default=None,
                     help="long: points of the track_many sequence with a timestamp per point (default 20 M)")
@@ -913,6 +1036,9 @@ def main() -> None:
     if "metrics" in only:
         bench_metrics(base, args.names or (1_000 if args.quick else 10_000),
                       args.steps or (100 if args.quick else 1_000), repeat)
+    if "export" in only:
+        bench_export(base, runs, args.export_runs if args.export_runs is not None else
+                     (1_000 if args.quick else 10_000), repeat, args.baseline)
     if "coldread" in only:
         cold_points = args.cold_points or (5_000_000 if args.quick else 20_000_000)
         bench_coldread(base, cold_points, repeat, args.drop_caches)

@@ -169,8 +169,12 @@ def test_minmax_indices_handle_nan():
 def test_parallel_read_keeps_order(filled, monkeypatch):
     repo, _ = filled
     serial = repo.query_sequences("").to_numpy()
-    monkeypatch.setattr(_seqframe, "_PARALLEL_POINTS", 1)
-    monkeypatch.setattr(_seqframe.os, "cpu_count", lambda: 2)
+    from runstore.storage import bulk
+
+    # Every block copied on its own (the path of long blocks), over two threads.
+    monkeypatch.setattr(bulk, "SMALL_BYTES", 0)
+    monkeypatch.setattr(bulk, "PARALLEL_POINTS", 1)
+    monkeypatch.setattr(bulk.os, "cpu_count", lambda: 2)
     parallel = repo.query_sequences("").to_numpy()
     assert [(p["run_id"], p["name"], p["context"]) for p in parallel] == [
         (s["run_id"], s["name"], s["context"]) for s in serial]

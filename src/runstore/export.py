@@ -80,6 +80,23 @@ def _points_table(table):
     return table
 
 
+def _run_codes(column) -> tuple[np.ndarray, list[str]]:
+    """An int code per row of the (dictionary-encoded) run id column and the run id of
+    each code: run ids are compared as integers, not as a string per point."""
+    index: dict = {}
+    parts = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            names, idx = chunk.dictionary.to_pylist(), chunk.indices.to_numpy(zero_copy_only=False)
+        else:  # a plain string column: encode it first
+            encoded = pc.dictionary_encode(chunk)
+            names, idx = encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False)
+        remap = np.array([index.setdefault(v, len(index)) for v in names], np.int64)
+        parts.append(remap[idx] if len(names) else np.zeros(len(idx), np.int64))
+    codes = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return codes, list(index)
+
+
 def _partition_value(value: str) -> str:
     # Hive partition values are path segments: escape what a path cannot hold
     # (Spark escapes the same way; DuckDB and Polars read the escaped text).
@@ -204,22 +221,27 @@ def export(repo: Repo, dest: str | os.PathLike, query: str | None = None, *, for
     if any(t != "float" for t in sequences.types):  # images, text, ...: files and tables of their own
         objects = export_objects(sequences, dest, write, fmt, _points_table)
         sequences = sequences.of_type("float")
-    table = _points_table(sequences.to_arrow())
+    table = sequences.to_arrow()
     if table.num_rows == 0:
         on_progress(0, 0)
         return ExportResult(len(runs), len(sequences), 0, objects)
-    # Group rows by run: a stable sort on the run id keeps each sequence's points in order.
-    run_ids = pc.cast(table["run_id"], pa.string()).to_numpy(zero_copy_only=False)
-    order = np.argsort(run_ids, kind="stable")
-    table = table.take(pa.array(order))
-    sorted_ids = run_ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    bounds = list(zip(starts.tolist(), np.r_[starts[1:], len(sorted_ids)].tolist()))
+    # Group rows by run: a stable sort of the run codes keeps each sequence's points in
+    # order, and a selection already grouped by run (the usual case) is not reordered.
+    codes, run_names = _run_codes(table["run_id"])
+    changes = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    if len(changes) + 1 != len(np.unique(codes)):
+        order = np.argsort(codes, kind="stable")
+        table = table.take(pa.array(order))
+        codes = codes[order]
+        changes = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    table = _points_table(table)
+    starts = np.r_[0, changes]
+    bounds = list(zip(starts.tolist(), np.r_[changes, len(codes)].tolist()))
     experiment_of = dict(zip(runs.ids, runs.to_list("experiment", default=None)))
     total = len(bounds)
     name_max, folders = _name_max(seq_dir), {}
     for done, (lo, hi) in enumerate(bounds, start=1):
-        run_id = str(sorted_ids[lo])
+        run_id = run_names[int(codes[lo])]
         part = table.slice(lo, hi - lo)
         if partition_by == "run":
             # Hive convention: the partition column lives in the path, not in the file.

@@ -1,22 +1,23 @@
 """SequenceCollection: the sequences a query selected, as Arrow, NumPy and plot-ready arrays.
 
-Point data is read with one ``repo._read_sequences`` call (one read
-transaction) and never walked point by point in Python: the long Arrow table
-is either a few concatenations (small selections) or, for big ones, one
-zero-copy chunk per sequence whose run id, name and context columns are
-dictionary arrays over a shared buffer of zeros, so a 100-million-point
-export costs what reading the blocks costs.
+Point data is read with one ``repo._read_columns`` call (one read
+transaction, one cursor: storage/bulk.py) into four flat columns for the whole
+selection plus offsets, and never walked point by point, nor sequence by
+sequence, in Python: the long Arrow table takes those columns as they are (no
+copy), and its run id, name and context columns are dictionary arrays built
+from the query table's codes; for big sequences, one chunk per sequence whose
+run id, name and context are dictionary arrays over a shared buffer of zeros,
+so a 100-million-point export costs what reading the blocks costs.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
 from ..query import arrow as _arrow
+from ..storage.gc import gc_paused
 from ..errors import InvalidValueError
 
 from ..query.vectors import display
@@ -26,9 +27,6 @@ from ..query.tables import SeqTable, leaf_paths, walk
 # sequence instead of concatenating (concatenation copies every point once).
 _CHUNK_THRESHOLD = 50_000
 _AXES = {"step": 0, "epoch": 2, "timestamp": 3}
-# Reads of more points than this are split over up to _READ_THREADS threads.
-_PARALLEL_POINTS = 2_000_000
-_READ_THREADS = 4
 
 
 class Aligned(NamedTuple):
@@ -48,7 +46,7 @@ class SequenceCollection:
         self._seqs = seqs
         self._rows = np.asarray(rows, dtype=np.int64)
         self._base_rows = seqs.base_rows(self._rows)
-        self._arrays: list | None = None
+        self._points: tuple | None = None  # (four flat columns, offsets), read once
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -83,8 +81,9 @@ class SequenceCollection:
         """(run_id, name, context) of every sequence."""
         base = self._seqs.base
         d, run_keys, names, ctxs = base.data, base.run_keys, base.names, base.ctx_values
-        run_of, name_of, ctx_of = d["run_of"], d["name_of"], d["ctx_of"]
-        return [(run_keys[run_of[b]], names[name_of[b]], ctxs[ctx_of[b]] or {}) for b in self._base_rows.tolist()]
+        rows = self._base_rows
+        return [(run_keys[r], names[n], ctxs[c] or {}) for r, n, c in zip(
+            d["run_of"][rows].tolist(), d["name_of"][rows].tolist(), d["ctx_of"][rows].tolist())]
 
     @property
     def runs(self) -> Any:
@@ -101,6 +100,8 @@ class SequenceCollection:
     def types(self) -> list[str]:
         """``seq.type`` of every sequence: "float", or "image", "text", ... (issue 13)."""
         extras = self._seqs.base.extras
+        if not extras:  # no object sequence in the repository
+            return ["float"] * len(self._base_rows)
         return [(extras.get(b) or {}).get("type") or "float" for b in self._base_rows.tolist()]
 
     def of_type(self, *types: str) -> "SequenceCollection":
@@ -108,32 +109,37 @@ class SequenceCollection:
         keep = np.array([t in types for t in self.types], dtype=bool)
         return SequenceCollection(self._repo, self._seqs, self._rows[keep] if len(keep) else self._rows)
 
-    def _read(self, what: str = "to_numpy()") -> list:
-        if self._arrays is None:
+    def _read(self, what: str = "to_numpy()") -> tuple:
+        """(steps, values, epochs, timestamps) of every selected sequence, one after
+        another, and offsets: sequence i is ``column[offsets[i]:offsets[i + 1]]``."""
+        if self._points is None:
             types = self.types
-            for (run_id, name, ctx), typ in zip(self.keys, types):
-                if typ != "float":
-                    from ..tracking import values as _values
+            if types.count("float") != len(types):
+                from ..tracking import values as _values
 
-                    raise InvalidValueError(
-                        f"{what} reads float sequences, and run {run_id}'s {_values.describe(name, ctx)} "
-                        f"holds {typ} values; select float sequences (seq.type == \"float\"), or use "
-                        "to_arrow() on an object selection, or read the objects with seq[i]"
-                    )
+                i = next(i for i, t in enumerate(types) if t != "float")
+                run_id, name, ctx = self[i:i + 1].keys[0]
+                raise InvalidValueError(
+                    f"{what} reads float sequences, and run {run_id}'s {_values.describe(name, ctx)} "
+                    f"holds {types[i]} values; select float sequences (seq.type == \"float\"), or use "
+                    "to_arrow() on an object selection, or read the objects with seq[i]"
+                )
             base = self._seqs.base
-            rows = self._base_rows.tolist()
-            keys = [(base.run_ids[b], base.seq_ids[b]) for b in rows]
-            counts = base.data["count"][self._base_rows].tolist()
-            self._arrays = _read_sequences(self._repo, keys, counts)
-        return self._arrays
+            d, rows, run_keys = base.data, self._base_rows, base.run_keys
+            keys = list(zip([run_keys[c] for c in d["run_of"][rows].tolist()], d["seq_id"][rows].tolist()))
+            self._points = _read_columns(self._repo, keys)
+        return self._points
 
     def to_numpy(self) -> list[dict]:
-        """One dict per sequence: run_id, name, context, steps, values, epochs, timestamps."""
-        out = []
-        for (run_id, name, ctx), (steps, values, epochs, times) in zip(self.keys, self._read()):
-            out.append({"run_id": run_id, "name": name, "context": ctx, "steps": steps,
-                        "values": values, "epochs": epochs, "timestamps": times})
-        return out
+        """One dict per sequence: run_id, name, context, steps, values, epochs, timestamps.
+
+        The arrays of all sequences are slices (views) of four arrays read at once."""
+        (steps, values, epochs, times), offsets = self._read()
+        bounds = offsets.tolist()
+        with gc_paused():  # a dict per sequence: no cyclic garbage, but full collections
+            return [{"run_id": run_id, "name": name, "context": ctx, "steps": steps[lo:hi], "values": values[lo:hi],
+                 "epochs": epochs[lo:hi], "timestamps": times[lo:hi]}
+                    for (run_id, name, ctx), lo, hi in zip(self.keys, bounds, bounds[1:])]
 
     def to_arrow(self) -> Any:
         """Long form: run_id, name, ``context.<key>`` columns, step, value, epoch, timestamp.
@@ -154,22 +160,32 @@ class SequenceCollection:
             if n_float:
                 raise _objframe.mixed_error(n_float, len(types) - n_float, "to_arrow()")
             return _objframe.to_arrow(list(self), self.keys, types)
-        arrays = self._read()
-        keys = self.keys
-        counts = np.fromiter((len(a[0]) for a in arrays), dtype=np.int64, count=len(arrays))
-        ctx_paths = leaf_paths([k[2] for k in keys])
-        ctx_cols = {p: _context_values([walk(k[2], p) for k in keys]) for p in ctx_paths}
+        columns, offsets = self._read()
+        counts = np.diff(offsets)
+        # run id, name and context per sequence as codes into the query table's lists of
+        # distinct values: the dictionary columns are built per distinct value, not per sequence.
+        base = self._seqs.base
+        d, rows = base.data, self._base_rows
+        ctx_seen, ctx_first, ctx_inv = np.unique(d["ctx_of"][rows], return_index=True, return_inverse=True)
+        order = np.argsort(ctx_first, kind="stable")  # first-appearance order, as leaf_paths walks
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        ctx_inv = rank[ctx_inv.reshape(-1)]
+        ctxs = [base.ctx_values[c] or {} for c in ctx_seen[order].tolist()]
+        ctx_paths = leaf_paths(ctxs)
         names = ["run_id", "name"] + ["context." + ".".join(map(str, p)) for p in ctx_paths]
         names += ["step", "value", "epoch", "timestamp"]
-        per_seq = [([k[0] for k in keys], pa.string()), ([k[1] for k in keys], pa.string())]
-        per_seq += list(ctx_cols.values())
-        total = int(counts.sum())
-        if len(arrays) and total / len(arrays) >= _CHUNK_THRESHOLD:
-            return _chunked(arrays, counts, per_seq, names)
-        seq_index = np.repeat(np.arange(len(arrays), dtype=np.int32), counts)
-        cols = [_dictionary(values, typ, seq_index) for values, typ in per_seq]
-        for j, typ in ((0, pa.int64()), (1, pa.float64()), (2, pa.float64()), (3, pa.float64())):
-            data = np.concatenate([a[j] for a in arrays]) if arrays else np.empty(0)
+        # run keys and names are lists of distinct strings; context leaves may repeat (False).
+        per_seq = [(d["run_of"][rows], base.run_keys, pa.string(), True),
+                   (d["name_of"][rows], base.names, pa.string(), True)]
+        for p in ctx_paths:
+            labels, typ = _context_values([walk(c, p) for c in ctxs])
+            per_seq.append((ctx_inv, labels, typ, False))
+        if len(counts) and int(offsets[-1]) / len(counts) >= _CHUNK_THRESHOLD:
+            values = [([labels[c] for c in codes.tolist()], typ) for codes, labels, typ, _ in per_seq]
+            return _chunked(columns, offsets, values, names)
+        cols = [_coded(codes, labels, typ, counts, distinct) for codes, labels, typ, distinct in per_seq]
+        for data, typ in zip(columns, (pa.int64(), pa.float64(), pa.float64(), pa.float64())):
             cols.append(_arrow.numeric(data, typ))
         return pa.Table.from_arrays(cols, names=names)
 
@@ -191,21 +207,17 @@ class SequenceCollection:
         if on not in _AXES:
             raise ValueError(f"align(on=...) takes 'step', 'epoch' or 'timestamp', got {on!r}")
         j = _AXES[on]
-        arrays = self._read("align()")
-        xs, vs, rows = [], [], []
-        for i, a in enumerate(arrays):
-            x, v = a[j], a[1]
-            if j == 2:
-                keep = ~np.isnan(x)
-                x, v = x[keep], v[keep]
-            xs.append(x)
-            vs.append(v)
-            rows.append(np.full(len(x), i, dtype=np.int64))
-        if not arrays:
+        columns, offsets = self._read("align()")
+        n = len(offsets) - 1
+        if not n:
             return Aligned(np.empty(0), np.empty((0, 0)), [])
-        allx, allv, allr = np.concatenate(xs), np.concatenate(vs), np.concatenate(rows)
+        allx, allv = columns[j], columns[1]
+        allr = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+        if j == 2:
+            keep = ~np.isnan(allx)
+            allx, allv, allr = allx[keep], allv[keep], allr[keep]
         axis = np.unique(allx)
-        matrix = np.full((len(arrays), len(axis)), np.nan)
+        matrix = np.full((n, len(axis)), np.nan)
         # Points are in append order, so for duplicate (row, position) pairs the
         # last assignment wins, which is the last point tracked at that step.
         matrix[allr, np.searchsorted(axis, allx)] = allv
@@ -231,28 +243,21 @@ class SequenceCollection:
         return out
 
 
-def _read_sequences(repo: Any, keys: list, counts: list) -> list:
-    """``repo._read_sequences(keys)``, split over threads when there are many points.
+def _read_columns(repo: Any, keys: list) -> tuple:
+    """``repo._read_columns(keys)``: four flat columns and offsets (storage/bulk.py; it
+    splits the copies of long blocks over threads itself). A repository-like object
+    with only the per-sequence hook ``_read_sequences`` is read through that."""
+    read = getattr(repo, "_read_columns", None)
+    if read is not None:
+        return read(keys)
+    from ..storage import blocks as _blocks
 
-    Decoding blocks is NumPy copying, which releases the GIL, so on a big
-    selection two threads (each with its own read transaction) read close to
-    twice as fast; small selections stay on one thread (threads cost ~0.1 ms)."""
-    workers = min(_READ_THREADS, os.cpu_count() or 1, len(keys))
-    if workers < 2 or sum(counts) < _PARALLEL_POINTS:
-        return repo._read_sequences(keys) if keys else []
-    groups: list[list[int]] = [[] for _ in range(workers)]
-    load = [0] * workers
-    for i in sorted(range(len(keys)), key=lambda i: -counts[i]):  # biggest first, to the lightest group
-        g = load.index(min(load))
-        groups[g].append(i)
-        load[g] += counts[i]
-    with ThreadPoolExecutor(workers) as pool:
-        parts = list(pool.map(lambda idx: repo._read_sequences([keys[i] for i in idx]), groups))
-    out: list = [None] * len(keys)
-    for idx, arrays in zip(groups, parts):
-        for i, a in zip(idx, arrays):
-            out[i] = a
-    return out
+    arrays = repo._read_sequences(keys) if keys else []
+    offsets = np.zeros(len(arrays) + 1, np.int64)
+    np.cumsum([len(a[1]) for a in arrays], out=offsets[1:])
+    if not arrays:
+        return _blocks.empty(), offsets
+    return tuple(np.concatenate([a[j] for a in arrays]) for j in range(4)), offsets
 
 
 def _context_values(values: list) -> tuple[list, Any]:
@@ -287,13 +292,36 @@ def _dictionary(values: list, typ: Any, seq_index: np.ndarray) -> Any:
     return _arrow.dictionary(np.maximum(idx, 0), _arrow.from_values(uniq, typ), mask)
 
 
-def _chunked(arrays: list, counts: np.ndarray, per_seq: list, names: list) -> Any:
+def _coded(codes: np.ndarray, labels: list, typ: Any, counts: np.ndarray, distinct: bool = False) -> Any:
+    """The dictionary array of a per-sequence column: sequence i's value is
+    ``labels[codes[i]]`` (None: null), repeated ``counts[i]`` times. The same array
+    as ``_dictionary`` builds from the values (dictionary in order of first
+    appearance), with Python work per distinct code instead of per sequence;
+    none at all when ``distinct`` (``labels`` holds distinct values, no None)."""
+    seen, first, inv = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # distinct codes in order of first appearance
+    index_of_code = np.empty(len(seen), np.int32)
+    if distinct:
+        index_of_code[order] = np.arange(len(order), dtype=np.int32)
+        uniq: Any = [labels[c] for c in seen[order].tolist()]
+    else:
+        uniq = {}
+        for k, code in zip(order.tolist(), seen[order].tolist()):
+            v = labels[code]
+            index_of_code[k] = -1 if v is None else uniq.setdefault(v, len(uniq))
+    idx = np.repeat(index_of_code[inv.reshape(-1)], counts) if len(counts) else np.empty(0, np.int32)
+    mask = idx < 0
+    return _arrow.dictionary(np.maximum(idx, 0), _arrow.from_values(list(uniq), typ), mask)
+
+
+def _chunked(columns: tuple, offsets: np.ndarray, per_seq: list, names: list) -> Any:
     import pyarrow as pa
 
+    counts = np.diff(offsets)
     longest = int(counts.max())
     zeros = np.zeros(longest, dtype=np.int32)
     all_null = np.ones(longest, dtype=bool)
-    columns = []
+    out = []
     for values, typ in per_seq:
         chunks = []
         empty = _arrow.from_values([], typ)
@@ -302,10 +330,12 @@ def _chunked(arrays: list, counts: np.ndarray, per_seq: list, names: list) -> An
                 chunks.append(_arrow.dictionary(zeros[:c], empty, all_null[:c]))
             else:
                 chunks.append(_arrow.dictionary(zeros[:c], _arrow.from_values([v], typ)))
-        columns.append(pa.chunked_array(chunks, type=pa.dictionary(pa.int32(), typ)))
-    for j, typ in ((0, pa.int64()), (1, pa.float64()), (2, pa.float64()), (3, pa.float64())):
-        columns.append(pa.chunked_array([_arrow.numeric(a[j], typ) for a in arrays], type=typ))
-    return pa.Table.from_arrays(columns, names=names)
+        out.append(pa.chunked_array(chunks, type=pa.dictionary(pa.int32(), typ)))
+    bounds = offsets.tolist()
+    for data, typ in zip(columns, (pa.int64(), pa.float64(), pa.float64(), pa.float64())):
+        out.append(pa.chunked_array([_arrow.numeric(data[lo:hi], typ) for lo, hi in zip(bounds, bounds[1:])],
+                                    type=typ))
+    return pa.Table.from_arrays(out, names=names)
 
 
 def minmax_indices(y: np.ndarray, n: int) -> np.ndarray:

@@ -69,19 +69,25 @@ def everything(repo: Any, kind: str) -> flight.RecordBatchStream:
 
 def points(repo: Any, keys: list[tuple[str, int]]) -> flight.GeneratorStream:
     def batches():
-        # Sequences are read 64 at a time (one read transaction each) and sent in
-        # record batches of about a million points: a big selection streams instead
-        # of sitting in memory twice, and a thousand short sequences are not a
-        # thousand tiny batches.
+        # Sequences are read a group at a time (one read transaction, one cursor each:
+        # storage/bulk.py) and sent in record batches of about a million points: a big
+        # selection streams instead of sitting in memory twice, and a thousand short
+        # sequences are not a thousand tiny batches. A group starts at 64 sequences and
+        # grows while its points stay few (short runs), down again after a big one.
         pending: list = []
         size = 0
-        for start in range(0, len(keys), 64):
-            for i, cols in enumerate(_replica.read(repo, keys[start:start + 64])):
-                pending.append((start + i, cols))
-                size += len(cols[0])
-                if size >= 1_000_000:
-                    yield _batch(pending)
-                    pending, size = [], 0
+        start, group = 0, 64
+        while start < len(keys):
+            cols, offsets = _replica.read_columns(repo, keys[start:start + group])
+            n = len(offsets) - 1
+            k = np.repeat(np.arange(start, start + n, dtype=np.int32), np.diff(offsets))
+            pending.append((k, cols))
+            size += len(k)
+            start += n
+            group = 64 if len(k) >= 250_000 else min(4 * group, 16_384)
+            if size >= 1_000_000:
+                yield _batch(pending)
+                pending, size = [], 0
         if pending or not keys:
             yield _batch(pending)
 
@@ -89,7 +95,8 @@ def points(repo: Any, keys: list[tuple[str, int]]) -> flight.GeneratorStream:
 
 
 def _batch(parts: list) -> pa.RecordBatch:
-    k = np.repeat(np.array([i for i, _ in parts], dtype=np.int32), [len(c[0]) for _, c in parts])
+    """One record batch of (k, columns) parts: k the sequence number of every point."""
+    k = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
     cols = [np.concatenate([c[j] for _, c in parts]) if parts else np.zeros(0) for j in range(4)]
     return pa.RecordBatch.from_arrays(
         [P.numeric(k, pa.int32())] + [P.numeric(col, typ) for col, typ in
@@ -198,6 +205,9 @@ class Mirror:
     def _read_sequences(self, keys: list[tuple[str, int]]) -> list[tuple]:
         return read_points(self.remote, keys)
 
+    def _read_columns(self, keys: list[tuple[str, int]]) -> tuple[tuple, np.ndarray]:
+        return read_columns(self.remote, keys)
+
     def _sequence_view(self, run_id: str, seq_id: int, summary: dict) -> Any:
         from ..tracking.sequence import Sequence
 
@@ -259,17 +269,25 @@ def _copy(tree: Any) -> Any:
     return tree
 
 
+def read_columns(remote: Any, keys: list[tuple[str, int]]) -> tuple[tuple, np.ndarray]:
+    """The points of ``keys`` in one request, as ``Repo._read_columns`` gives them: four
+    flat columns (sequence after sequence, as the server sends them) and offsets."""
+    if not keys:
+        return (np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0)), np.zeros(1, np.int64)
+    table = remote._get({"q": "read", "keys": [[r, int(s)] for r, s in keys]})
+    k = P.to_numpy(table.column("k"), np.int32)
+    cols = tuple(np.ascontiguousarray(P.to_numpy(table.column(name), dtype)) for name, dtype in
+                 (("step", np.int64), ("value", np.float64), ("epoch", np.float64), ("time", np.float64)))
+    if len(k) and (bool(np.any(k[1:] < k[:-1])) or int(k[0]) < 0 or int(k[-1]) >= len(keys)):
+        # pragma: no cover - a server of another version
+        raise RepositoryError("the server answered a points request out of order")
+    offsets = np.searchsorted(k, np.arange(len(keys) + 1), side="left").astype(np.int64)
+    return cols, offsets
+
+
 def read_points(remote: Any, keys: list[tuple[str, int]]) -> list[tuple]:
     if not keys:
         return []
-    table = remote._get({"q": "read", "keys": [[r, int(s)] for r, s in keys]})
-    k = P.to_numpy(table.column("k"), np.int32)
-    cols = [P.to_numpy(table.column(name), dtype) for name, dtype in
-            (("step", np.int64), ("value", np.float64), ("epoch", np.float64), ("time", np.float64))]
-    positions = np.arange(len(keys))
-    starts = np.searchsorted(k, positions, side="left")
-    stops = np.searchsorted(k, positions, side="right")
-    out = [tuple(np.ascontiguousarray(c[lo:hi]) for c in cols) for lo, hi in zip(starts.tolist(), stops.tolist())]
-    if len(out) != len(keys):  # pragma: no cover - a server of another version
-        raise RepositoryError("the server answered a points request with the wrong number of sequences")
-    return out
+    cols, offsets = read_columns(remote, keys)
+    bounds = offsets.tolist()
+    return [tuple(np.ascontiguousarray(c[lo:hi]) for c in cols) for lo, hi in zip(bounds, bounds[1:])]

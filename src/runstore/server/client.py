@@ -166,6 +166,10 @@ class RemoteRepo(Repo):
     def _read_sequences(self, keys: list[tuple[str, int]]) -> list[tuple]:
         return self._mirror()._read_sequences(keys)
 
+    def _read_columns(self, keys: list[tuple[str, int]]) -> tuple:
+        """Many sequences' points as four flat columns and offsets (``Repo._read_columns``)."""
+        return self._mirror()._read_columns(keys)
+
     def _read_part(self, run_id: str, seq_id: int, work: Any) -> Any:
         return self._mirror()._read_part(run_id, seq_id, work)
 

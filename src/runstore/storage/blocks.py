@@ -254,47 +254,51 @@ def decode_many(raws: list) -> Columns:
     columns: one copy per point (decode + concatenate would make two)."""
     headers = [_header(raw) for raw in raws]
     total = sum(h[1] for h in headers)
-    steps = np.empty(total, np.int64)
-    values = np.empty(total, np.float64)
-    epochs = np.empty(total, np.float64)
-    times = np.empty(total, np.float64)
+    cols = (np.empty(total, np.int64), np.empty(total, np.float64), np.empty(total, np.float64),
+            np.empty(total, np.float64))
     at = 0
     for raw, (flags, n) in zip(raws, headers):
-        end = at + n
-        pos = HEADER_SIZE
-        if flags & (STEPS_RANGE | STEPS_STRIDE):
-            ar = _ARANGE if n <= len(_ARANGE) else np.arange(n, dtype=np.int64)
-            if flags & STEPS_RANGE:
-                start = int(np.frombuffer(raw, "<i8", 1, pos)[0])
-                np.add(ar[:n], start, out=steps[at:end])
-                pos += 8
-            else:
-                start, stride = np.frombuffer(raw, "<i8", 2, pos)
-                np.multiply(ar[:n], stride, out=steps[at:end])
-                steps[at:end] += start
-                pos += 16
-        else:
-            steps[at:end] = np.frombuffer(raw, "<i8", n, pos)
-            pos += 8 * n
-        values[at:end] = np.frombuffer(raw, "<f8", n, pos)
-        pos += 8 * n
-        if flags & NO_EPOCHS:
-            epochs[at:end] = np.nan
-        else:
-            epochs[at:end] = np.frombuffer(raw, "<f8", n, pos)
-            pos += 8 * n
-        if flags & CONST_TIME:
-            times[at:end] = np.frombuffer(raw, "<f8", 1, pos)[0]
+        _decode_into(raw, flags, n, cols, at)
+        at += n
+    return cols
+
+
+def _decode_into(raw, flags: int, n: int, cols: Columns, at: int) -> None:
+    """One block's ``n`` points into ``cols[:][at:at + n]``."""
+    steps, values, epochs, times = cols
+    end = at + n
+    pos = HEADER_SIZE
+    if flags & (STEPS_RANGE | STEPS_STRIDE):
+        ar = _ARANGE if n <= len(_ARANGE) else np.arange(n, dtype=np.int64)
+        if flags & STEPS_RANGE:
+            start = int(np.frombuffer(raw, "<i8", 1, pos)[0])
+            np.add(ar[:n], start, out=steps[at:end])
             pos += 8
-        elif flags & TIME_DELTA:
-            pos = _read_deltas(raw, pos, n, times[at:end])
         else:
-            times[at:end] = np.frombuffer(raw, "<f8", n, pos)
-            pos += 8 * n
-        if pos != len(raw):
-            raise ValueError(f"block is {len(raw)} bytes, expected {pos} for {n} points")
-        at = end
-    return steps, values, epochs, times
+            start, stride = np.frombuffer(raw, "<i8", 2, pos)
+            np.multiply(ar[:n], stride, out=steps[at:end])
+            steps[at:end] += start
+            pos += 16
+    else:
+        steps[at:end] = np.frombuffer(raw, "<i8", n, pos)
+        pos += 8 * n
+    values[at:end] = np.frombuffer(raw, "<f8", n, pos)
+    pos += 8 * n
+    if flags & NO_EPOCHS:
+        epochs[at:end] = np.nan
+    else:
+        epochs[at:end] = np.frombuffer(raw, "<f8", n, pos)
+        pos += 8 * n
+    if flags & CONST_TIME:
+        times[at:end] = np.frombuffer(raw, "<f8", 1, pos)[0]
+        pos += 8
+    elif flags & TIME_DELTA:
+        pos = _read_deltas(raw, pos, n, times[at:end])
+    else:
+        times[at:end] = np.frombuffer(raw, "<f8", n, pos)
+        pos += 8 * n
+    if pos != len(raw):
+        raise ValueError(f"block is {len(raw)} bytes, expected {pos} for {n} points")
 
 
 def concat(parts: list) -> Columns:

@@ -261,3 +261,9 @@ def read_part(columns: tuple, work: Callable) -> Any:
 def read(repo: "Repo", keys: list[tuple[str, int]]) -> list[tuple]:
     """The (steps, values, epochs, timestamps) of each (run id, seq id), in one read transaction."""
     return repo._read_sequences(keys)
+
+
+def read_columns(repo: "Repo", keys: list[tuple[str, int]]) -> tuple[tuple, Any]:
+    """The points of every (run id, seq id) in one read transaction, as four flat
+    columns (steps, values, epochs, timestamps) and offsets (``Repo._read_columns``)."""
+    return repo._read_columns(keys)
