@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import inspect
 import re
 from pathlib import Path
@@ -194,7 +193,8 @@ def missing_key_message(key: str, subject: str, candidates: list, advice: str | 
     """``subject`` reads before the key: "run 01ab... has no key" or "no run has the key".
 
     ``advice`` replaces the closing "pass default=..." (the CLI gives its own advice)."""
-    close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.5)
+    from difflib import get_close_matches  # only for an error's suggestions
+    close = get_close_matches(key, candidates, n=5, cutoff=0.5)
     hint = f"; closest keys: {', '.join(close)}" if close else ""
     return (
         f"{subject} {key!r} (not a param, a run attribute or a sequence summary){hint}; "

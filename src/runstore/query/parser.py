@@ -15,7 +15,6 @@ context.
 from __future__ import annotations
 
 import ast as _pyast
-import difflib
 import functools
 from collections import namedtuple
 from typing import Any
@@ -137,7 +136,8 @@ def syntax_error(text: str, pos: Pos, message: str, cls: type = QuerySyntaxError
 
 
 def suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
+    from difflib import get_close_matches  # only for an error's suggestions
+    close = get_close_matches(word, list(choices), n=3, cutoff=0.5)
     if close:
         return "did you mean " + " or ".join(close) + "?"
     return "expected one of: " + ", ".join(sorted(choices))
@@ -150,7 +150,8 @@ _RUN_WORDS = ("params", "hparams", "config", "cfg", "metrics", "tags", "name", "
 
 def unknown_name_message(word: str) -> str:
     """A bare word: a run field written without ``run.``, a string left unquoted, or a typo."""
-    close = difflib.get_close_matches(word, list(ROOTS), n=3, cutoff=0.6)
+    from difflib import get_close_matches  # only for an error's suggestions
+    close = get_close_matches(word, list(ROOTS), n=3, cutoff=0.6)
     if close:
         return f"unknown name {word!r}: did you mean {' or '.join(close)}?"
     if word in _RUN_WORDS or word.startswith(("param", "hparam")):

@@ -21,7 +21,6 @@ it, so a pure float column costs one float array and one mask.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -355,6 +354,8 @@ def display(v: Any) -> str:
     if isinstance(v, str):
         return v
     if isinstance(v, (list, dict)):
+        import json  # only to display nested values
+
         return json.dumps(v, default=str)
     return repr(v)
 
