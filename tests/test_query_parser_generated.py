@@ -92,6 +92,19 @@ def test_same_trees_and_errors_as_lark_for_random_token_strings(words, spaces):
     assert outcome(GENERATED, text) == outcome(REFERENCE, text)
 
 
+def test_a_keyword_glued_to_a_name_is_a_name_as_in_python():
+    import pytest
+
+    from runstore.errors import QuerySyntaxError
+    from runstore.query.parser import parse
+
+    for text in ("run.a == 1 andrun.b", "'x' inrun.tags", "run.a or1.5"):
+        with pytest.raises(QuerySyntaxError):
+            parse(text)
+    for text in ("run.a == 1 and(run.b)", "run.a<1and run.b", "run.x in[1, 2]", "not(run.a)"):
+        parse(text)  # a keyword next to punctuation or a number is still a keyword
+
+
 def test_a_fresh_process_queries_without_importing_lark_or_regex(tmp_path):
     # nor the modules only an error message or a display needs (each ~0.5-2 ms of a
     # fresh process's first query)
