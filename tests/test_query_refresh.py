@@ -178,3 +178,131 @@ def test_the_long_lived_cache_is_patched_not_rebuilt(tmp_path, monkeypatch):
         rows = _seq_rows(repo)
     assert cache_for(repo)._base is not before and cache_for(repo)._base.n == before.n + 1
     assert rows == _scan(path, monkeypatch)
+
+
+# -- the run table (records and params) ---------------------------------------------------
+def _run_rows(repo: Repo) -> tuple:
+    """What the run columns answer, without Run objects (those read every record)."""
+    table = repo.query("").to_arrow()  # every attribute and every param path, in order
+    return (
+        str(table.schema), table.to_pylist(),
+        repo.query("run.lr > 0.5").ids,
+        repo.query("'t3' in run.tags or run.opt.name == 'adam'").ids,
+        repo.query("run.status == 'finished' and run.k >= 2").ids,
+        [repr(v) for v in repo.query("").to_list("k", default=None)],  # 3 and 3.0 told apart
+    )
+
+
+def _no_run_scan(monkeypatch) -> None:
+    def refuse(self):
+        raise AssertionError("scanned every run instead of refreshing")
+
+    monkeypatch.setattr(Repo, "_scan_runs", refuse)
+
+
+def _runs_scan(path: Path, monkeypatch) -> tuple:
+    with monkeypatch.context() as m:
+        m.setenv("RUNSTORE_QUERY_SNAPSHOT", "0")
+        return _run_rows(_fresh(path))
+
+
+def test_run_records_and_params_refresh_like_a_full_scan(tmp_path, monkeypatch):
+    rnd = random.Random(23)
+    path = tmp_path / "r"
+    live = Repo(path)
+    ids: list = []
+
+    def params() -> dict:
+        out = {"lr": rnd.random(), "k": rnd.choice([1, 2, 3, 3.0, 2.5])}
+        if rnd.random() < 0.5:
+            out["opt"] = {"name": rnd.choice(["adam", "sgd"]), "beta": rnd.choice([0.9, 1])}
+        if rnd.random() < 0.3:
+            out[f"extra{rnd.randrange(3)}"] = rnd.choice(["x", 7, None, [1, 2]])
+        return out
+
+    for step in range(36):
+        op = rnd.choice(["new", "new", "tag", "param", "param", "resume", "delete"]) if ids else "new"
+        if op == "new":
+            with Run(repo=live, experiment=rnd.choice("ab"), name=f"n{step}") as run:
+                run.update_params(params())
+                ids.append(run.id)
+        elif op == "delete":
+            rid = rnd.choice(ids)
+            live.delete_run(rid)
+            ids.remove(rid)
+        else:
+            with Run(repo=live, run_id=rnd.choice(ids)) as run:
+                if op == "tag":
+                    run.add_tag(f"t{rnd.randrange(5)}")
+                elif op == "param":
+                    key, value = rnd.choice(list(params().items()))
+                    run[key] = value
+        with monkeypatch.context() as m:
+            if step:
+                _no_run_scan(m)
+            got = _run_rows(live)  # this process's run table, patched since the first query
+        snapshot.wait()
+        kept = live._env._query_cache
+        expected = _runs_scan(path, monkeypatch)
+        assert got == expected, (step, op)
+        if step % 3 == 0 and step:
+            with monkeypatch.context() as m:  # a fresh process with an older persisted runs half
+                _no_run_scan(m)
+                assert _run_rows(_fresh(path)) == expected, (step, op)
+            snapshot.wait()
+        live._env._query_cache = kept
+    assert Repo(path).check() == []
+
+
+def test_a_param_changing_shape_or_its_last_float_still_answers_as_a_scan(tmp_path, monkeypatch):
+    """Cases the patched columns cannot tell alone: a path that is a leaf in one run and
+    a dict in another (its order among the paths), and the only float of an int column
+    changed to an int (3.0 vs 3): read from the records, never answered wrong."""
+    path = tmp_path / "r"
+    repo = Repo(path)
+    made = []
+    for i, (opt, k) in enumerate([({"lr": 1}, 1), (5, 2.0), ({"lr": 2}, 3)]):
+        with Run(repo=repo, experiment="e", name=f"r{i}") as run:
+            run["opt"], run["k"], run["z"] = opt, k, i
+            made.append(run.id)
+    _run_rows(repo)
+    snapshot.wait()
+    for rid, key, value in [(made[1], "k", 2), (made[0], "opt", 7), (made[1], "opt", {"lr": 3, "b": 1})]:
+        with Run(repo=repo, run_id=rid) as run:
+            run[key] = value
+        expected = _runs_scan(path, monkeypatch)
+        assert _run_rows(_fresh(path)) == expected, (key, value)
+        snapshot.wait()
+    assert Repo(path).check() == []
+
+
+def test_a_run_write_that_names_no_runs_makes_the_next_query_scan(tmp_path, monkeypatch):
+    from runstore.storage.env import RUNS_VERSION
+
+    path = tmp_path / "r"
+    repo = Repo(path)
+    with Run(repo=repo, experiment="e") as run:
+        run["lr"] = 0.1
+    _run_rows(repo)
+    snapshot.wait()
+    repo._env.write(lambda txn: repo._env.bump(txn, RUNS_VERSION))  # as a runstore before the index did
+    with monkeypatch.context() as m:
+        _no_run_scan(m)
+        with pytest.raises(AssertionError, match="scanned every run"):
+            _run_rows(_fresh(path))
+    assert _run_rows(_fresh(path)) == _runs_scan(path, monkeypatch)
+
+
+def test_column_concat_equals_one_column_of_all_the_values():
+    from runstore.query.vectors import MISSING, Column
+
+    rnd = random.Random(5)
+    values = [1, 2.5, 3.0, "a", "b", "zz", True, None, MISSING, [1, 2], {"x": 1}, 3, "c", 0, 2**70]
+    for _ in range(2000):
+        a = [rnd.choice(values) for _ in range(rnd.randrange(0, 6))]
+        b = [rnd.choice(values) for _ in range(rnd.randrange(0, 6))]
+        got, want = Column.concat(Column.from_values(a), Column.from_values(b)), Column.from_values(a + b)
+        assert [repr(v) for v in got.to_pylist(MISSING)] == [repr(v) for v in want.to_pylist(MISSING)], (a, b)
+        assert got.kinds() == want.kinds(), (a, b)
+        if got.cats is not None:
+            assert list(got.cats) == sorted(set(got.cats)), (a, b)

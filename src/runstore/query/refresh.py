@@ -135,3 +135,175 @@ def patch(base: SeqBase, changed: list, rows: list, version: Any) -> SeqBase:
         out += b - a
     data["extras"] = extras
     return SeqBase(data, version)
+
+
+# -- the run table ----------------------------------------------------------------------
+def refresh_runs(repo: Any, table: Any) -> Any:
+    """The run table ``table`` brought up to the repository's current runs version,
+    or None (scan) when the change index cannot say what changed, too much changed,
+    or the table is not in key order. Only the changed runs' records and params are
+    read; every column is made from the older one when first used (:class:`Patched`)."""
+    since = getattr(repo, "_runs_since", None)
+    if since is None or not isinstance(table.version, int) or table.runs is not None:
+        return None
+    found = since(table.version)
+    if found is None:
+        return None
+    version, changed, rows = found
+    if version == table.version:
+        return table
+    if len(changed) > max(64, MAX_CHANGED_SHARE * table.n):
+        return None
+    try:
+        return patch_runs(table, changed, rows, version)
+    except ValueError:  # ids that are not 12-byte run keys
+        return None
+
+
+def patch_runs(table: Any, changed: list, rows: list, version: Any) -> Any:
+    """A new RunTable: ``table`` without the rows of the runs ``changed`` (sorted
+    ids), with ``rows`` ((id, record, params) of those that exist, in key order)
+    in key order among the others."""
+    from .tables import RunTable, leaf_paths
+
+    old = runkeys.as_keys(table.raw_ids)
+    if not runkeys.strictly_sorted(old):
+        return None
+    ch = runkeys.as_keys(runkeys.encode_ids(changed))
+    at = np.searchsorted(old, ch)
+    known = at < len(old)
+    known[known] = old[at[known]] == ch[known]
+    keep = np.ones(len(old), dtype=bool)
+    keep[at[known]] = False
+    kept = np.flatnonzero(keep)
+    fresh_keys = runkeys.as_keys(runkeys.encode_ids([r[0] for r in rows]))
+    ins = np.searchsorted(old[kept], fresh_keys)
+    # New row -> row of (old rows, then fresh rows).
+    order = np.insert(kept, ins, table.n + np.arange(len(rows)))
+    fresh = RunTable(rows)
+    step = (_Order(order), fresh)
+
+    new = RunTable([], version, table.repo)
+    new._raw_ids = np.insert(old[kept], ins, fresh_keys).view(np.uint8)
+    new.n = len(order)
+    new.snapshotted = table.snapshotted
+    new._index = None
+    new._ids = _spliced(table._ids, fresh._ids, order)
+    new._records = _spliced(table._records, fresh._records, order)
+    new._params = _spliced(table._params, fresh._params, order)
+    entries: dict = {}
+    for key, entry in table._stored.items():
+        entries[key] = entry.then(step) if isinstance(entry, Patched) else Patched(entry, key, [step])
+    for key, col in table._cols.items():
+        if key[0] == "attr" and key[1] not in ("id", "duration"):
+            entries[key] = Patched(col, key, [step])
+        elif key[0] == "param":
+            entries[("param", tuple(map(str, key[1])))] = Patched(col, ("param", key[1]), [step])
+    if new._params is None:  # mapped columns: leaf paths of the older table, then the new ones
+        paths = list(table._paths or [])
+        seen = {tuple(map(str, p)) for p in paths}
+        for path in leaf_paths(fresh.params):
+            if tuple(map(str, path)) not in seen:
+                paths.append(path)
+                entries[("param", tuple(map(str, path)))] = Patched(table.n, ("param", path), [step])
+        new._paths = paths
+        new._paths_superset = True  # a superset (what no run has any more stays): exact when asked
+        for path in paths:  # the older table's paths as spelled (ints stay ints)
+            k = ("param", tuple(map(str, path)))
+            if k in entries:
+                entries[k].key = ("param", path)
+    else:
+        new._paths = None  # exact, from the spliced params, when asked
+    new._stored = entries
+    return new
+
+
+def _spliced(old: list | None, fresh: list | None, order: np.ndarray) -> list | None:
+    if old is None:
+        return None
+    both = old + fresh
+    return [both[i] for i in order.tolist()]
+
+
+class _Order:
+    """A row order kept as its runs of consecutive rows (a few per changed run, not
+    8 bytes per row): a long-lived process patches many times."""
+
+    __slots__ = ("starts", "lengths", "n")
+
+    def __init__(self, order: np.ndarray) -> None:
+        breaks = np.flatnonzero(np.diff(order) != 1) + 1 if len(order) else np.empty(0, np.int64)
+        first = np.concatenate([[0], breaks]).astype(np.int64) if len(order) else np.empty(0, np.int64)
+        self.starts = order[first] if len(order) else first
+        self.lengths = np.diff(np.append(first, len(order)))
+        self.n = len(order)
+
+    def array(self) -> np.ndarray:
+        offsets = np.cumsum(self.lengths) - self.lengths
+        return np.arange(self.n, dtype=np.int64) + np.repeat(self.starts - offsets, self.lengths)
+
+
+class Patched:
+    """A column of a refreshed run table, made when first used: the older column
+    (mapped from a snapshot, built, or absent: a row count) followed by the changed
+    runs' fresh rows, put in key order, once per refresh since."""
+
+    __slots__ = ("base", "key", "steps")
+
+    def __init__(self, base: Any, key: tuple, steps: list) -> None:
+        self.base, self.key, self.steps = base, key, steps
+
+    def then(self, step: tuple) -> Patched:
+        return Patched(self.base, self.key, self.steps + [step])
+
+    def column(self) -> Any:
+        """The column, or None when it cannot be told exactly (the caller builds it
+        from the records): a numeric column with a float whose every remaining
+        number is whole may have lost its last float with a changed run."""
+        from . import snapshot
+        from .vectors import Column
+
+        base = self.base
+        col = Column(base) if isinstance(base, int) else base if isinstance(base, Column) \
+            else snapshot.decode_column(base)
+        kind, arg = self.key
+        for order, fresh in self.steps:
+            part = fresh.attr(arg) if kind == "attr" else fresh.param(arg)
+            idx = order.array()
+            out = Column.concat(col, part).take(idx)
+            if col.num is not None and col.ints is None and (part.num is None or part.ints is not None):
+                kept = idx[idx < col.n]
+                if int(col.num_mask[kept].sum()) < int(col.num_mask.sum()):  # numbers were dropped
+                    nums = out.num[out.num_mask]
+                    if len(nums) and bool(np.all(nums == np.floor(nums))):
+                        return None  # was the last float among them (3.0 vs 3)? not known here
+            col = out
+        return col
+
+
+def exact_paths(table: Any, candidates: list) -> list:
+    """``leaf_paths`` of the table's params trees, from its columns: the candidate
+    paths some run has, ordered as a scan orders them (by the first run having the
+    path as a leaf, then by that run's tree walk). The params of those first runs
+    are read (a few); when a path's first run does not have it as a leaf (another
+    run has a dict or a list there), every tree is read, as before."""
+    from .tables import leaf_paths
+
+    firsts = []
+    for path in candidates:
+        present = table.param(path).present()
+        if present.any():
+            firsts.append((int(present.argmax()), path))
+    rows = sorted({r for r, _ in firsts})
+    repo = table.repo
+    raw = table.raw_ids
+    ids = [runkeys.decode_ids(raw[r * runkeys.KEY_BYTES:(r + 1) * runkeys.KEY_BYTES])[0] for r in rows]
+    trees = repo._params_of(ids) if rows and repo is not None else []
+    walk_pos = {}
+    for r, tree in zip(rows, trees):
+        for i, path in enumerate(leaf_paths([tree])):
+            walk_pos[r, tuple(map(str, path))] = i
+    if any((r, tuple(map(str, p))) not in walk_pos for r, p in firsts):
+        return leaf_paths(table.params)
+    firsts.sort(key=lambda rp: (rp[0], walk_pos[rp[0], tuple(map(str, rp[1]))]))
+    return [p for _, p in firsts]

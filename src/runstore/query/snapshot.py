@@ -271,11 +271,21 @@ def load_seqs(repo: Any, version: int) -> dict | None:
 def load_older_seqs(repo: Any, version: int) -> tuple[int, dict] | None:
     """(version, data) of the newest readable seqs half older than ``version`` (of
     the same data file), for an incremental refresh; None when there is none."""
+    return _load_older(repo, "seqs", version, load_seqs)
+
+
+def load_older_runs(repo: Any, version: int) -> tuple[int, tuple] | None:
+    """(version, what load_runs gives) of the newest readable runs half older than
+    ``version``, for an incremental refresh; None when there is none."""
+    return _load_older(repo, "runs", version, load_runs)
+
+
+def _load_older(repo: Any, half: str, version: int, load: Any) -> tuple[int, Any] | None:
     ino = _identity(repo)
     root = Path(repo.path) / DIRNAME
     if ino is None:
         return None
-    prefix = f"seqs-{ino}-"
+    prefix = f"{half}-{ino}-"
     try:
         names = [p.name for p in root.iterdir() if p.name.startswith(prefix)]
     except OSError:
@@ -283,7 +293,7 @@ def load_older_seqs(repo: Any, version: int) -> tuple[int, dict] | None:
     found = sorted((int(n[len(prefix):]) for n in names if n[len(prefix):].isdigit()), reverse=True)
     for v in found:
         if v < version:
-            data = load_seqs(repo, v)
+            data = load(repo, v)
             if data is not None:
                 return v, data
     return None

@@ -115,6 +115,7 @@ class RunTable:
         self._cols: dict = {}
         self._paths: list | None = None
         self._stored: dict = {}  # columns of the persisted snapshot, decoded on first use
+        self._paths_superset = False  # _paths may hold paths no run has (after a refresh)
         self.snapshotted = False
 
     @classmethod
@@ -191,8 +192,9 @@ class RunTable:
         key = ("attr", name)
         col = self._cols.get(key)
         if col is None:
-            stored = self._stored.get(key)
-            col = _snapshot().decode_column(stored) if stored is not None else self._build_attr(name)
+            col = self._stored_column(key)
+            if col is None:
+                col = self._build_attr(name)
             if name != "duration":  # a running run's duration grows: recomputed per query
                 self._cols[key] = col
         return col
@@ -250,9 +252,12 @@ class RunTable:
         key = ("param", path)
         col = self._cols.get(key)
         if col is None and self._stored:
-            stored = self._stored.get(("param", tuple(map(str, path))))
-            if stored is not None:
-                col = self._cols[key] = _snapshot().decode_column(stored)
+            skey = ("param", tuple(map(str, path)))
+            col = self._stored_column(skey)
+            if col is not None:
+                self._cols[key] = col
+            elif skey in self._stored:
+                pass  # a refreshed column that cannot be told exactly: built from the params below
             elif path and self._params is None and _snapshot().missing_param(self._paths or [], path):
                 col = self._cols[key] = Column(self.n)  # no run has it: no need to decode every params tree
         if col is None:
@@ -266,9 +271,24 @@ class RunTable:
             self._cols[key] = col
         return col
 
+    def _stored_column(self, key: tuple) -> Column | None:
+        """A column of the persisted snapshot (decoded now), or of an older table
+        patched by a refresh (query/refresh.py); None when there is none."""
+        entry = self._stored.get(key)
+        if entry is None:
+            return None
+        if type(entry) is tuple:
+            return _snapshot().decode_column(entry)
+        return entry.column()
+
     def param_paths(self) -> list[tuple]:
         if self._paths is None:
             self._paths = leaf_paths(self.params)
+        elif self._paths_superset:
+            from .refresh import exact_paths
+
+            self._paths = exact_paths(self, self._paths)
+            self._paths_superset = False
         return self._paths
 
     def has_param(self, path: tuple) -> bool:
@@ -586,8 +606,23 @@ class ColumnCache:
                 if stored is not None:
                     self._runs = RunTable.from_snapshot(*stored, runs_version, repo)
                 else:
-                    with gc_paused():
-                        self._runs = RunTable(repo._scan_runs(), runs_version, repo)
+                    # The run table of an older version (this process's, else the newest
+                    # persisted half) is patched with the runs changed since.
+                    older = self._runs
+                    if older is None and snap is not None:
+                        found = snap.load_older_runs(repo, runs_version)
+                        older = RunTable.from_snapshot(*found[1], found[0], repo) if found is not None else None
+                    patched = None
+                    if older is not None:
+                        from .refresh import refresh_runs
+
+                        with gc_paused():
+                            patched = refresh_runs(repo, older)
+                    if patched is not None:
+                        self._runs = patched
+                    else:
+                        with gc_paused():
+                            self._runs = RunTable(repo._scan_runs(), runs_version, repo)
                     if snap is not None and snap.writable(repo):
                         snap.schedule(snap.save_runs, repo, self._runs)
             if not need_seqs:

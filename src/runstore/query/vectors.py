@@ -211,6 +211,57 @@ class Column:
             out.none_mask = self.none_mask[idx]
         return out
 
+    @staticmethod
+    def concat(a: Column, b: Column) -> Column:
+        """The rows of ``a`` then the rows of ``b`` (kinds merged; the string
+        categories of both, sorted, with ``a``'s codes shifted where ``b`` adds one)."""
+        out = Column(a.n + b.n)
+
+        def both(x: Any, y: Any, fill: Any, dtype: Any) -> np.ndarray:
+            x = np.full(a.n, fill, dtype=dtype) if x is None else x
+            y = np.full(b.n, fill, dtype=dtype) if y is None else y
+            return np.concatenate([x, y])
+
+        if a.num is not None or b.num is not None:
+            out.num = both(a.num, b.num, np.nan, np.float64)
+            out.num_mask = both(a.num_mask, b.num_mask, False, bool)
+            # Exact ints only when every number of both is an int (as from_values decides).
+            if (a.num is None or a.ints is not None) and (b.num is None or b.ints is not None):
+                out.ints = both(a.ints, b.ints, 0, np.int64)
+        if a.codes is not None or b.codes is not None:
+            ca = [] if a.cats is None else a.cats
+            cb = [] if b.cats is None else b.cats
+            index = a.cat_index() if a.codes is not None else {}
+            added = sorted({c for c in cb if c not in index})
+            if added:  # a's codes move up by the number of new categories sorting before them
+                at = np.searchsorted(np.array(ca, dtype=object), np.array(added, dtype=object)) if len(ca) \
+                    else np.zeros(len(added), dtype=np.int64)
+                cats = np.insert(np.array(ca, dtype=object), at, np.array(added, dtype=object))
+                shift = np.searchsorted(at, np.arange(len(ca)), side="right").astype(np.int32)
+            else:
+                cats, shift = (a.cats if a.codes is not None else np.empty(0, dtype=object)), None
+            codes_a = np.full(a.n, -1, np.int32) if a.codes is None else a.codes
+            if shift is not None and a.codes is not None:
+                codes_a = np.where(codes_a >= 0, codes_a + shift[np.maximum(codes_a, 0)], -1).astype(np.int32)
+            full_index = {c: i for i, c in enumerate(cats)} if added else index
+            if b.codes is not None:
+                remap = np.array([full_index[c] for c in cb] + [-1], dtype=np.int32)
+                codes_b = remap[b.codes]  # -1 (not a string) picks the trailing -1
+            else:
+                codes_b = np.full(b.n, -1, np.int32)
+            out.codes = np.concatenate([codes_a, codes_b])
+            out.cats = cats if isinstance(cats, np.ndarray) else np.array(cats, dtype=object)
+            out._cat_index = full_index
+        if a.bools is not None or b.bools is not None:
+            out.bools = both(a.bools, b.bools, False, bool)
+            out.bool_mask = both(a.bool_mask, b.bool_mask, False, bool)
+        if a.obj is not None or b.obj is not None:
+            out.obj = both(a.obj, b.obj, None, object)
+            out.obj_mask = both(a.obj_mask, b.obj_mask, False, bool)
+        if a.none_mask is not None or b.none_mask is not None:
+            out.none_mask = both(a.none_mask, b.none_mask, False, bool)
+        return out
+
     def pad(self, extra: int) -> Column:
         """This column followed by ``extra`` missing rows."""
         if extra == 0:

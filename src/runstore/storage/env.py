@@ -58,6 +58,18 @@ SEQ_AT = b"seqat:"
 SEQ_CHANGED = b"seqchg:"
 SEQS_LOGGED_UPTO = b"seqs_logged_upto"
 SEQS_CHAIN_START = b"seqs_chain_start"
+# The same for the runs version (records and params: create, resume, status, tags,
+# params, delete), so the run columns re-read only the runs changed since:
+#   runat:<run key>, runchg:<u64 version><run key>, runs_logged_upto, runs_chain_start
+RUN_AT = b"runat:"
+RUN_CHANGED = b"runchg:"
+RUNS_LOGGED_UPTO = b"runs_logged_upto"
+RUNS_CHAIN_START = b"runs_chain_start"
+# counter -> (per-run key prefix, by-version prefix, logged-upto key, chain-start key)
+CHANGE_INDEX = {
+    SEQS_VERSION: (SEQ_AT, SEQ_CHANGED, SEQS_LOGGED_UPTO, SEQS_CHAIN_START),
+    RUNS_VERSION: (RUN_AT, RUN_CHANGED, RUNS_LOGGED_UPTO, RUNS_CHAIN_START),
+}
 FORMAT_KEY = b"format"
 
 _MAX_READERS = 2046
@@ -591,29 +603,32 @@ class Environment:
 
     # -- versions -------------------------------------------------------------
     def bump(self, txn, key: bytes, runs: Any = None) -> None:
-        """Grow a version counter in ``txn``. For SEQS_VERSION, ``runs`` (12-byte run
-        keys) names the runs whose sequences changed; they are indexed (two small puts
-        per run, at most one per run and version) so a reader can ask which runs changed
-        since a version. A bump that names no runs breaks the chain of named bumps
-        (see SEQS_CHAIN_START): readers then re-read everything, never a stale answer."""
+        """Grow a version counter in ``txn``. For SEQS_VERSION and RUNS_VERSION, ``runs``
+        (12-byte run keys) names the runs whose sequences (records, params) changed; they
+        are indexed (two small puts per run, at most one per run and version) so a reader
+        can ask which runs changed since a version. A bump that names no runs breaks the
+        chain of named bumps (see SEQS_CHAIN_START): readers then re-read everything,
+        never a stale answer."""
         meta = self.dbs["meta"]
         raw = txn.get(key, db=meta)
         version = (_U64.unpack(raw)[0] if raw else 0) + 1
         packed = _U64.pack(version)
         txn.put(key, packed, db=meta)
-        if key != SEQS_VERSION or runs is None:
+        index = CHANGE_INDEX.get(key)
+        if index is None or runs is None:
             return
-        upto = txn.get(SEQS_LOGGED_UPTO, db=meta)
+        run_at, changed, logged_upto, chain_start = index
+        upto = txn.get(logged_upto, db=meta)
         if upto is None or _U64.unpack(upto)[0] != version - 1:
-            txn.put(SEQS_CHAIN_START, packed, db=meta)
-        txn.put(SEQS_LOGGED_UPTO, packed, db=meta)
+            txn.put(chain_start, packed, db=meta)
+        txn.put(logged_upto, packed, db=meta)
         for run in runs:
-            at = SEQ_AT + run
+            at = run_at + run
             old = txn.get(at, db=meta)
             if old is not None:
-                txn.delete(SEQ_CHANGED + bytes(old) + run, db=meta)
+                txn.delete(changed + bytes(old) + run, db=meta)
             txn.put(at, packed, db=meta)
-            txn.put(SEQ_CHANGED + packed + run, b"", db=meta)
+            txn.put(changed + packed + run, b"", db=meta)
 
     def versions(self) -> tuple[int, int]:
         with self.read() as txn:

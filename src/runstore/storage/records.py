@@ -9,7 +9,7 @@ import msgpack
 
 from . import blocks as _blocks
 from . import prefetch as _prefetch
-from .env import _U64, RUNS_VERSION, SEQ_CHANGED, SEQS_CHAIN_START, SEQS_LOGGED_UPTO, SEQS_VERSION, Environment
+from .env import _U64, CHANGE_INDEX, RUNS_VERSION, SEQS_VERSION, Environment
 from .keys import RUN_ID_BYTES, block_key, block_no_of, run_id_of, run_key, seq_id_of, seq_key
 
 pack = msgpack.Packer(use_bin_type=True).pack
@@ -26,8 +26,9 @@ def get_record(env: Environment, txn, run_id: str) -> dict | None:
 
 
 def put_record(env: Environment, txn, run_id: str, record: dict) -> None:
-    txn.put(run_key(run_id), pack(record), db=env.dbs["runs"])
-    env.bump(txn, RUNS_VERSION)
+    key = run_key(run_id)
+    txn.put(key, pack(record), db=env.dbs["runs"])
+    env.bump(txn, RUNS_VERSION, (key,))
 
 
 def get_params(env: Environment, txn, run_id: str) -> dict:
@@ -36,8 +37,9 @@ def get_params(env: Environment, txn, run_id: str) -> dict:
 
 
 def put_params(env: Environment, txn, run_id: str, params: dict) -> None:
-    txn.put(run_key(run_id), pack(params), db=env.dbs["params"])
-    env.bump(txn, RUNS_VERSION)
+    key = run_key(run_id)
+    txn.put(key, pack(params), db=env.dbs["params"])
+    env.bump(txn, RUNS_VERSION, (key,))
 
 
 def scan_runs(env: Environment, txn) -> list[tuple[str, dict, dict]]:
@@ -65,7 +67,7 @@ def delete_run(env: Environment, txn, run_id: str) -> bool:
     txn.delete(LEASE_PREFIX + key, db=env.dbs["meta"])
     for db in ("seqs", "blocks"):
         _delete_prefix(txn, env.dbs[db], key)
-    env.bump(txn, RUNS_VERSION)
+    env.bump(txn, RUNS_VERSION, (key,))
     env.bump(txn, SEQS_VERSION, (key,))  # its rows leave the query columns
     return found
 
@@ -181,24 +183,35 @@ def sequences_changed_since(env: Environment, txn, version: int) -> tuple[int, l
     ``version``, in key order) from the change index, or None when that cannot be
     told (a change after ``version`` was committed without naming its runs, or by a
     runstore older than the index)."""
+    return changed_since(env, txn, SEQS_VERSION, version)
+
+
+def runs_changed_since(env: Environment, txn, version: int) -> tuple[int, list[str]] | None:
+    """The same for the runs version: runs whose record or params changed (or that
+    were created or deleted) after ``version``."""
+    return changed_since(env, txn, RUNS_VERSION, version)
+
+
+def changed_since(env: Environment, txn, counter: bytes, version: int) -> tuple[int, list[str]] | None:
     meta = env.dbs["meta"]
-    raw = txn.get(SEQS_VERSION, db=meta)
+    _, changed_prefix, logged_upto, chain_start = CHANGE_INDEX[counter]
+    raw = txn.get(counter, db=meta)
     current = _U64.unpack(raw)[0] if raw else 0
     if current < version:
         return None
     if current > version:
         # Every bump after ``version`` must be in one unbroken chain of named bumps.
-        upto, start = txn.get(SEQS_LOGGED_UPTO, db=meta), txn.get(SEQS_CHAIN_START, db=meta)
+        upto, start = txn.get(logged_upto, db=meta), txn.get(chain_start, db=meta)
         if upto is None or start is None or _U64.unpack(upto)[0] != current \
                 or _U64.unpack(start)[0] > version + 1:
             return None
     changed = []
     if current > version:
         cur = txn.cursor(db=meta)
-        n = len(SEQ_CHANGED)
-        if cur.set_range(SEQ_CHANGED + _U64.pack(version + 1)):
+        n = len(changed_prefix)
+        if cur.set_range(changed_prefix + _U64.pack(version + 1)):
             for key in cur.iternext(values=False):
-                if bytes(key[:n]) != SEQ_CHANGED:
+                if bytes(key[:n]) != changed_prefix:
                     break
                 changed.append(bytes(key[n + 8:]).hex())
     return current, sorted(changed)

@@ -374,6 +374,30 @@ class Repo:
                 rows.extend(_rec.scan_sequences(env, txn, run_id))
         return current, changed, rows
 
+    def _runs_since(self, version: int) -> tuple[int, list[str], list[tuple[str, dict, dict]]] | None:
+        """(current runs version, ids of the runs whose record or params changed after
+        ``version`` (created, deleted too), (run id, record, params) of those that
+        exist), read in one transaction; None when the change index cannot tell.
+        Lets the run columns refresh incrementally."""
+        env = self._env
+        with gc_paused(), env.read() as txn:
+            found = _rec.runs_changed_since(env, txn, version)
+            if found is None:
+                return None
+            current, changed = found
+            rows = []
+            for run_id in changed:
+                record = _rec.get_record(env, txn, run_id)
+                if record is not None:
+                    rows.append((run_id, record, _rec.get_params(env, txn, run_id)))
+        return current, changed, rows
+
+    def _params_of(self, run_ids: list[str]) -> list[dict]:
+        """The stored params of each run ({} when it has none or is gone), one read."""
+        env = self._env
+        with env.read() as txn:
+            return [_rec.get_params(env, txn, run_id) for run_id in run_ids]
+
     def _read_sequence(self, run_id: str, seq_id: int) -> tuple:
         return self._read_sequences([(run_id, seq_id)])[0]
 
