@@ -22,11 +22,13 @@ in the same process or against a stated floor:
             first queries (summary columns refreshed incrementally) beside the
             same with ``RUNSTORE_QUERY_SNAPSHOT=0`` (a full scan), interleaved;
             and when those runs were also resumed (records changed: the runs
-            half is rescanned, it has no incremental refresh).
+            half is refreshed incrementally too).
 - million:  1,000,000 runs x 1 metric x 10 steps (built once under DIR through
             tracking/replica.py, the write path of the server and of merge: 5,000
             runs per transaction): a fresh process's first param query and first
-            summary query (target <= 500 ms), warm (<= 5 ms), RSS (<= 1 GB).
+            summary query (target <= 500 ms), warm (<= 5 ms), RSS (<= 1 GB); then
+            per repeat 100 random runs are resumed and track a point, and a fresh
+            process's first queries are timed (both halves refreshed incrementally).
 - build:    BUILD runs (default 100,000; --quick 1,000) x 10 steps x 1 metric,
             each closed, in a fresh process per repeat: ms per run (target
             <= 0.5 ms) and write transactions (fsync'd commits) per run (target 1),
