@@ -233,3 +233,33 @@ def test_export_groups_rows_by_run_codes():
                    pa.chunked_array([pa.array(ids)])):
         codes, names = _run_codes(column)
         assert [names[c] for c in codes.tolist()] == ids
+
+
+def test_export_writes_over_threads_in_order_and_stops_at_an_error(repo, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from runstore import export as E
+
+    progress = []
+    res = E.export(repo, tmp_path / "a", "seq.type == 'float'", on_progress=lambda d, t: progress.append((d, t)))
+    n = len(repo.runs())
+    assert res.runs == n and progress == [(i, n) for i in range(1, n + 1)]
+    monkeypatch.setattr(E, "_WRITERS", 1)
+    E.export(repo, tmp_path / "b", "seq.type == 'float'")
+    files = sorted((tmp_path / "a" / "sequences").glob("*/*"))
+    assert len(files) == n
+    for f in files:
+        other = tmp_path / "b" / f.relative_to(tmp_path / "a")
+        assert f.read_bytes() == other.read_bytes()  # the same table written (NaN epochs: no equals)
+    monkeypatch.setattr(E, "_WRITERS", 2)
+    real, calls = pq.write_table, []
+
+    def failing(table, path, **kw):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(table, path, **kw)
+
+    monkeypatch.setattr(pq, "write_table", failing)
+    with pytest.raises(OSError, match="disk full"):
+        E.export(repo, tmp_path / "c", "seq.type == 'float'")
