@@ -65,7 +65,10 @@ def read_columns(env: Any, txn: Any, keys: list[tuple[str, int]]) -> tuple[_b.Co
             else:
                 firsts.append(None)
     more: dict[int, list] = {}
-    lens = np.fromiter((0 if r is None else len(r) for r in firsts), np.int64, len(firsts))
+    if len(found) == len(first):
+        lens = np.fromiter(map(len, firsts), np.int64, len(firsts))
+    else:
+        lens = np.fromiter((0 if r is None else len(r) for r in firsts), np.int64, len(firsts))
     for i in np.flatnonzero(lens >= _FULL_BYTES).tolist():
         if _b._header(firsts[i])[1] >= _b.CAPACITY:
             run, sid = bytes.fromhex(keys[i][0]), int(keys[i][1])
@@ -96,12 +99,13 @@ def read_columns(env: Any, txn: Any, keys: list[tuple[str, int]]) -> tuple[_b.Co
 
 def _block0_keys(keys: list[tuple[str, int]]) -> list[bytes]:
     """The key of block 0 of every (run id, seq id), built in a few vectorised steps."""
-    runs = bytes.fromhex("".join(k[0] for k in keys))
+    run_ids, seq_ids = zip(*keys)
+    runs = bytes.fromhex("".join(run_ids))
     if len(runs) != RUN_ID_BYTES * len(keys):
         raise ValueError("read_columns takes 24-hex-digit run ids")
     table = np.empty(len(keys), dtype=[("run", f"V{RUN_ID_BYTES}"), ("seq", ">u4"), ("block", ">u4")])
     table["run"] = np.frombuffer(runs, f"V{RUN_ID_BYTES}")
-    table["seq"] = np.fromiter((k[1] for k in keys), np.int64, len(keys))
+    table["seq"] = np.array(seq_ids, np.int64)
     table["block"] = 0
     flat = table.tobytes()
     width = table.dtype.itemsize
