@@ -89,7 +89,10 @@ def read_columns(env: Any, txn: Any, keys: list[tuple[str, int]]) -> tuple[_b.Co
     else:
         raws = [r for r in firsts if r is not None]
         nblocks = (lens > 0).astype(np.int64)
-    cols, counts = decode_blocks(raws)
+    # Threads for two sequences or more, as the per-sequence reads had them (one
+    # transaction per thread): on this shared 2-core machine a single sequence read
+    # over two threads measured slower than one (the other core was busy).
+    cols, counts = decode_blocks(raws, parallel=len(keys) > 1)
     by_block = np.zeros(len(raws) + 1, np.int64)
     np.cumsum(counts, out=by_block[1:])
     seq_first = np.zeros(len(keys) + 1, np.int64)
@@ -133,9 +136,10 @@ def _walk(cur: Any, start: bytes, prefix: bytes) -> list:
 
 
 # -- decoding ------------------------------------------------------------------------
-def decode_blocks(raws: list) -> tuple[_b.Columns, np.ndarray]:
+def decode_blocks(raws: list, parallel: bool = True) -> tuple[_b.Columns, np.ndarray]:
     """Decode consecutive blocks (of any sequences) into four columns allocated once,
-    and the number of points of each block."""
+    and the number of points of each block. ``parallel``: long blocks holding
+    ``PARALLEL_POINTS`` or more may be copied over threads."""
     nb = len(raws)
     lens = np.fromiter(map(len, raws), np.int64, nb)
     small = np.flatnonzero(lens < SMALL_BYTES)
@@ -164,11 +168,19 @@ def decode_blocks(raws: list) -> tuple[_b.Columns, np.ndarray]:
     at_big = at[big].tolist()
     jobs = [(raws[i], *headers[i], cols, a) for i, a in zip(big, at_big)]
     threads = min(THREADS, os.cpu_count() or 1)
-    if threads > 1 and int(counts[big].sum()) >= PARALLEL_POINTS:
+    if parallel and threads > 1 and int(counts[big].sum()) >= PARALLEL_POINTS:
         from concurrent.futures import ThreadPoolExecutor
 
+        def run(part: list) -> None:
+            for job in part:
+                _b._decode_into(*job)
+
+        # One contiguous share of the blocks per thread (a future per block would cost
+        # more than the copy of a block), split by points.
+        cut = np.searchsorted(np.cumsum(counts[big]), np.arange(1, threads) * int(counts[big].sum()) / threads)
+        shares = np.split(np.arange(len(jobs)), cut)
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda job: _b._decode_into(*job), jobs, chunksize=max(1, len(jobs) // (4 * threads))))
+            list(pool.map(run, [[jobs[i] for i in share.tolist()] for share in shares]))
     else:
         for job in jobs:
             _b._decode_into(*job)
