@@ -139,10 +139,13 @@ class SequenceCollection:
         The arrays of all sequences are slices (views) of four arrays read at once."""
         (steps, values, epochs, times), offsets = self._read()
         bounds = offsets.tolist()
+        base = self._seqs.base
+        d, rows, run_keys, names, ctxs = base.data, self._base_rows, base.run_keys, base.names, base.ctx_values
+        codes = zip(d["run_of"][rows].tolist(), d["name_of"][rows].tolist(), d["ctx_of"][rows].tolist())
         with gc_paused():  # a dict per sequence: no cyclic garbage, but full collections
-            return [{"run_id": run_id, "name": name, "context": ctx, "steps": steps[lo:hi], "values": values[lo:hi],
-                 "epochs": epochs[lo:hi], "timestamps": times[lo:hi]}
-                    for (run_id, name, ctx), lo, hi in zip(self.keys, bounds, bounds[1:])]
+            return [{"run_id": run_keys[r], "name": names[n], "context": ctxs[c] or {}, "steps": steps[lo:hi],
+                     "values": values[lo:hi], "epochs": epochs[lo:hi], "timestamps": times[lo:hi]}
+                    for (r, n, c), lo, hi in zip(codes, bounds, bounds[1:])]
 
     def to_arrow(self) -> Any:
         """Long form: run_id, name, ``context.<key>`` columns, step, value, epoch, timestamp.
