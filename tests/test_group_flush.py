@@ -64,10 +64,10 @@ def test_one_bad_sequence_or_deleted_run_does_not_hold_back_the_others(tmp_path,
     poisoned.track(2.0, name="bad")
     real = Sequence._prepare
 
-    def prepare(self, env, txn):
+    def prepare(self, env, txn, *args):
         if self.name == "bad":
             raise ValueError("cannot encode")
-        return real(self, env, txn)
+        return real(self, env, txn, *args)
 
     monkeypatch.setattr(Sequence, "_prepare", prepare)
     env = repo._env

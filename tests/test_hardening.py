@@ -464,10 +464,10 @@ def test_a_sequence_that_cannot_be_stored_does_not_block_the_others(repo, monkey
     bad = run._seqs["bad", None]
     original = type(bad)._prepare
 
-    def exploding(self, env, txn):
+    def exploding(self, env, txn, *args):
         if self is bad:
             raise ValueError("cannot encode")
-        return original(self, env, txn)
+        return original(self, env, txn, *args)
 
     monkeypatch.setattr(type(bad), "_prepare", exploding)
     with pytest.warns(RuntimeWarning, match="'bad'"):

@@ -177,43 +177,66 @@ def _write_group(env: Any, runs: list["Run"], status: str | None = None) -> list
                 work.append((run, dirty, also))
         if not work and not env.has_deferred():  # a new run's creation is written by this flush
             return []
+        done: list = []
+        first = True
+        while first or work:
+            # One transaction of at most TXN_BLOCKS blocks for the whole group; runs with
+            # more points go on in the next one (their closing in the last).
+            work = _write_step(env, work, status, done)
+            first = False
+        return done
+    finally:
+        for run in held:
+            run._lock.release()
 
-        def write(isolate: bool) -> list:
-            return env.write(lambda txn: [r._write_in(env, txn, d, a, isolate) for r, d, a in work])
 
+def _write_step(env: Any, work: list, status: str | None, done: list) -> list:
+    """One transaction of a group flush: adds the runs finished to ``done``; returns
+    the work left for the next (runs with more than a transaction's worth of blocks)."""
+    from .run import _unfinished
+    from .sequence import Budget
+
+    def write(isolate: bool) -> list:
+        def write_in(txn) -> list:
+            budget = Budget()  # one per transaction (env.write may run this twice), shared by its runs
+            return [r._write_in(env, txn, d, a, isolate, budget) for r, d, a in work]
+
+        return env.write(write_in)
+
+    try:
+        outcomes = write(False)
+    except (RepositoryError, lmdb.Error) as exc:  # the storage itself: every run keeps its points
+        for run, _, _ in work:
+            run._flush_error = exc
+        if status is not None:
+            raise
+        return []
+    except Exception:
+        # A sequence that cannot be encoded (or a record change that fails): each
+        # sequence in a nested transaction, so every other one is committed.
         try:
-            outcomes = write(False)
-        except (RepositoryError, lmdb.Error) as exc:  # the storage itself: every run keeps its points
+            outcomes = write(True)
+        except Exception as exc:
             for run, _, _ in work:
                 run._flush_error = exc
             if status is not None:
                 raise
             return []
-        except Exception:
-            # A sequence that cannot be encoded (or a record change that fails): each
-            # sequence in a nested transaction, so every other one is committed.
-            try:
-                outcomes = write(True)
-            except Exception as exc:
-                for run, _, _ in work:
-                    run._flush_error = exc
-                if status is not None:
-                    raise
-                return []
-        done = []
-        for (run, dirty, also), outcome in zip(work, outcomes):
-            try:
-                result = run._after_commit(dirty, outcome)
-            except RunstoreError as exc:  # the writer lost its run (taken over, deleted)
-                run._flush_error = exc
-                continue
-            if also is not None:
-                run._closed(result)
-            done.append(run)
-        return done
-    finally:
-        for run in held:
-            run._lock.release()
+    left = []
+    for (run, dirty, also), outcome in zip(work, outcomes):
+        try:
+            result = run._after_commit(dirty, outcome)
+        except RunstoreError as exc:  # the writer lost its run (taken over, deleted)
+            run._flush_error = exc
+            continue
+        rest = _unfinished(dirty, outcome)
+        if rest:
+            left.append((run, rest, also))
+            continue
+        if also is not None:
+            run._closed(result)
+        done.append(run)
+    return left
 
 
 def _finish_all(status: str) -> None:

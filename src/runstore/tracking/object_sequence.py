@@ -192,9 +192,12 @@ class ObjectSequence(Sequence):
             obj._figure = obj._pixels = obj._values = obj._samples = None  # drop the inputs' copies
             self._pending.append((step, epoch, t, meta, blobs))
 
-    def _prepare(self, env, txn) -> tuple | None:
+    def _prepare(self, env, txn, budget: Any = None, taken: int | None = None) -> tuple | None:
+        # Written whole whatever the budget (issue 22's bound is for numeric blocks:
+        # an object block holds 64 points' metadata, the payloads are blobs).
         summary = self._summary
-        taken = len(self._pending)
+        if taken is None:
+            taken = len(self._pending)
         if not taken:
             return None
         rows = self._pending[:taken]

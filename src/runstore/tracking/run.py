@@ -37,7 +37,7 @@ from ..errors import (
 )
 from .object_sequence import track_object as _track_object
 from .objects import TrackedObject
-from .sequence import Sequence, _ClosedBuffer
+from .sequence import Budget, Sequence, _ClosedBuffer
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -530,20 +530,28 @@ class Run:
         env = self.repo._env
         if not dirty and also is None and not self._beat_due() and not env.is_deferred(id(self)):
             return None
-        try:
-            outcome = env.write(lambda txn: self._write_in(env, txn, dirty, also))
-        except (RunstoreError, lmdb.Error):
-            raise
-        except Exception:
-            # One sequence could not be encoded (validation at track() should make
-            # this impossible; this is the second line of defence): commit every
-            # other sequence, and the run's record change, without it.
-            outcome = env.write(lambda txn: self._write_in(env, txn, dirty, also, isolate=True))
-        return self._after_commit(dirty, outcome)
+        while True:
+            # At most TXN_BLOCKS blocks per transaction (_write_in): a big flush is a
+            # series of bounded commits, the closing record change in the last one.
+            try:
+                outcome = env.write(lambda txn: self._write_in(env, txn, dirty, also))
+            except (RunstoreError, lmdb.Error):
+                raise
+            except Exception:
+                # One sequence could not be encoded (validation at track() should make
+                # this impossible; this is the second line of defence): commit every
+                # other sequence, and the run's record change, without it.
+                outcome = env.write(lambda txn: self._write_in(env, txn, dirty, also, isolate=True))
+            result = self._after_commit(dirty, outcome)
+            dirty = _unfinished(dirty, outcome)
+            if not dirty:
+                return result
 
     # The three steps of a flush, also used by the flush thread to write every due
     # run of a repository in one transaction (runstore.tracking.lifecycle). The caller holds
-    # the run's lock from _take_dirty to _after_commit.
+    # the run's lock from _take_dirty to _after_commit. A flush with more than a
+    # transaction's worth of blocks calls _write_in/_after_commit again for the
+    # sequences _unfinished returns.
     def _take_dirty(self) -> list[Sequence]:
         """Sequences with points to write (moved out of the hot buffers)."""
         dirty = []
@@ -557,21 +565,27 @@ class Run:
         """Whether an idle run should still write a heartbeat into its lease."""
         return _monotonic() - self._last_beat >= self._lease["stale"] / 4
 
-    def _write_in(self, env, txn, dirty: list, also: Callable[[Any], Any] | None, isolate: bool = False) -> tuple:
+    def _write_in(self, env, txn, dirty: list, also: Callable[[Any], Any] | None, isolate: bool = False,
+                  budget: Budget | None = None) -> tuple:
         """Write into ``txn`` (nothing in memory changes: ``work`` may run twice);
-        returns (states, result of ``also``, failed sequences, why the writer lost the run)."""
+        returns (states, result of ``also``, failed sequences, why the writer lost the
+        run, whether every pending point is written). At most ``budget`` blocks (a
+        transaction's worth, TXN_BLOCKS, by default) are put; ``also`` (closing) runs
+        only in the transaction that writes the last points."""
         lost = self._check_lease(env, txn)
         if lost is not None:
-            return None, None, [], lost
+            return None, None, [], lost, True
         failed: list = []
+        if budget is None:
+            budget = Budget()
         if not isolate:
-            states = [seq._prepare(env, txn) for seq in dirty]
+            states = [seq._prepare(env, txn, budget) for seq in dirty]
         else:  # each sequence in a nested transaction of its own
             states = []
             for seq in dirty:
                 child = env.lmdb.begin(write=True, parent=txn)
                 try:
-                    states.append(seq._prepare(env, child))
+                    states.append(seq._prepare(env, child, budget))
                     child.commit()
                 except lmdb.Error:
                     child.abort()
@@ -582,7 +596,8 @@ class Run:
                     failed.append((seq, exc))
         if dirty:
             env.bump(txn, SEQS_VERSION, (run_key(self._id),))
-        return states, (also(txn) if also is not None else None), failed, None
+        done = all(getattr(state, "done", True) for state in states)
+        return states, (also(txn) if also is not None and done else None), failed, None, done
 
     def _check_lease(self, env, txn) -> Exception | None:
         """Write the heartbeat if the lease is still this writer's; else say why not."""
@@ -603,7 +618,7 @@ class Run:
         )
 
     def _after_commit(self, dirty: list, outcome: tuple) -> Any:
-        states, result, failed, lost = outcome
+        states, result, failed, lost, _ = outcome
         if lost is not None:
             self._stop(lost)
             raise type(lost)(str(lost))
@@ -1110,6 +1125,13 @@ class Run:
 
     def __hash__(self) -> int:
         return hash(self._id)
+
+
+def _unfinished(dirty: list, outcome: tuple) -> list:
+    """The sequences of ``dirty`` with pending points the transaction's budget left over."""
+    if outcome[3] is not None or outcome[4]:
+        return []
+    return [seq for seq, state in zip(dirty, outcome[0]) if not getattr(state, "done", True)]
 
 
 class _StoppedBuffer(_ClosedBuffer):

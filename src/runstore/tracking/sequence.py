@@ -188,13 +188,22 @@ class Sequence:
             self._pending.append(Columns(np.array(steps, dtype=np.int64), None,
                                          np.array(values, dtype=np.float64), epochs, times))
 
-    def _prepare(self, env, txn) -> tuple | None:
+    def _prepare(self, env, txn, budget: "Budget | None" = None, taken: int | None = None) -> tuple | None:
         """Write this sequence's pending points into ``txn``; return the state to
-        adopt once the transaction commits (nothing in memory changes here)."""
+        adopt once the transaction commits (nothing in memory changes here).
+
+        ``taken``: how many pending items this flush writes (default: all). ``budget``:
+        the blocks this transaction may still put (issue 22, target 8: a flush of
+        100 M points was one transaction holding 900 MB of dirty pages); when it runs
+        out the state says how far this transaction got (:class:`Written`), and the
+        flush writes the rest in its next transaction."""
         summary = self._summary
-        taken = len(self._pending)
+        if taken is None:
+            taken = len(self._pending)
         if not taken:
             return None
+        if budget is not None and budget.left <= 0:
+            return Written(summary, self._tail, 0, 0, False)
         pending = self._pending[:taken]
         if any(type(p) is Columns for p in pending):
             # track_many's (or the server's) columns, with any track() rows among them
@@ -234,6 +243,10 @@ class Sequence:
         block = tail
         done = 0
         while done < count:
+            if budget is not None:
+                if budget.left <= 0:
+                    break  # every block put so far is whole: the tail is empty
+                budget.left -= 1
             k = min(cap - old if block_no == first_block else cap, count - done)
             new = [r.take(k) for r in readers]
             if done == 0:
@@ -262,7 +275,7 @@ class Sequence:
         if summary["count"] == 0:
             new["first_step"] = first_step
             new["first_ts"] = first_ts
-        new["count"] = summary["count"] + count
+        new["count"] = summary["count"] + done
         new["last_step"] = last_step
         new["last"] = float(block[1][-1])
         new["last_ts"] = float(block[3][-1])
@@ -270,11 +283,18 @@ class Sequence:
             new["min"] = lo if summary["min"] is None else min(summary["min"], lo)
             new["max"] = hi if summary["max"] is None else max(summary["max"], hi)
         _rec.put_sequence(env, txn, self.run.id, self._id, {"name": self.name, "context": self.context, **new})
-        return (new, new_tail, taken)
+        if done == count:
+            return Written(new, new_tail, taken, 0, True)
+        items, cut = _consumed(pending, done)
+        return Written(new, new_tail, items, cut, False)
 
     def _adopt(self, state: tuple) -> None:
-        self._summary, self._tail, taken = state
+        """After the commit: the new summary and tail; the items written leave the
+        pending list (the first of the rest loses its ``cut`` written points)."""
+        self._summary, self._tail, taken = state[:3]
         del self._pending[:taken]
+        if len(state) > 3 and state[3]:
+            self._pending[0] = _drop(self._pending[0], state[3])
         self._new = self._summary["count"] == 0
 
     # -- reading --------------------------------------------------------------------
@@ -420,6 +440,64 @@ def _given_steps(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     the mask of the steps not given."""
     missing = np.isnan(raw)
     return np.where(missing, 0, raw).astype(np.int64), missing
+
+
+# Blocks of one write transaction (4,096 points each: 2 M points, ~20 MB of LMDB
+# dirty pages): a flush of more is a series of commits, each a consistent prefix of
+# the points (a reader or a crash sees whole blocks and the summary that counts them).
+TXN_BLOCKS = 512
+
+
+class Budget:
+    """The blocks a write transaction may still put, shared by the sequences it writes."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int | None = None) -> None:
+        self.left = TXN_BLOCKS if left is None else left
+
+
+class Written(NamedTuple):
+    """What a ``_prepare`` wrote: the summary and tail to adopt, the pending items
+    written whole, the points written of the next one, and whether that was all."""
+
+    summary: dict
+    tail: Any
+    items: int
+    cut: int
+    done: bool
+
+
+def _item_len(item: Any) -> int:
+    """Points of a pending item: Columns, (n, 4) rows, or (rows, exact int64 steps)."""
+    return len(item[0]) if type(item) is tuple else len(item)
+
+
+def _consumed(pending: list, points: int) -> tuple[int, int]:
+    """(items written whole, points written of the next) for ``points`` written."""
+    items = 0
+    for item in pending:
+        n = _item_len(item)
+        if points < n:
+            break
+        points -= n
+        items += 1
+    return items, points
+
+
+def _drop(item: Any, k: int) -> Any:
+    """A pending item without its first ``k`` points (views: nothing is copied)."""
+    if type(item) is tuple:
+        return (item[0][k:], item[1][k:])
+    if type(item) is not Columns:
+        return item[k:]
+    missing = item.missing if item.missing is None or item.missing is True else item.missing[k:]
+    return Columns(None if item.steps is None else item.steps[k:], missing, item.values[k:],
+                   _tail_of(item.epochs, k), _tail_of(item.times, k))
+
+
+def _tail_of(col: Any, k: int) -> Any:
+    return _Const(col.value, col.n - k) if type(col) is _Const else col[k:]
 
 
 class Columns:

@@ -1,0 +1,219 @@
+"""Bounded flushes (issue 22, target 8): a flush puts at most ``TXN_BLOCKS`` blocks
+per write transaction, so a flush of 100 M points is a series of bounded commits
+(it was one transaction holding the whole flush's dirty pages), each a consistent
+prefix of the points, with the closing record change in the last one."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from runstore import Repo, Run
+from runstore.errors import StorageFullError
+from runstore.storage import env as _env
+from runstore.storage import records as _rec
+from runstore.tracking import lifecycle as _lifecycle
+from runstore.tracking import sequence as _sequence
+
+
+def _count_transactions(monkeypatch) -> list:
+    """Blocks put by each write transaction, in order."""
+    per_txn: list = []
+    real_write, real_put = _env.Environment.write, _rec.put_block
+
+    def write(self, work):
+        def counted(txn):
+            per_txn.append(0)
+            return work(txn)
+        return real_write(self, counted)
+
+    def put_block(*args):
+        per_txn[-1] += 1
+        return real_put(*args)
+
+    monkeypatch.setattr(_env.Environment, "write", write)
+    monkeypatch.setattr(_rec, "put_block", put_block)
+    return per_txn
+
+
+def test_points_round_trip_exactly_across_blocks_transactions_and_flushes(tmp_path, small_blocks, monkeypatch):
+    """Default steps continue across calls, flushes and transactions; given steps,
+    epochs and timestamps are kept exactly, whichever way the points came (track_many
+    columns, track() rows, steps beyond 2**53)."""
+    monkeypatch.setattr(_sequence, "TXN_BLOCKS", 3)  # blocks of 5 points: 15 per transaction
+    repo = Repo(tmp_path / "r", flush_interval=3600)
+    run = Run(repo=repo, system_metrics=False, capture_env=False)
+    rng = np.random.default_rng(7)
+    exp_steps, exp_vals, exp_eps, exp_ts = [], [], [], []
+    last = -1
+
+    def expect(vals, steps, eps, ts):
+        nonlocal last
+        exp_vals.extend(vals)
+        exp_steps.extend(steps)
+        exp_eps.extend(eps)
+        exp_ts.extend(ts)
+        last = steps[-1]
+
+    per_txn = _count_transactions(monkeypatch)
+    flushes = 0
+    for round_ in range(6):
+        vals = rng.random(23)
+        run.track_many(vals, name="x")  # default steps, one timestamp
+        seq = run._seqs["x", None]
+        ts = seq._pending[-1].times[0:1][0]
+        expect(list(vals), list(range(last + 1, last + 24)), [np.nan] * 23, [ts] * 23)
+        vals[:] = -1.0  # the caller reuses its array: the queued points are a copy
+        for _ in range(4):
+            run.track(0.5, name="x")  # the hot buffer: default steps
+            expect([0.5], [last + 1], [np.nan], [seq._buf[-1]])
+        steps = np.arange(1000 * round_, 1000 * round_ + 17) * 3
+        eps = rng.integers(0, 4, 17).astype(float)
+        ts = 1.7e9 + rng.random(17)
+        vals = rng.random(17)
+        run.track_many(vals, name="x", steps=steps, epochs=eps, timestamps=ts)
+        expect(list(vals), list(steps), list(eps), list(ts))
+        run.track(0.25, name="x", step=2 ** 60 + round_, epoch=3)  # beyond 2**53: exact steps
+        expect([0.25], [2 ** 60 + round_], [3.0], [seq._pending[-1][0][0, 3]])
+        run.track(0.75, name="y")  # a second sequence shares each transaction's budget
+        if round_ % 2:
+            run.flush()
+            flushes += 1
+    run.flush()
+    flushes += 1
+    assert max(per_txn) <= 3  # each transaction at most TXN_BLOCKS blocks
+    assert len(per_txn) > 2 * flushes  # so each flush took several
+    stored = repo.get_run(run.id).sequence("x")
+    got = stored.numpy()
+    assert got["steps"].tolist() == exp_steps
+    assert got["values"].tolist() == exp_vals
+    np.testing.assert_array_equal(got["epochs"], np.array(exp_eps))
+    np.testing.assert_array_equal(got["timestamps"], np.array(exp_ts))
+    summary = stored.summary
+    assert summary["count"] == len(exp_vals) and summary["last_step"] == exp_steps[-1]
+    assert summary["min"] == min(exp_vals) and summary["max"] == max(exp_vals)
+    assert stored._summary["sorted_steps"] is False  # the exact steps went back down
+    assert repo.get_run(run.id).sequence("y").values.tolist() == [0.75] * 6
+    run.close()
+    assert repo.check() == []
+
+
+def test_close_marks_the_run_in_the_transaction_that_writes_its_last_block(tmp_path, small_blocks, monkeypatch):
+    monkeypatch.setattr(_sequence, "TXN_BLOCKS", 2)
+    repo = Repo(tmp_path / "r", flush_interval=3600)
+    run = Run(repo=repo, system_metrics=False, capture_env=False)
+    run.track_many(np.arange(47.0), name="x")  # 10 blocks: 5 transactions
+    seen = []
+    real = _env.Environment.write
+
+    def write(self, work):
+        result = real(self, work)
+        with self.lmdb.begin() as txn:
+            status = _rec.get_record(self, txn, run.id)["status"]
+        seen.append((status, *[rec["count"] for _, _, rec in repo._scan_sequences()]))
+        return result
+
+    monkeypatch.setattr(_env.Environment, "write", write)
+    run.close()
+    assert seen == [("running", 10), ("running", 20), ("running", 30), ("running", 40), ("finished", 47)]
+
+
+def test_a_group_flush_shares_one_budget_per_transaction(tmp_path, small_blocks, monkeypatch):
+    """The flush thread writes the due runs of a repository together: their blocks
+    share each transaction's budget, and every run is complete at the end."""
+    monkeypatch.setattr(_sequence, "TXN_BLOCKS", 4)
+    repo = Repo(tmp_path / "r", flush_interval=3600)
+    runs = [Run(repo=repo, system_metrics=False, capture_env=False) for _ in range(3)]
+    for i, run in enumerate(runs):
+        run.track_many(np.arange(10.0 * (i + 1)), name="x")  # 2, 4 and 6 blocks
+        run.track(1.0, name="small")
+    per_txn = _count_transactions(monkeypatch)
+    _lifecycle.flush_runs(runs)
+    assert max(per_txn) <= 4 and sum(per_txn) == 2 + 4 + 6 + 3
+    for i, run in enumerate(runs):
+        assert run.sequence("x").values.tolist() == list(np.arange(10.0 * (i + 1)))
+        assert not run._seqs["x", None]._pending
+    per_txn.clear()
+    for run in runs:
+        run.track_many(np.arange(12.0), name="x")
+    _lifecycle._write_group(repo._env, runs, "finished")  # as at interpreter exit
+    assert all(run.closed for run in runs)
+    for i, run in enumerate(runs):
+        view = repo.get_run(run.id)
+        assert view.status == "finished"
+        assert view.sequence("x").values.tolist() == list(np.arange(10.0 * (i + 1))) + list(np.arange(12.0))
+    assert repo.check() == []
+
+
+def test_a_full_disk_in_the_middle_of_a_flush_keeps_the_rest_pending(tmp_path, small_blocks, monkeypatch):
+    monkeypatch.setattr(_sequence, "TXN_BLOCKS", 2)
+    repo = Repo(tmp_path / "r", flush_interval=3600)
+    run = Run(repo=repo, system_metrics=False, capture_env=False)
+    run.track_many(np.arange(50.0), name="x")  # 10 blocks: 5 transactions
+    real = _env.Environment.write
+    calls = []
+
+    def write(self, work):
+        calls.append(1)
+        if len(calls) == 3:
+            raise StorageFullError("the disk is full (test)")
+        return real(self, work)
+
+    monkeypatch.setattr(_env.Environment, "write", write)
+    with pytest.raises(StorageFullError):
+        run.flush()
+    # (read from storage: the live run's own handle would flush the rest first)
+    assert [rec["count"] for _, _, rec in repo._scan_sequences()] == [20]  # two transactions committed
+    assert repo.check() == []
+    run.track_many(np.arange(50.0, 53.0), name="x")
+    run.close()
+    seq = repo.get_run(run.id).sequence("x")
+    assert seq.values.tolist() == list(np.arange(53.0)) and seq.steps.tolist() == list(range(53))
+    assert repo.check() == []
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from runstore import Repo, Run
+    from runstore.storage import records
+    from runstore.tracking import sequence
+    sequence.TXN_BLOCKS = 16
+    run = Run(repo=Repo(sys.argv[1], flush_interval=3600), system_metrics=False, capture_env=False)
+    run.track_many(np.arange(2_000_000.0), name="x")
+    real, n = records.put_block, [0]
+    def slow(*a):
+        n[0] += 1
+        if n[0] == 8 * 16 + 1:
+            print("mid", flush=True)
+        if n[0] > 8 * 16:
+            time.sleep(0.05)
+        return real(*a)
+    records.put_block = slow
+    run.flush()
+    print("done", flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_of_a_big_flush_leaves_a_consistent_prefix(tmp_path):
+    path = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "mid"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    repo = Repo(path)
+    assert repo.check() == []
+    (run,) = repo.runs()
+    seq = run.sequence("x")
+    count = seq.count
+    # whole transactions of whole blocks: the 8 committed before "mid", maybe one more
+    assert count % (16 * 4096) == 0 and 8 * 16 * 4096 <= count < 2_000_000
+    vals = seq.numpy()
+    assert vals["values"].tolist() == list(np.arange(float(count)))
+    assert vals["steps"].tolist() == list(range(count))
