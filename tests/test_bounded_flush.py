@@ -1,5 +1,5 @@
-"""Bounded flushes (issue 22, target 8): a flush puts at most ``TXN_BLOCKS`` blocks
-per write transaction, so a flush of 100 M points is a series of bounded commits
+"""Bounded flushes (issue 22, target 8): a flush puts at most ``TXN_BYTES`` of blocks
+(plus one block) per write transaction, so a flush of 100 M points is a series of bounded commits
 (it was one transaction holding the whole flush's dirty pages), each a consistent
 prefix of the points, with the closing record change in the last one."""
 
@@ -20,19 +20,21 @@ from runstore.tracking import sequence as _sequence
 
 
 def _count_transactions(monkeypatch) -> list:
-    """Blocks put by each write transaction, in order."""
+    """[blocks, bytes of blocks, largest block] put by each write transaction, in order."""
     per_txn: list = []
     real_write, real_put = _env.Environment.write, _rec.put_block
 
     def write(self, work):
         def counted(txn):
-            per_txn.append(0)
+            per_txn.append([0, 0, 0])
             return work(txn)
         return real_write(self, counted)
 
-    def put_block(*args):
-        per_txn[-1] += 1
-        return real_put(*args)
+    def put_block(env, txn, run, seq_id, block_no, data):
+        per_txn[-1][0] += 1
+        per_txn[-1][1] += len(data)
+        per_txn[-1][2] = max(per_txn[-1][2], len(data))
+        return real_put(env, txn, run, seq_id, block_no, data)
 
     monkeypatch.setattr(_env.Environment, "write", write)
     monkeypatch.setattr(_rec, "put_block", put_block)
@@ -43,7 +45,7 @@ def test_points_round_trip_exactly_across_blocks_transactions_and_flushes(tmp_pa
     """Default steps continue across calls, flushes and transactions; given steps,
     epochs and timestamps are kept exactly, whichever way the points came (track_many
     columns, track() rows, steps beyond 2**53)."""
-    monkeypatch.setattr(_sequence, "TXN_BLOCKS", 3)  # blocks of 5 points: 15 per transaction
+    monkeypatch.setattr(_sequence, "TXN_BYTES", 200)  # blocks of 5 points: a few per transaction
     repo = Repo(tmp_path / "r", flush_interval=3600)
     run = Run(repo=repo, system_metrics=False, capture_env=False)
     rng = np.random.default_rng(7)
@@ -84,7 +86,7 @@ def test_points_round_trip_exactly_across_blocks_transactions_and_flushes(tmp_pa
             flushes += 1
     run.flush()
     flushes += 1
-    assert max(per_txn) <= 3  # each transaction at most TXN_BLOCKS blocks
+    assert all(size - largest < 200 for _, size, largest in per_txn)  # TXN_BYTES, plus one block
     assert len(per_txn) > 2 * flushes  # so each flush took several
     stored = repo.get_run(run.id).sequence("x")
     got = stored.numpy()
@@ -101,11 +103,27 @@ def test_points_round_trip_exactly_across_blocks_transactions_and_flushes(tmp_pa
     assert repo.check() == []
 
 
-def test_close_marks_the_run_in_the_transaction_that_writes_its_last_block(tmp_path, small_blocks, monkeypatch):
-    monkeypatch.setattr(_sequence, "TXN_BLOCKS", 2)
+def test_a_flush_of_many_small_sequences_is_one_transaction(tmp_path, monkeypatch):
+    """The bound is in bytes: 600 metrics with a few points each (600 small tail
+    blocks) are one commit, as the group flush promises (a bound of 512 blocks split
+    a 10,000-metric flush into 20 fsync'd commits)."""
     repo = Repo(tmp_path / "r", flush_interval=3600)
     run = Run(repo=repo, system_metrics=False, capture_env=False)
-    run.track_many(np.arange(47.0), name="x")  # 10 blocks: 5 transactions
+    for step in range(3):
+        for j in range(600):
+            run.track(float(j), name=f"m{j}", step=step)
+    per_txn = _count_transactions(monkeypatch)
+    run.flush()
+    assert [blocks for blocks, _, _ in per_txn] == [600]
+    run.close()
+    assert repo.get_run(run.id).sequence("m599").values.tolist() == [599.0] * 3
+
+
+def test_close_marks_the_run_in_the_transaction_that_writes_its_last_block(tmp_path, small_blocks, monkeypatch):
+    monkeypatch.setattr(_sequence, "TXN_BYTES", 1)  # one block per transaction
+    repo = Repo(tmp_path / "r", flush_interval=3600)
+    run = Run(repo=repo, system_metrics=False, capture_env=False)
+    run.track_many(np.arange(47.0), name="x")  # 10 blocks: 10 transactions
     seen = []
     real = _env.Environment.write
 
@@ -118,13 +136,13 @@ def test_close_marks_the_run_in_the_transaction_that_writes_its_last_block(tmp_p
 
     monkeypatch.setattr(_env.Environment, "write", write)
     run.close()
-    assert seen == [("running", 10), ("running", 20), ("running", 30), ("running", 40), ("finished", 47)]
+    assert seen == [("running", n) for n in range(5, 46, 5)] + [("finished", 47)]
 
 
 def test_a_group_flush_shares_one_budget_per_transaction(tmp_path, small_blocks, monkeypatch):
     """The flush thread writes the due runs of a repository together: their blocks
     share each transaction's budget, and every run is complete at the end."""
-    monkeypatch.setattr(_sequence, "TXN_BLOCKS", 4)
+    monkeypatch.setattr(_sequence, "TXN_BYTES", 300)
     repo = Repo(tmp_path / "r", flush_interval=3600)
     runs = [Run(repo=repo, system_metrics=False, capture_env=False) for _ in range(3)]
     for i, run in enumerate(runs):
@@ -132,7 +150,8 @@ def test_a_group_flush_shares_one_budget_per_transaction(tmp_path, small_blocks,
         run.track(1.0, name="small")
     per_txn = _count_transactions(monkeypatch)
     _lifecycle.flush_runs(runs)
-    assert max(per_txn) <= 4 and sum(per_txn) == 2 + 4 + 6 + 3
+    assert len(per_txn) > 1 and all(size - largest < 300 for _, size, largest in per_txn)
+    assert sum(blocks for blocks, _, _ in per_txn) == 2 + 4 + 6 + 3
     for i, run in enumerate(runs):
         assert run.sequence("x").values.tolist() == list(np.arange(10.0 * (i + 1)))
         assert not run._seqs["x", None]._pending
@@ -149,10 +168,10 @@ def test_a_group_flush_shares_one_budget_per_transaction(tmp_path, small_blocks,
 
 
 def test_a_full_disk_in_the_middle_of_a_flush_keeps_the_rest_pending(tmp_path, small_blocks, monkeypatch):
-    monkeypatch.setattr(_sequence, "TXN_BLOCKS", 2)
+    monkeypatch.setattr(_sequence, "TXN_BYTES", 1)
     repo = Repo(tmp_path / "r", flush_interval=3600)
     run = Run(repo=repo, system_metrics=False, capture_env=False)
-    run.track_many(np.arange(50.0), name="x")  # 10 blocks: 5 transactions
+    run.track_many(np.arange(50.0), name="x")  # 10 blocks: 10 transactions
     real = _env.Environment.write
     calls = []
 
@@ -166,7 +185,7 @@ def test_a_full_disk_in_the_middle_of_a_flush_keeps_the_rest_pending(tmp_path, s
     with pytest.raises(StorageFullError):
         run.flush()
     # (read from storage: the live run's own handle would flush the rest first)
-    assert [rec["count"] for _, _, rec in repo._scan_sequences()] == [20]  # two transactions committed
+    assert [rec["count"] for _, _, rec in repo._scan_sequences()] == [10]  # two transactions committed
     assert repo.check() == []
     run.track_many(np.arange(50.0, 53.0), name="x")
     run.close()
@@ -181,15 +200,15 @@ CHILD = textwrap.dedent("""
     from runstore import Repo, Run
     from runstore.storage import records
     from runstore.tracking import sequence
-    sequence.TXN_BLOCKS = 16
+    sequence.TXN_BYTES = 1  # a block per transaction
     run = Run(repo=Repo(sys.argv[1], flush_interval=3600), system_metrics=False, capture_env=False)
     run.track_many(np.arange(2_000_000.0), name="x")
     real, n = records.put_block, [0]
     def slow(*a):
         n[0] += 1
-        if n[0] == 8 * 16 + 1:
+        if n[0] == 100:
             print("mid", flush=True)
-        if n[0] > 8 * 16:
+        if n[0] >= 100:
             time.sleep(0.05)
         return real(*a)
     records.put_block = slow
@@ -212,8 +231,8 @@ def test_sigkill_in_the_middle_of_a_big_flush_leaves_a_consistent_prefix(tmp_pat
     (run,) = repo.runs()
     seq = run.sequence("x")
     count = seq.count
-    # whole transactions of whole blocks: the 8 committed before "mid", maybe one more
-    assert count % (16 * 4096) == 0 and 8 * 16 * 4096 <= count < 2_000_000
+    # whole transactions of whole blocks: the 99 committed before "mid", maybe a few more
+    assert count % 4096 == 0 and 99 * 4096 <= count < 2_000_000
     vals = seq.numpy()
     assert vals["values"].tolist() == list(np.arange(float(count)))
     assert vals["steps"].tolist() == list(range(count))

@@ -180,7 +180,7 @@ def _write_group(env: Any, runs: list["Run"], status: str | None = None) -> list
         done: list = []
         first = True
         while first or work:
-            # One transaction of at most TXN_BLOCKS blocks for the whole group; runs with
+            # One transaction of at most TXN_BYTES of blocks for the whole group; runs with
             # more points go on in the next one (their closing in the last).
             work = _write_step(env, work, status, done)
             first = False

@@ -37,7 +37,7 @@ from ..errors import (
 )
 from .object_sequence import track_object as _track_object
 from .objects import TrackedObject
-from .sequence import Budget, Sequence, _ClosedBuffer
+from .sequence import LATER, Budget, Sequence, _ClosedBuffer
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -531,7 +531,7 @@ class Run:
         if not dirty and also is None and not self._beat_due() and not env.is_deferred(id(self)):
             return None
         while True:
-            # At most TXN_BLOCKS blocks per transaction (_write_in): a big flush is a
+            # At most TXN_BYTES of blocks per transaction (_write_in): a big flush is a
             # series of bounded commits, the closing record change in the last one.
             try:
                 outcome = env.write(lambda txn: self._write_in(env, txn, dirty, also))
@@ -569,8 +569,8 @@ class Run:
                   budget: Budget | None = None) -> tuple:
         """Write into ``txn`` (nothing in memory changes: ``work`` may run twice);
         returns (states, result of ``also``, failed sequences, why the writer lost the
-        run, whether every pending point is written). At most ``budget`` blocks (a
-        transaction's worth, TXN_BLOCKS, by default) are put; ``also`` (closing) runs
+        run, whether every pending point is written). At most ``budget`` bytes of blocks
+        (a transaction's worth, TXN_BYTES, by default) are put; ``also`` (closing) runs
         only in the transaction that writes the last points."""
         lost = self._check_lease(env, txn)
         if lost is not None:
@@ -579,7 +579,8 @@ class Run:
         if budget is None:
             budget = Budget()
         if not isolate:
-            states = [seq._prepare(env, txn, budget) for seq in dirty]
+            # (once the budget is spent the rest wait: no call per sequence per transaction)
+            states = [seq._prepare(env, txn, budget) if budget.left > 0 else LATER for seq in dirty]
         else:  # each sequence in a nested transaction of its own
             states = []
             for seq in dirty:
@@ -624,7 +625,7 @@ class Run:
             raise type(lost)(str(lost))
         self._last_beat = _monotonic()
         for seq, state in zip(dirty, states):
-            if state is not None and state is not _FAILED:
+            if state is not None and state is not _FAILED and state is not LATER:
                 seq._adopt(state)
         self._flush_error = None
         if failed:

@@ -193,8 +193,8 @@ class Sequence:
         adopt once the transaction commits (nothing in memory changes here).
 
         ``taken``: how many pending items this flush writes (default: all). ``budget``:
-        the blocks this transaction may still put (issue 22, target 8: a flush of
-        100 M points was one transaction holding 900 MB of dirty pages); when it runs
+        the bytes of blocks this transaction may still put (issue 22, target 8: a flush
+        of 100 M points was one transaction holding 900 MB of dirty pages); when it runs
         out the state says how far this transaction got (:class:`Written`), and the
         flush writes the rest in its next transaction."""
         summary = self._summary
@@ -203,7 +203,7 @@ class Sequence:
         if not taken:
             return None
         if budget is not None and budget.left <= 0:
-            return Written(summary, self._tail, 0, 0, False)
+            return LATER
         pending = self._pending[:taken]
         if any(type(p) is Columns for p in pending):
             # track_many's (or the server's) columns, with any track() rows among them
@@ -243,10 +243,8 @@ class Sequence:
         block = tail
         done = 0
         while done < count:
-            if budget is not None:
-                if budget.left <= 0:
-                    break  # every block put so far is whole: the tail is empty
-                budget.left -= 1
+            if budget is not None and budget.left <= 0:
+                break  # every block put so far is whole: the tail is empty
             k = min(cap - old if block_no == first_block else cap, count - done)
             new = [r.take(k) for r in readers]
             if done == 0:
@@ -263,7 +261,10 @@ class Sequence:
                 lo, hi = (m, big) if lo is None else (min(lo, m), max(hi, big))
             block = [np.concatenate((tail[i], c)) for i, c in enumerate(new)] if block_no == first_block and old \
                 else new
-            _rec.put_block(env, txn, run_k, self._id, block_no, _blocks.encode(*block))
+            data = _blocks.encode(*block)
+            _rec.put_block(env, txn, run_k, self._id, block_no, data)
+            if budget is not None:
+                budget.left -= len(data)
             block_no += 1
         # The tail is copied: a view would keep the whole pending part (a client's
         # Arrow batch on a server) alive for a few points.
@@ -442,19 +443,23 @@ def _given_steps(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(missing, 0, raw).astype(np.int64), missing
 
 
-# Blocks of one write transaction (4,096 points each: 2 M points, ~20 MB of LMDB
-# dirty pages): a flush of more is a series of commits, each a consistent prefix of
-# the points (a reader or a crash sees whole blocks and the summary that counts them).
-TXN_BLOCKS = 512
+# Bytes of numeric blocks one write transaction puts, at most (plus one block): 16 MiB
+# is ~1.8 M points of a long sequence at 9 B/point, or 512 full blocks of float64
+# timestamps. A flush of more is a series of commits, each a consistent prefix of the
+# points (a reader or a crash sees whole blocks and the summary that counts them).
+# Bytes, not blocks: a flush of 10,000 metrics rewrites 10,000 small tail blocks, and
+# one commit of those is what the group flush promises (a block count split it in 20).
+TXN_BYTES = 16 << 20
 
 
 class Budget:
-    """The blocks a write transaction may still put, shared by the sequences it writes."""
+    """The bytes of blocks a write transaction may still put, shared by the sequences
+    (and runs) it writes."""
 
     __slots__ = ("left",)
 
     def __init__(self, left: int | None = None) -> None:
-        self.left = TXN_BLOCKS if left is None else left
+        self.left = TXN_BYTES if left is None else left
 
 
 class Written(NamedTuple):
@@ -466,6 +471,10 @@ class Written(NamedTuple):
     items: int
     cut: int
     done: bool
+
+
+# The state of a sequence a transaction's budget did not reach: nothing to adopt.
+LATER = Written({}, None, 0, 0, False)
 
 
 def _item_len(item: Any) -> int:
