@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -236,3 +237,42 @@ def test_sigkill_in_the_middle_of_a_big_flush_leaves_a_consistent_prefix(tmp_pat
     vals = seq.numpy()
     assert vals["values"].tolist() == list(np.arange(float(count)))
     assert vals["steps"].tolist() == list(range(count))
+
+
+def test_track_looks_for_an_overdue_flush_once_while_another_thread_is_flushing(tmp_path, monkeypatch):
+    """A flush in progress (the run's lock held by the flush thread) is not a starved
+    flush thread: track() tries to flush itself once, then waits an interval, instead
+    of trying at every call until that flush ends (a 10,000-metric loop spent a
+    quarter of its calls there)."""
+    from runstore.tracking import run as _run
+
+    run = Run(repo=Repo(tmp_path / "r", flush_interval=3600), system_metrics=False, capture_env=False)
+    calls = []
+    real = _run.Run._flush_overdue
+
+    def overdue(self):
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(_run.Run, "_flush_overdue", overdue)
+    run.track(-1.0, name="x")  # the sequence exists (a new one takes the run's lock)
+    held, release = threading.Event(), threading.Event()
+
+    def flushing():  # stands in for the flush thread in the middle of a long flush
+        with run._lock:
+            held.set()
+            release.wait(30)
+
+    other = threading.Thread(target=flushing)
+    other.start()
+    try:
+        assert held.wait(30)
+        run._due = 0.0  # the flush deadline has passed
+        for i in range(1000):
+            run.track(float(i), name="x")
+    finally:
+        release.set()
+        other.join(30)
+    assert len(calls) == 1
+    run.close()
+    assert run.repo.get_run(run.id).sequence("x").count == 1001
