@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from . import runkeys
-from .vectors import MISSING, Column
+from .vectors import MISSING, Column, copy_tree
 
 if TYPE_CHECKING:
     from .tables import RunTable
@@ -151,7 +151,7 @@ class SeqBase:
     def summary(self, i: int) -> dict:
         """The summary dict of row ``i`` (a fresh dict; its context is a copy)."""
         d = self.data
-        out: dict = {"name": self.names[d["name_of"][i]], "context": _copy_tree(self.ctx_values[d["ctx_of"][i]])}
+        out: dict = {"name": self.names[d["name_of"][i]], "context": copy_tree(self.ctx_values[d["ctx_of"][i]])}
         for f in INT_FIELDS:
             out[f] = int(d[f][i]) if d[f + ".present"][i] else None
         for f in FLOAT_FIELDS:
@@ -245,11 +245,3 @@ def _typed(values: np.ndarray, integer: bool) -> tuple[np.ndarray, np.ndarray]:
     if present.any():
         out[present] = values[present].astype(np.float64)
     return out, present
-
-
-def _copy_tree(node: Any) -> Any:
-    if type(node) is dict:
-        return {k: _copy_tree(v) for k, v in node.items()}
-    if type(node) is list:
-        return [_copy_tree(v) for v in node]
-    return node

@@ -334,7 +334,7 @@ class Column:
                 out[i] = v
         if self.obj is not None:
             for i in np.flatnonzero(self.obj_mask).tolist():
-                out[i] = _copy(self.obj[i])
+                out[i] = copy_tree(self.obj[i])
         return out
 
     def to_arrow(self) -> Any:
@@ -393,11 +393,13 @@ def _mask(n: int, idx: np.ndarray) -> np.ndarray:
     return m
 
 
-def _copy(v: Any) -> Any:
+def copy_tree(v: Any) -> Any:
+    """A copy of a param or context tree (dicts and lists; leaves shared): what a
+    caller gets may be edited without changing the columns it came from."""
     if isinstance(v, list):
-        return [_copy(x) for x in v]
+        return [copy_tree(x) for x in v]
     if isinstance(v, dict):
-        return {k: _copy(x) for k, x in v.items()}
+        return {k: copy_tree(x) for k, x in v.items()}
     return v
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from ..query.vectors import copy_tree
 from ..tracking import replica as _replica, values as _values
 from ..errors import QueryWarning, RepositoryError, RunstoreError
 from . import _protocol as P
@@ -155,7 +156,7 @@ class Mirror:
                         zip(table.column("run_id").to_pylist(), table.column("row").to_pylist())]
                 self._runs = (self.versions[0], rows)
             rows = self._runs[1]
-        return [(run_id, dict(record), _copy(params)) for run_id, record, params in rows]
+        return [(run_id, dict(record), copy_tree(params)) for run_id, record, params in rows]
 
     def _seq_rows(self) -> tuple[list, dict]:
         with self._lock:
@@ -259,14 +260,6 @@ class Mirror:
         pos = np.searchsorted(seqs.real_rows, base_rows)
         ok = (pos < len(seqs.real_rows)) & (seqs.real_rows[np.minimum(pos, len(seqs.real_rows) - 1)] == base_rows)
         return SequenceCollection(self, seqs, pos[ok])
-
-
-def _copy(tree: Any) -> Any:
-    if type(tree) is dict:
-        return {k: _copy(v) for k, v in tree.items()}
-    if type(tree) is list:
-        return [_copy(v) for v in tree]
-    return tree
 
 
 def read_columns(remote: Any, keys: list[tuple[str, int]]) -> tuple[tuple, np.ndarray]:
