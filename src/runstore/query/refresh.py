@@ -27,18 +27,25 @@ MAX_CHANGED_SHARE = 0.5
 def refresh(repo: Any, base: SeqBase) -> SeqBase | None:
     """``base`` brought up to the repository's current sequences version, or None
     when the change index cannot say what changed (or too much changed): scan."""
-    since = getattr(repo, "_sequences_since", None)
-    if since is None or not isinstance(base.version, int):
-        return None
-    found = since(base.version)
+    found = _changes(repo, "_sequences_since", base.version,
+                     max(64, MAX_CHANGED_SHARE * len(base.key_raw) // runkeys.KEY_BYTES))
     if found is None:
         return None
     version, changed, rows = found
-    if version == base.version:
-        return base
-    if len(changed) > max(64, MAX_CHANGED_SHARE * len(base.key_raw) // runkeys.KEY_BYTES):
+    return base if version == base.version else patch(base, changed, rows, version)
+
+
+def _changes(repo: Any, hook: str, version: Any, limit: float) -> tuple | None:
+    """(current version, changed run ids, their rows) since ``version`` from the
+    repository's change index (``hook``: ``_sequences_since`` or ``_runs_since``);
+    None when it cannot tell, or more than ``limit`` runs changed: scan instead."""
+    since = getattr(repo, hook, None)
+    if since is None or not isinstance(version, int):
         return None
-    return patch(base, changed, rows, version)
+    found = since(version)
+    if found is None or len(found[1]) > limit:
+        return None
+    return found
 
 
 def patch(base: SeqBase, changed: list, rows: list, version: Any) -> SeqBase:
@@ -143,17 +150,14 @@ def refresh_runs(repo: Any, table: Any) -> Any:
     or None (scan) when the change index cannot say what changed, too much changed,
     or the table is not in key order. Only the changed runs' records and params are
     read; every column is made from the older one when first used (:class:`Patched`)."""
-    since = getattr(repo, "_runs_since", None)
-    if since is None or not isinstance(table.version, int) or table.runs is not None:
+    if table.runs is not None:
         return None
-    found = since(table.version)
+    found = _changes(repo, "_runs_since", table.version, max(64, MAX_CHANGED_SHARE * table.n))
     if found is None:
         return None
     version, changed, rows = found
     if version == table.version:
         return table
-    if len(changed) > max(64, MAX_CHANGED_SHARE * table.n):
-        return None
     try:
         return patch_runs(table, changed, rows, version)
     except ValueError:  # ids that are not 12-byte run keys
