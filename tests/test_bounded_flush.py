@@ -23,7 +23,7 @@ from runstore.tracking import sequence as _sequence
 def _count_transactions(monkeypatch) -> list:
     """[blocks, bytes of blocks, largest block] put by each write transaction, in order."""
     per_txn: list = []
-    real_write, real_put = _env.Environment.write, _rec.put_block
+    real_write, real_put = _env.Environment.write, _rec.put_blocks
 
     def write(self, work):
         def counted(txn):
@@ -31,14 +31,15 @@ def _count_transactions(monkeypatch) -> list:
             return work(txn)
         return real_write(self, counted)
 
-    def put_block(env, txn, run, seq_id, block_no, data):
-        per_txn[-1][0] += 1
-        per_txn[-1][1] += len(data)
-        per_txn[-1][2] = max(per_txn[-1][2], len(data))
-        return real_put(env, txn, run, seq_id, block_no, data)
+    def put_blocks(env, txn, items):
+        for *_, data in items:
+            per_txn[-1][0] += 1
+            per_txn[-1][1] += len(data)
+            per_txn[-1][2] = max(per_txn[-1][2], len(data))
+        return real_put(env, txn, items)
 
     monkeypatch.setattr(_env.Environment, "write", write)
-    monkeypatch.setattr(_rec, "put_block", put_block)
+    monkeypatch.setattr(_rec, "put_blocks", put_blocks)
     return per_txn
 
 
@@ -204,15 +205,15 @@ CHILD = textwrap.dedent("""
     sequence.TXN_BYTES = 1  # a block per transaction
     run = Run(repo=Repo(sys.argv[1], flush_interval=3600), system_metrics=False, capture_env=False)
     run.track_many(np.arange(2_000_000.0), name="x")
-    real, n = records.put_block, [0]
-    def slow(*a):
+    real, n = records.put_blocks, [0]
+    def slow(*a):  # one call per transaction (of one block here)
         n[0] += 1
         if n[0] == 100:
             print("mid", flush=True)
         if n[0] >= 100:
             time.sleep(0.05)
         return real(*a)
-    records.put_block = slow
+    records.put_blocks = slow
     run.flush()
     print("done", flush=True)
 """)
@@ -276,3 +277,37 @@ def test_track_looks_for_an_overdue_flush_once_while_another_thread_is_flushing(
     assert len(calls) == 1
     run.close()
     assert run.repo.get_run(run.id).sequence("x").count == 1001
+
+
+def test_put_blocks_stores_any_order_marks_format_2_once_and_blobs_dedup(tmp_path, monkeypatch):
+    """storage.records.put_blocks (one putmulti per flush): blocks of several sequences
+    given out of key order land under their own keys; the repository is marked for
+    format-2 blocks only when one is among them; put_blobs_many stores a payload once."""
+    from runstore.storage import blocks as B
+    from runstore.storage import objblocks as _ob
+    from runstore.storage.keys import block_key, run_key
+
+    repo = Repo(tmp_path / "r")
+    env = repo._env
+    marks = []
+    real_mark = env.mark_format
+    monkeypatch.setattr(env, "mark_format", lambda txn, fmt: (marks.append(fmt), real_mark(txn, fmt)))
+    run = run_key("0" * 24)
+    one = b"\x01" + bytes(40)  # first byte: the block format
+    two = b"\x02" + bytes(50)
+    items = [(run, 2, 0, one), (run, 1, 1, one + b"x"), (run, 1, 0, one + b"yy")]
+    assert env.write(lambda txn: _rec.put_blocks(env, txn, items)) == 3 * len(one) + 3
+    assert marks == []
+    with env.read() as txn:
+        got = {bytes(k): bytes(v) for k, v in txn.cursor(db=env.dbs["blocks"])}
+    assert got == {block_key(run, s, b): d for _, s, b, d in items}
+    env.format = B.REPOSITORY_FORMAT_2 - 1  # as a repository written before format 2
+    env.write(lambda txn: _rec.put_blocks(env, txn, [(run, 3, 0, one), (run, 3, 1, two)]))
+    assert marks == [B.REPOSITORY_FORMAT_2] and env.format == B.REPOSITORY_FORMAT_2
+    assert env.write(lambda txn: _rec.put_blocks(env, txn, [])) == 0
+
+    refs = env.write(lambda txn: _ob.put_blobs_many(env, txn, [{"png": b"a"}, {}, {"png": b"a", "th": b"b"}]))
+    assert refs == [{"png": _ob.blob_key(b"a")}, {}, {"png": _ob.blob_key(b"a"), "th": _ob.blob_key(b"b")}]
+    with env.read() as txn:
+        assert _ob.get_blobs(env, txn, refs[2]) == {"png": b"a", "th": b"b"}
+        assert sum(1 for _ in txn.cursor(db=env.dbs["blobs"])) == 2

@@ -121,12 +121,25 @@ def blobs_db(env: Any, txn: Any) -> Any:
 
 def put_blobs(env: Any, txn: Any, blobs: dict) -> dict:
     """Store each payload once; return role -> key."""
-    db = env.dbs["blobs"]
-    out = {}
-    for role, data in blobs.items():
-        key = blob_key(data)
-        txn.put(key, data, db=db, overwrite=False)  # same bytes, same key: stored once
-        out[role] = key
+    return put_blobs_many(env, txn, [blobs])[0]
+
+
+def put_blobs_many(env: Any, txn: Any, many: list) -> list:
+    """The payloads of many objects (each a dict role -> bytes) in one
+    ``Cursor.putmulti``; returns a dict role -> key for each. Same bytes, same key:
+    a payload already stored (or twice in ``many``) is stored once."""
+    out, pairs = [], []
+    for blobs in many:
+        refs = {}
+        for role, data in blobs.items():
+            key = blob_key(data)
+            pairs.append((key, data))
+            refs[role] = key
+        out.append(refs)
+    if pairs:
+        pairs.sort(key=lambda pair: pair[0])
+        with txn.cursor(db=env.dbs["blobs"]) as cur:
+            cur.putmulti(pairs, overwrite=False)
     return out
 
 

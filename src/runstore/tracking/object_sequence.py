@@ -204,11 +204,13 @@ class ObjectSequence(Sequence):
         steps = _resolve_steps(np.array([r[0] for r in rows], dtype=np.float64), summary["last_step"])
         epochs = np.array([r[1] for r in rows], dtype=np.float64)
         times = np.array([r[2] for r in rows], dtype=np.float64)
+        # every payload of the flush in one putmulti (storage.objblocks.put_blobs_many)
+        refs = iter(_ob.put_blobs_many(env, txn, [r[4] for r in rows if r[4]]))
         items = []
         for r in rows:
             item = dict(r[3])
             if r[4]:
-                item["b"] = _ob.put_blobs(env, txn, r[4])
+                item["b"] = next(refs)
             items.append(item)
         run_k = run_key(self.run.id)
         tail = self._tail
@@ -225,10 +227,12 @@ class ObjectSequence(Sequence):
         cap = _ob.CAPACITY
         total = len(cols[0])
         block_no = first_block
+        out = []
         for start in range(0, total, cap):
             part = _ob.cut(cols, start, start + cap)
-            _rec.put_block(env, txn, run_k, self._id, block_no, _ob.encode(*part))
+            out.append((run_k, self._id, block_no, _ob.encode(*part)))
             block_no += 1
+        _rec.put_blocks(env, txn, out)
         last_len = total - (block_no - first_block - 1) * cap
         new_tail = _ob.cut(cols, total - last_len, total) if last_len < cap else _ob.empty()
         new = dict(summary)

@@ -242,6 +242,8 @@ class Sequence:
         block_no = first_block
         block = tail
         done = 0
+        out: list = []  # blocks to put, in one putmulti (storage.records.put_blocks)
+        held = 0
         while done < count:
             if budget is not None and budget.left <= 0:
                 break  # every block put so far is whole: the tail is empty
@@ -262,10 +264,15 @@ class Sequence:
             block = [np.concatenate((tail[i], c)) for i, c in enumerate(new)] if block_no == first_block and old \
                 else new
             data = _blocks.encode(*block)
-            _rec.put_block(env, txn, run_k, self._id, block_no, data)
+            out.append((run_k, self._id, block_no, data))
+            held += len(data)
             if budget is not None:
                 budget.left -= len(data)
+            elif held >= TXN_BYTES:  # no budget (a replica's write): never hold a whole flush's blocks
+                _rec.put_blocks(env, txn, out)
+                out, held = [], 0
             block_no += 1
+        _rec.put_blocks(env, txn, out)
         # The tail is copied: a view would keep the whole pending part (a client's
         # Arrow batch on a server) alive for a few points.
         new_tail = tuple(np.array(c) for c in block) if len(block[1]) < cap else _blocks.empty()
