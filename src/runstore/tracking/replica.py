@@ -49,7 +49,7 @@ __all__ = ["Change", "append", "commit", "read_part", "new_record", "start_optio
 def start_options(created_at: Any, system_metrics: Any, capture_env: Any) -> tuple[float | None, dict]:
     """``(sampling interval or None, environment pieces)`` for ``Run(created_at=...,
     system_metrics=..., capture_env=...)``, validated as ``Run`` validates them."""
-    from .run import _start_options
+    from .run_args import _start_options
 
     return _start_options(created_at, system_metrics, capture_env)
 
@@ -60,7 +60,7 @@ def new_record(*, name: Any = None, experiment: Any = None, tags: Any = None, de
     (a remote client builds it before anything is buffered or sent). ``env_pieces``
     (from :func:`start_options`): the environment captured into ``env``, as ``Run`` does."""
     from . import environment as _environment
-    from .run import _opt_str, _parent_id, _tag_list
+    from .run_args import _opt_str, _parent_id, _tag_list
 
     if created_at is not None and (isinstance(created_at, bool) or not isinstance(created_at, (int, float))
                                    or not 0 <= created_at < 2 ** 47 / 1000):
@@ -88,7 +88,7 @@ def new_record(*, name: Any = None, experiment: Any = None, tags: Any = None, de
 
 def resume_changes(*, name: Any = None, experiment: Any = None, description: Any = None) -> dict:
     """The record fields ``Run(repo, run_id=...)`` sets when it resumes a run."""
-    from .run import _opt_str
+    from .run_args import _opt_str
 
     changes: dict = {"status": "running", "ended_at": None, "pid": os.getpid(), "hostname": _lease.hostname()}
     for key, value in (("name", name), ("experiment", experiment), ("description", description)):
@@ -116,13 +116,13 @@ def param_value(key: str, value: Any) -> Any:
 
 def tags_of(tags: Any) -> list[str]:
     """Validated tags, as ``Run(tags=...)`` and ``add_tag`` take them."""
-    from .run import _tag_list
+    from .run_args import _tag_list
 
     return _tag_list(tags)
 
 
 def parent_of(parent: Any) -> str | None:
-    from .run import _parent_id
+    from .run_args import _parent_id
 
     return _parent_id(parent)
 
