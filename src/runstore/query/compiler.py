@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,8 +27,8 @@ from ..errors import QueryNameError, QuerySyntaxError
 from . import evaluate as ev
 from .vectors import Column
 from .tables import DATE_ATTRS, RUN_ATTRS, SEQ_FIELDS, RunTable, SeqTable
-from .parser import (MAX_DEPTH, Arith, BoolOp, Call, Compare, Const, Neg, Not, Ref, SizedCache, parse, pos_of,
-                     suggest, syntax_error)
+from .parser import (MAX_DEPTH, Arith, BoolOp, Call, Compare, Const, Neg, Not, Ref, SizedCache, node_class, parse,
+                     pos_of, suggest, syntax_error)
 
 METHODS = {
     # name: number of string arguments
@@ -42,28 +41,10 @@ METHODS = {
 }
 
 
-@dataclass(frozen=True)
-class Field:
-    level: str  # "run" | "seq"
-    source: str  # "attr" | "param" | "env" | "summary" | "name" | "context"
-    name: str
-    path: tuple
-    pos: tuple = (1, 1)
-
-
-@dataclass(frozen=True)
-class Method:
-    target: Any
-    method: str
-    args: tuple
-    pos: tuple = (1, 1)
-
-
-@dataclass(frozen=True)
-class Plan:
-    node: Any
-    uses_seq: bool
-    text: str
+# level: "run" | "seq"; source: "attr" | "param" | "env" | "summary" | "name" | "context"
+Field = node_class("Field", "level source name path pos", ((1, 1),))
+Method = node_class("Method", "target method args pos", ((1, 1),))
+Plan = node_class("Plan", "node uses_seq text")
 
 
 # -- resolution ------------------------------------------------------------------------------

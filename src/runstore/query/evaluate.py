@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import operator
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .parser import node_class
 from .vectors import Column, element_key
 
 _OPS = {
@@ -42,9 +42,7 @@ ORDERING = ("<", "<=", ">", ">=")
 _ARROW_THRESHOLD = 512
 
 
-@dataclass(frozen=True)
-class Lit:
-    value: Any
+Lit = node_class("Lit", "value", doc="A constant operand (a query literal or a value computed from literals).")
 
 
 def kind(v: Any) -> str:

@@ -45,26 +45,27 @@ def _hash(self: tuple) -> int:
     return hash((type(self), tuple.__hash__(self)))
 
 
-def _node(name: str, fields: str, defaults: tuple = (), doc: str | None = None) -> type:
-    """An immutable AST node class: a named tuple equal only to nodes of its own class
-    (as a frozen dataclass is). Not dataclasses: creating the eight classes took ~3 ms
-    of a fresh process's first query, named tuples ~0.3 ms."""
+def node_class(name: str, fields: str, defaults: tuple = (), doc: str | None = None) -> type:
+    """An immutable value class (AST nodes here, plan nodes in compiler.py and
+    evaluate.py, keys in runstore.analysis.keys): a named tuple equal only to instances
+    of its own class (as a frozen dataclass is). Not dataclasses: creating the classes a
+    first query needs took ~5 ms of a fresh process's first query, named tuples ~0.5 ms."""
     base = namedtuple(name, fields, defaults=defaults)
     return type(name, (base,), {"__slots__": (), "__eq__": _eq, "__ne__": _ne, "__hash__": _hash,
                                 "__doc__": doc or f"{name}({', '.join(base._fields)})", "__module__": __name__})
 
 
 _AT = ((1, 1),)
-Const = _node("Const", "value pos", _AT)
-Ref = _node("Ref", "root path pos", _AT,
+Const = node_class("Const", "value pos", _AT)
+Ref = node_class("Ref", "root path pos", _AT,
             "``run.<path>`` or ``seq.<path>`` before name resolution (``metric`` is stored as ``seq``).")
-Call = _node("Call", "target method args pos", _AT)
+Call = node_class("Call", "target method args pos", _AT)
 # ops: "==", "!=", "<", "<=", ">", ">=", "in", "not in", "is", "is not"
-Compare = _node("Compare", "operands ops pos", _AT)
-BoolOp = _node("BoolOp", "op items")  # op: "and" | "or"
-Not = _node("Not", "item")
-Arith = _node("Arith", "op left right pos", _AT)  # op: + - * / %
-Neg = _node("Neg", "item pos", _AT)
+Compare = node_class("Compare", "operands ops pos", _AT)
+BoolOp = node_class("BoolOp", "op items")  # op: "and" | "or"
+Not = node_class("Not", "item")
+Arith = node_class("Arith", "op left right pos", _AT)  # op: + - * / %
+Neg = node_class("Neg", "item pos", _AT)
 
 
 def pos_of(node: Any) -> Pos:
