@@ -190,7 +190,7 @@ def bench_arrow(base: Path, repeat: int) -> None:
     row("  of which: the query layer's import + first parse", spread(parts, "lark"))
     row("pandas imported on the Arrow path", str(any(r["pandas"] for r in rows)), "target: False")
     row("lark imported on the Arrow path", str(any(r["lark"] for r in rows)),
-        "False since the generated parser (query/_lalr.py)")
+        "False since session 5 (query/lalr.py runs the tables lark made)")
     from runstore import Repo
 
     repo = Repo(path)

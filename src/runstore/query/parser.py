@@ -1,9 +1,9 @@
 """Query text -> AST.
 
-The grammar lives in ``grammar.lark`` (LALR); ``_lalr.py`` is the parser lark's
-standalone tool generated from it (``python -m runstore.query.gen_parser``, which
-says why: a fresh process's first query no longer imports lark).  A ``@v_args(inline=True)``
-Transformer turns the parse tree into the small immutable node classes below;
+The grammar lives in ``grammar.lark`` (LALR); ``lalr.py`` parses with the tables lark
+computed from it (``_lalr_tables.py``, written by ``python -m runstore.query.gen_parser``,
+which says why: a fresh process's first query imports no lark). ``_ToAst`` turns the
+parse tree into the small immutable node classes below;
 nothing here evaluates anything, and user text is never handed to ``eval``.
 
 Errors carry 1-based ``line``/``column`` and a message that repeats the query
@@ -15,13 +15,11 @@ context.
 from __future__ import annotations
 
 import ast as _pyast
-import functools
 from collections import namedtuple
 from typing import Any
 
-from . import _lalr
-from ._lalr import (Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
-                    VisitError, v_args)
+from . import lalr as _lalr
+from .lalr import Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from ..errors import QueryNameError, QuerySyntaxError
 
@@ -211,7 +209,7 @@ def _end_pos(text: str) -> Pos:
     return (len(lines), len(lines[-1]) + 1)
 
 
-def _convert_lark_error(text: str, err: UnexpectedInput) -> QuerySyntaxError:
+def _convert_parse_error(text: str, err: UnexpectedInput) -> QuerySyntaxError:
     line = getattr(err, "line", 1) or 1
     column = getattr(err, "column", 1) or 1
     if line < 1 or column < 1:  # lark uses -1 for "at the end"
@@ -224,9 +222,6 @@ def _convert_lark_error(text: str, err: UnexpectedInput) -> QuerySyntaxError:
             msg = "unterminated string"
         else:
             msg = f"unexpected character {char!r}"
-    elif isinstance(err, UnexpectedEOF):
-        line, column = _end_pos(text)
-        msg = "unexpected end of query" + _describe_expected(err.expected)
     elif isinstance(err, UnexpectedToken):
         tok = err.token
         if tok.type == "$END":
@@ -241,7 +236,7 @@ def _convert_lark_error(text: str, err: UnexpectedInput) -> QuerySyntaxError:
 
 # -- parse tree -> AST --------------------------------------------------------------
 class _CompileError(Exception):
-    """Raised inside the Transformer (lark wraps it in VisitError) and unwrapped in parse()."""
+    """Raised while the tree becomes an AST; parse() turns it into the error it names."""
 
     def __init__(self, pos: Pos, message: str, cls: type = QuerySyntaxError) -> None:
         super().__init__(message)
@@ -277,11 +272,17 @@ def _arith_fold(op: str, left: Any, right: Any) -> Any:
     return None
 
 
-@v_args(inline=True)
-class _ToAst(Transformer):
+class _ToAst:
+    """Parse tree -> AST: each tree node is passed, its children already converted, to
+    the method named like the node (its grammar rule or alias)."""
+
     def __init__(self, text: str) -> None:
-        super().__init__()
         self.text = text
+
+    def transform(self, node: Any) -> Any:
+        if type(node) is not Tree:
+            return node  # a token, or None for an absent optional part
+        return getattr(self, node.data)(*[self.transform(child) for child in node.children])
 
     # boolean structure
     def or_(self, *items):
@@ -426,13 +427,6 @@ class _ToAst(Transformer):
         return self._sequence([first] + list(items or []), pos_of(first))
 
 
-@functools.lru_cache(maxsize=1)
-def _parser() -> Any:
-    # The generated parser holds the analysed LALR tables (no grammar to read, no
-    # cache file); the contextual lexer's scanners are built at the first parse.
-    return _lalr.Lark_StandAlone()
-
-
 def parse(text: str) -> Any:
     """The AST of ``text`` (cached, see :func:`_parse`)."""
     return _parse_cache.get(text, _parse)
@@ -441,15 +435,12 @@ def parse(text: str) -> Any:
 def _parse(text: str) -> Any:
     """The AST of ``text``; raises QuerySyntaxError / QueryNameError."""
     try:
-        tree = _parser().parse(text)
+        tree = _lalr.parse(text)
     except UnexpectedInput as err:
-        raise _convert_lark_error(text, err) from None
+        raise _convert_parse_error(text, err) from None
     try:
         return _ToAst(text).transform(tree)
     except RecursionError:
         raise syntax_error(text, (1, 1), f"the query is nested too deeply (at most {MAX_DEPTH} levels)") from None
-    except VisitError as err:
-        inner = err.orig_exc
-        if isinstance(inner, _CompileError):
-            raise syntax_error(text, inner.pos, inner.message, inner.cls) from None
-        raise
+    except _CompileError as err:
+        raise syntax_error(text, err.pos, err.message, err.cls) from None
