@@ -210,3 +210,36 @@ def test_a_backdated_id_that_is_taken_gets_a_new_one_in_the_deferred_commit(tmp_
     assert names == {first.id: "first", second.id: "second"}
     assert repo.get_run(second.id).sequence("loss").values.tolist() == [1.0]
     assert repo.check() == []
+
+
+def test_a_loop_of_short_runs_does_not_wake_the_flush_thread_per_run(tmp_path):
+    # Closed runs used to stay in the flush thread's heap until they came due: in a
+    # loop of short runs its top was always a run closed about one interval ago, so
+    # the thread woke (and took the GIL from the loop) once per run. Now it wakes
+    # about once per interval. A fresh interpreter: other tests' live runs share
+    # the thread in this one.
+    out = _python(f"""
+        import time
+        from runstore import Repo, Run
+        from runstore.tracking import lifecycle
+        wakes = []
+        real = lifecycle._take_due
+        def take_due():
+            wakes.append(1)
+            return real()
+        lifecycle._take_due = take_due
+        repo = Repo({str(tmp_path / "r")!r}, flush_interval=0.05)
+        start, runs = time.monotonic(), 0
+        while time.monotonic() - start < 1.0:
+            run = Run(repo, system_metrics=False, capture_env=False)
+            run.track(1.0, name="loss")
+            run.close()
+            runs += 1
+        print(runs, len(wakes), time.monotonic() - start)
+    """)
+    runs, wakes, elapsed = out.split()
+    runs, wakes, elapsed = int(runs), int(wakes), float(elapsed)
+    # about elapsed / interval wake-ups (one per interval, plus a notify when the heap
+    # emptied between two runs); before the fix: one per run after the first interval
+    assert wakes <= 2 * elapsed / 0.05 + 5, (runs, wakes)
+    assert runs > 0

@@ -100,11 +100,16 @@ def _take_due() -> list["Run"]:
     due: list[Run] = []
     while _due:
         when, _, run = _due[0]
+        if _live.get(id(run)) is not run:
+            # Closed: drop it now, not when it comes due. In a loop of short runs the
+            # heap's top was always the entry of a run closed ~1 interval ago, so the
+            # thread slept until it (< 1 ms), woke for nothing and took the GIL from
+            # the loop once per run (issue 22, target 3).
+            heapq.heappop(_due)
+            continue
         if when > now and (not due or when - now > 0.5 * run._flush_interval):
             break
         heapq.heappop(_due)
-        if _live.get(id(run)) is not run:
-            continue  # closed or stopped: its entry goes
         if run._next_flush > now + 0.5 * run._flush_interval:  # its owner flushed it meanwhile
             heapq.heappush(_due, (run._next_flush, next(_ticket), run))
             continue
