@@ -23,6 +23,7 @@ import lmdb
 import msgpack
 
 from ..errors import RepositoryError, StorageFullError
+from .room import Room
 
 # Format 2 (issue 13) adds the "blobs" database and object blocks. A format-1
 # repository opens unchanged (it has no blobs database: reads treat it as empty)
@@ -297,6 +298,7 @@ class Environment:
         # Writes deferred to this process's next write transaction (see defer): key -> work(txn).
         self._deferred: dict[Any, Callable[[Any], Any]] = {}
         self._last_reader_check = 0.0
+        self._room = Room(path / "data.mdb")  # zeroed room past the data (storage/room.py)
         self._open(map_size or DEFAULT_MAP_SIZE)
 
     def _open_lock(self) -> int | None:
@@ -381,6 +383,7 @@ class Environment:
             raise
 
     def _close_lock(self) -> None:
+        self._room.close()  # (compact replaces data.mdb: the room is the new file's)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -559,6 +562,13 @@ class Environment:
                 except lmdb.MapResizedError:
                     self.lmdb.set_mapsize(0)
                     continue
+                try:
+                    # First, while LMDB's writer lock is ours and nothing is written yet:
+                    # the commit's fdatasync then allocates nothing (storage/room.py).
+                    self._room.keep(self.lmdb)
+                except BaseException:
+                    txn.abort()
+                    raise
                 deferred = list(self._deferred.items())
                 self._in_write = True
                 self._marked = 0
