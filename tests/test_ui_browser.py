@@ -372,6 +372,10 @@ def test_run_page_shows_object_sequences(browser, tmp_path):
         live.track(Text("second"), name="notes", step=7)
         live.flush()
         p.wait(f"{objs}.frames.step === 7 && {objs}.frames.steps === 3 && {objs}.notes.rows === 2", timeout=20)
+        # state.step moves when the slider does; the caption when the image's fetch is
+        # back (a loaded machine showed "step 2" in between)
+        p.wait("document.querySelector('.obj-box[data-key=frames] .obj-caption').textContent.startsWith('step 7')",
+               timeout=20)
         assert "step 7" in page.inner_text(".obj-box[data-key=frames] .obj-caption")
         live.close()
         assert p.errors == []
