@@ -57,8 +57,10 @@ in the same process or against a stated floor:
 - metrics:  one run, NAMES metric names x STEPS steps via ``track`` (default
             10,000 x 1,000; cached under DIR): per-value cost beside the same
             number of ``track`` calls on one name (the floor; target within 1.5x),
-            and, in a fresh process, ``run.sequences()`` + one summary query
-            (target <= 50 ms), beside the same in a warm process.
+            both in one fresh process (``--baseline SRC``: alternating with
+            another runstore); the CPU of single flushes of every name (tails
+            growing); and, in a fresh process, ``run.sequences()`` + one summary
+            query (target <= 50 ms), beside the same in a warm process.
 - export:   target 10's rest: a selection of RUNS short runs (the cold
             workload's repository, ``seq.name == 'loss'``: RUNS sequences x 10
             steps): ``to_numpy()``, ``to_arrow()`` and ``runstore.export.export``
@@ -719,13 +721,17 @@ def bench_long(base: Path, steps: int, points: int, repeat: int) -> None:
     row("  np.copy of the same bytes / full read", f"{ratio:.2f}", f"target >= 0.5: {verdict(ratio >= 0.5)}")
 
 
-def bench_metrics(base: Path, names: int, steps: int, repeat: int) -> None:
+def metrics_child(spec: dict) -> dict:
+    """One process of the many-metrics workload: the one-name floor, the round-robin
+    loop (default flush interval, as a user runs it) and the CPU of single flushes of
+    every name (flush interval an hour, ``flush()`` after each 100 steps)."""
+    import gc
+
     from runstore import Repo, Run
 
-    print(f"many metrics: one run, {names:,} names x {steps:,} steps via track")
-    path = base / f"metrics-{names}x{steps}"
+    names, steps, base = spec["names"], spec["steps"], spec["dir"]
     total = names * steps
-    # The floor: the same number of track calls on one name, in a throwaway repository.
+    keys = [f"metric/{j}" for j in range(names)]
     with tempfile.TemporaryDirectory(dir=base) as d:
         repo = Repo(Path(d) / "r", create=True)
         run = Run(repo=repo)
@@ -735,14 +741,10 @@ def bench_metrics(base: Path, names: int, steps: int, repeat: int) -> None:
         run.close()
         floor = (time.perf_counter() - t) / total
         del run, repo
-    many = None
-    if not (path / ".complete").exists():
-        import shutil
-
-        shutil.rmtree(path, ignore_errors=True)
-        repo = Repo(path, create=True)
+    gc.collect()
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        repo = Repo(Path(spec["path"]) if spec.get("path") else Path(d) / "r", create=True)
         run = Run(repo=repo)
-        keys = [f"metric/{j}" for j in range(names)]
         t = time.perf_counter()
         for step in range(steps):
             for key in keys:
@@ -750,7 +752,47 @@ def bench_metrics(base: Path, names: int, steps: int, repeat: int) -> None:
         run.close()
         many = (time.perf_counter() - t) / total
         del run, repo
-        (path / ".complete").touch()
+    gc.collect()
+    flush_cpu = []
+    per = max(1, steps // 10)
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        repo = Repo(Path(d) / "r", create=True)
+        run = Run(repo=repo, flush_interval=3600.0)
+        step = 0
+        for _ in range(5):
+            for _ in range(per):
+                for key in keys:
+                    run.track(0.5, name=key, step=step)
+                step += 1
+            c = time.process_time()
+            run.flush()
+            flush_cpu.append(time.process_time() - c)
+        run.close()
+    return {"floor": floor, "many": many, "ratio": many / floor, "flush_cpu": flush_cpu, "per": per}
+
+
+def bench_metrics(base: Path, names: int, steps: int, repeat: int, baseline: str | None = None) -> None:
+    print(f"many metrics: one run, {names:,} names x {steps:,} steps via track")
+    path = base / f"metrics-{names}x{steps}"
+    variants = [("this tree", None)] + ([("baseline " + baseline, baseline)] if baseline else [])
+    rows: dict = {label: [] for label, _ in variants}
+    build = not (path / ".complete").exists()
+    if build:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+    loops = max(1, repeat // 2 + 1) if baseline else 1
+    for _ in range(loops):
+        for label, src in variants:  # interleaved: the machine's load hits both alike
+            spec = {"names": names, "steps": steps, "dir": str(base),
+                    "path": str(path) if build and src is None else None}
+            env = dict(os.environ, PYTHONPATH=src) if src else None
+            res = subprocess.run([sys.executable, __file__, "--metrics-child", json.dumps(spec)], env=env,
+                                 capture_output=True, text=True, check=True)
+            rows[label].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            if spec["path"]:
+                (path / ".complete").touch()
+                build = False
     code = (
         "import time,json;from runstore import Repo;t0=time.perf_counter();"
         f"r=Repo({str(path)!r});run=r.runs()[0];n=len(run.sequences());"
@@ -759,17 +801,23 @@ def bench_metrics(base: Path, names: int, steps: int, repeat: int) -> None:
         "t3=time.perf_counter();print(json.dumps({'first':t1-t0,'warm':t3-t2,'n':n,'q':q}))"
     )
     fresh(code, 1)  # the first process after the build scans and writes the query snapshot
-    rows = fresh(code, repeat)
-    assert rows[0]["n"] == names and rows[0]["q"] == 1, rows[0]
-    row("track, one name (floor)", f"{floor * 1e6:.2f} µs/value")
-    if many is not None:
-        row(f"track, {names:,} names round-robin", f"{many * 1e6:.2f} µs/value",
-            f"{many / floor:.2f}x floor, target <= 1.5x: {verdict(many / floor <= 1.5)}")
-    else:
-        row(f"track, {names:,} names round-robin", "(cached; delete the repo to re-measure)")
-    row("fresh process: open + run.sequences() + summary query", spread(rows, "first"),
-        f"target <= 50 ms: {verdict(med(rows, 'first') <= 0.05)}")
-    row("same, warm (same process)", spread(rows, "warm"))
+    q = fresh(code, repeat)
+    assert q[0]["n"] == names and q[0]["q"] == 1, q[0]
+    for label, _ in variants:
+        rs = rows[label]
+        print(f" {label} ({len(rs)} process{'es' if len(rs) > 1 else ''}):")
+        row("track, one name (floor)", spread(rs, "floor", 1e6, "µs", 2))
+        ratios = ", ".join(f"{r['ratio']:.2f}" for r in rs)
+        row(f"track, {names:,} names round-robin", spread(rs, "many", 1e6, "µs", 2),
+            f"{med(rs, 'ratio'):.2f}x floor (per process: {ratios}), "
+            f"target <= 1.5x: {verdict(med(rs, 'ratio') <= 1.5)}")
+        per = rs[0]["per"]
+        cpu = [statistics.median(r["flush_cpu"][i] for r in rs) for i in range(len(rs[0]["flush_cpu"]))]
+        row(f"CPU of one flush of {names:,} sequences", " / ".join(f"{c * 1e3:.0f}" for c in cpu) + " ms",
+            f"{per} new points each, tails of 0, {per}, ... {per * (len(cpu) - 1)} points")
+    row("fresh process: open + run.sequences() + summary query", spread(q, "first"),
+        f"target <= 50 ms: {verdict(med(q, 'first') <= 0.05)}")
+    row("same, warm (same process)", spread(q, "warm"))
 
 
 def bench_views(base: Path, n: int) -> None:
@@ -1018,11 +1066,13 @@ def main() -> None:
     ap.add_argument("--million", type=int, default=None, help="runs of the 1-metric workload (default 1,000,000)")
     ap.add_argument("--build-runs", type=int, default=None, help="runs per build repeat (default 100,000)")
     ap.add_argument("--baseline", default=None,
-                    help="build, big: also measure the runstore under this src directory (PYTHONPATH), interleaved")
+                    help="build, big, export, metrics: also measure the runstore under this src directory "
+                    "(PYTHONPATH), interleaved")
     ap.add_argument("--big-repeat", type=int, default=None, help="fresh processes per big variant (default 3)")
     ap.add_argument("--big-modes", default="default,fast,one",
                     help="big: 'default' (flush interval 1 s), 'fast' (0.1 s), 'one' (one flush at close)")
     ap.add_argument("--big-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--metrics-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--only", default="import,arrow,cold,refresh,million,build,lookup,views,big,long,metrics,"
                     "coldread,export")
     ap.add_argument("--export-runs", type=int, default=None,
@@ -1033,6 +1083,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.big_child:
         print(json.dumps(big_child(json.loads(args.big_child))))
+        return
+    if args.metrics_child:
+        print(json.dumps(metrics_child(json.loads(args.metrics_child))))
         return
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
@@ -1065,7 +1118,7 @@ def main() -> None:
                    args.long_points or (2_000_000 if args.quick else 20_000_000), repeat)
     if "metrics" in only:
         bench_metrics(base, args.names or (1_000 if args.quick else 10_000),
-                      args.steps or (100 if args.quick else 1_000), repeat)
+                      args.steps or (100 if args.quick else 1_000), repeat, args.baseline)
     if "export" in only:
         bench_export(base, runs, args.export_runs if args.export_runs is not None else
                      (1_000 if args.quick else 10_000), repeat, args.baseline)

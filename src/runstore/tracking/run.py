@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import lmdb
 import numpy as np
 
-from . import console as _console, environment as _environment
+from . import batch_flush as _batch_flush, console as _console, environment as _environment
 from . import lease as _lease, lifecycle as _lifecycle
 from . import system_metrics as _system_metrics, values as _values
 from ..storage import records as _rec
@@ -584,8 +584,9 @@ class Run(RunData):
         if budget is None:
             budget = Budget()
         if not isolate:
-            # (once the budget is spent the rest wait: no call per sequence per transaction)
-            states = [seq._prepare(env, txn, budget) if budget.left > 0 else LATER for seq in dirty]
+            # (once the budget is spent the rest wait: no call per sequence per transaction;
+            # many small sequences are written in one vectorised pass)
+            states = _batch_flush.prepare_all(env, txn, self._id, dirty, budget)
         else:  # each sequence in a nested transaction of its own
             states = []
             for seq in dirty:

@@ -29,6 +29,7 @@ import numpy as np
 from . import values as _values
 from ..storage import blocks as _blocks
 from ..storage import locate as _locate
+from ..storage.openblock import OpenBlock
 from ..storage import records as _rec
 from ..storage.keys import run_key
 from ..errors import InvalidValueError, RunClosedError, SequenceNotFoundError
@@ -219,7 +220,9 @@ class Sequence:
 
         tail = self._tail
         nblocks = summary["blocks"]
-        if tail is None:
+        if type(tail) is OpenBlock:  # left by the vectorised flush of many sequences
+            tail = tail.columns()
+        elif tail is None:
             tail = _blocks.empty()
             if nblocks:  # resumed run: load the last block once
                 tail = _rec.get_block(env, txn, self.run.id, self._id, nblocks - 1)
