@@ -40,37 +40,42 @@ from .sequence import LATER, Budget, Sequence, Written, _given_steps
 # vectorised one (measured: equal at 4 sequences of 50 new points, 0.6x at 16), whose
 # fixed cost is a few dozen NumPy calls.
 MIN_BATCH = 6
-# New points gathered per vectorised pass, at most: the flat columns are a copy of
-# them (32 bytes a point), kept to a few tens of MB at a time.
-CHUNK_POINTS = 1 << 20
+# Points (tails and new) per vectorised pass, at most: a few MB of blocks, so a
+# transaction whose budget runs out mid-flush has grown (and thrown away) at most one
+# pass more than it wrote (growing every sequence in each of the 4-6 transactions of
+# a 10,000-metric flush with 500-point tails cost 2.5x the growth). The flat columns
+# of new points are a copy (32 bytes a point).
+CHUNK_POINTS = 1 << 18
 
 
-def _fits(seq: Sequence) -> bool:
-    """Whether ``seq`` can go in the vectorised pass: a float sequence whose pending
-    points are all ``track()`` rows and, with its tail, fill at most one block."""
+def _points(seq: Sequence) -> int:
+    """The points of ``seq``'s block after this flush (tail and new) if it can go in
+    the vectorised pass (a float sequence whose pending points are all ``track()``
+    rows and, with its tail, fill at most one block), else -1."""
     if type(seq) is not Sequence:
-        return False
+        return -1
     tail = seq._tail
     if type(tail) is OpenBlock:
         old = tail.n
     elif tail is None:
         if seq._summary["blocks"]:
-            return False  # a resumed run's tail is read by _prepare
+            return -1  # a resumed run's tail is read by _prepare
         old = 0
     else:
         old = len(tail[1])
     n = 0
     for p in seq._pending:
         if type(p) is not np.ndarray:
-            return False
+            return -1
         n += len(p)
-    return old + n <= _blocks.CAPACITY
+    return old + n if old + n <= _blocks.CAPACITY else -1
 
 
 def prepare_all(env: Any, txn: Any, run_id: str, dirty: list, budget: Budget) -> list:
     """The states of ``dirty``'s sequences written into ``txn`` (``_prepare``'s,
     in the same order)."""
-    batch = [i for i, seq in enumerate(dirty) if _fits(seq)]
+    sizes = [_points(seq) for seq in dirty]
+    batch = [i for i, n in enumerate(sizes) if n >= 0]
     if len(batch) < MIN_BATCH:
         return [seq._prepare(env, txn, budget) if budget.left > 0 else LATER for seq in dirty]
     states: list = [None] * len(dirty)
@@ -78,11 +83,14 @@ def prepare_all(env: Any, txn: Any, run_id: str, dirty: list, budget: Budget) ->
     for i, seq in enumerate(dirty):
         if i not in picked:
             states[i] = seq._prepare(env, txn, budget) if budget.left > 0 else LATER
-    # In chunks of at most CHUNK_POINTS new points (one sequence at least).
+    # In chunks of at most CHUNK_POINTS points (one sequence at least).
     chunk: list = []
     points = 0
     for i in batch:
-        n = sum(len(p) for p in dirty[i]._pending)
+        if budget.left <= 0:
+            states[i] = LATER
+            continue
+        n = sizes[i]
         if chunk and points + n > CHUNK_POINTS:
             _prepare_chunk(env, txn, run_id, dirty, chunk, budget, states)
             chunk, points = [], 0
