@@ -139,7 +139,7 @@ def test_blocks_fill_and_budgets_split_transactions(tmp_path, monkeypatch, clock
     blocks per transaction leaves the rest for the next one."""
     monkeypatch.setattr(_sequence, "TXN_BYTES", 400)
     per_txn: list = []
-    real_write, real_put = _env.Environment.write, _rec.put_block
+    real_write, real_put = _env.Environment.write, _rec.put_blocks
 
     def write(self, work):
         def counted(txn):
@@ -147,13 +147,14 @@ def test_blocks_fill_and_budgets_split_transactions(tmp_path, monkeypatch, clock
             return work(txn)
         return real_write(self, counted)
 
-    def put_block(env, txn, run, seq_id, block_no, data):
-        per_txn[-1][0] += len(data)
-        per_txn[-1][1] = max(per_txn[-1][1], len(data))
-        return real_put(env, txn, run, seq_id, block_no, data)
+    def put_blocks(env, txn, items):
+        for *_, data in items:
+            per_txn[-1][0] += len(data)
+            per_txn[-1][1] = max(per_txn[-1][1], len(data))
+        return real_put(env, txn, items)
 
     monkeypatch.setattr(_env.Environment, "write", write)
-    monkeypatch.setattr(_rec, "put_block", put_block)
+    monkeypatch.setattr(_rec, "put_blocks", put_blocks)
     (one, many), calls = _runs_two_ways(tmp_path, monkeypatch, clock, rounds=8, names=24, seed=2)
     a, b = _raw_blocks(*one[:2]), _raw_blocks(*many[:2])
     assert len(a) == len(b) > 24 * 2

@@ -12,7 +12,8 @@ that workload) are gathered into flat columns with boundaries, their steps
 resolved and their summaries reduced segment by segment, and their tails kept as
 ``storage.openblock.OpenBlock``: grown by the new points only, in one vectorised
 pass, and encoded to the bytes ``blocks.encode`` gives. What remains per sequence
-is joining the block's byte sections, a dict, a msgpack record and two puts.
+is joining the block's byte sections, a dict and a msgpack record; the blocks
+are put with one ``putmulti`` per chunk.
 
 Everything else keeps the per-sequence path: object sequences, ``track_many``'s
 columns, steps beyond 2**53, a resumed run's first flush (its tail is not loaded
@@ -141,17 +142,18 @@ def _prepare_chunk(env: Any, txn: Any, run_id: str, dirty: list, chunk: list, bu
     nnl = nn.tolist()
     run_k = run_key(run_id)
     cap = _blocks.CAPACITY
+    items = []  # one putmulti for the chunk (storage.records.put_blocks)
     for j, seq in enumerate(seqs):
         if budget.left <= 0:
             for i in chunk[j:]:
                 states[i] = LATER
-            return
+            break
         summary = summaries[j]
         count = summary["count"]
         blk = grown[j]
         block_no = summary["blocks"] - 1 if tails[j].n else summary["blocks"]
         data = blk.encode()
-        _rec.put_block(env, txn, run_k, seq._id, block_no, data)
+        items.append((run_k, seq._id, block_no, data))
         budget.left -= len(data)
         last_step = last_steps[j]
         s = dict(summary)
@@ -171,6 +173,7 @@ def _prepare_chunk(env: Any, txn: Any, run_id: str, dirty: list, chunk: list, bu
             s["max"] = hi_l[j] if summary["max"] is None else max(summary["max"], hi_l[j])
         _rec.put_sequence(env, txn, run_id, seq._id, {"name": seq.name, "context": seq.context, **s})
         states[chunk[j]] = Written(s, blk if blk.n < cap else OpenBlock(), len(seq._pending), 0, True)
+    _rec.put_blocks(env, txn, items)
 
 
 def _open(tail: Any) -> OpenBlock:
