@@ -252,18 +252,18 @@ def test_creating_a_repository_on_a_full_disk(tiny_disk):
 
 
 def test_eio_on_a_nearly_full_disk_is_storage_full(tmp_path, monkeypatch):
-    from runstore.storage import env as envmod
+    from runstore.storage import files
 
     repo = Repo(tmp_path / "repo")
     env = repo._env
-    monkeypatch.setattr(envmod, "_nearly_full", lambda path: True)
+    monkeypatch.setattr(files, "nearly_full", lambda path: True)
 
     def failing(txn):
         raise lmdb.Error("mdb_txn_commit: Input/output error")
 
     with pytest.raises(StorageFullError, match="full"):
         env.write(failing)
-    monkeypatch.setattr(envmod, "_nearly_full", lambda path: False)
+    monkeypatch.setattr(files, "nearly_full", lambda path: False)
     with pytest.raises(RepositoryError) as info:
         env.write(failing)
     assert not isinstance(info.value, StorageFullError)
@@ -663,7 +663,7 @@ def test_a_growing_repository_never_looks_truncated(tmp_path):
     process extends the file before it writes the meta page that counts the new pages.
     (Size first, meta second reported "data.mdb is truncated" now and then under
     concurrent writers.)"""
-    from runstore.storage.env import _validate_data_file
+    from runstore.storage.files import validate_data_file as _validate_data_file
 
     path = tmp_path / "repo"
     Repo(path)

@@ -9,7 +9,8 @@ import numpy as np
 
 from . import blocks as _blocks
 from . import objblocks as _ob
-from .env import Environment, stale_compact_dirs
+from .env import Environment
+from .files import stale_compact_dirs
 from .keys import block_no_of, run_id_of, seq_id_of
 from .records import unpack
 

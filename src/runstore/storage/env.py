@@ -9,7 +9,6 @@ one, and a forked child transparently opens its own.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import struct
@@ -23,6 +22,8 @@ import lmdb
 import msgpack
 
 from ..errors import RepositoryError, StorageFullError
+from .files import (CREATE_SPACE, NETWORK_FS, filesystem_type, free_bytes, fsync_path, is_disk_full,
+                    stale_compact_dirs, validate_data_file)
 from .room import Room
 
 # Format 2 (issue 13) adds the "blobs" database and object blocks. A format-1
@@ -159,104 +160,6 @@ class ReadOnly:
         return self.write(lambda txn: None)
 
 
-# LMDB's file layout (lmdb.h / mdb.c): two meta pages at the start of data.mdb. Each
-# page has a 16-byte header; the meta that follows holds a magic number, the page
-# size (in the free-list database's md_pad), the last page in use and the txn id.
-_MDB_MAGIC = 0xBEEFC0DE
-_META = struct.Struct("<I I Q Q I")      # magic, version, address, mapsize, dbs[0].md_pad (= page size)
-_LAST_PG = struct.Struct("<Q Q")         # mm_last_pg, mm_txnid at offset 16 + 120
-
-
-def _validate_data_file(data: Path) -> None:
-    """Refuse a data.mdb that LMDB would wipe (empty) or crash on (truncated).
-
-    LMDB treats an empty file as a new environment and writes fresh meta pages
-    into it, and it maps a truncated file as if it were whole: the first read of a
-    page past the end kills the process with SIGBUS. Both are checked here, before
-    LMDB sees the file, from the two meta pages.
-    """
-    try:
-        with open(data, "rb") as f:
-            head = f.read(2 * 65536)
-            # The size after the meta pages: a writer in another process extends the
-            # file before it writes the meta page that counts the new pages, so read
-            # in this order a live repository never looks truncated (the other order
-            # did, once in a while, under concurrent writers).
-            size = os.fstat(f.fileno()).st_size
-    except OSError as exc:
-        raise RepositoryError(f"cannot read {data}: {exc}") from exc
-    damaged = (f"{data} is empty or damaged (no valid LMDB meta page); restore it from a backup; "
-               "nothing was written")
-    if size < 2 * 4096 or len(head) < 4096:
-        raise RepositoryError(damaged)
-    best = None
-    magic, _, _, _, psize = _META.unpack_from(head, 16)
-    if magic != _MDB_MAGIC or psize < 512 or psize & (psize - 1) or psize > 65536:
-        raise RepositoryError(damaged)
-    for offset in (0, psize):
-        if offset + 152 > len(head):
-            continue
-        magic = _META.unpack_from(head, offset + 16)[0]
-        if magic != _MDB_MAGIC:
-            continue
-        last_pg, txnid = _LAST_PG.unpack_from(head, offset + 136)
-        if best is None or txnid > best[1]:
-            best = (last_pg, txnid)
-    if best is None:
-        raise RepositoryError(damaged)
-    needed = (best[0] + 1) * psize
-    if size < needed:
-        raise RepositoryError(
-            f"{data} is truncated: {size} bytes, the repository needs at least {needed}; "
-            "restore it from a backup (nothing was written)"
-        )
-
-
-def _free_bytes(path: Path) -> int | None:
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize
-
-
-def _nearly_full(path: Path) -> bool:
-    """Whether the file system holding ``path`` has (nearly) no free space left.
-
-    LMDB reports EIO rather than ENOSPC when the disk fills in the middle of
-    writing pages (seen on tmpfs and ext4); with this little space left, an EIO
-    is a full disk.
-    """
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return False
-    free = st.f_bavail * st.f_frsize
-    return free < (1 << 20) or free < st.f_blocks * st.f_frsize // 100
-
-
-# Creating a repository writes its first pages; with less than this free, LMDB
-# would map a file it could not write and die with SIGBUS on the first page.
-_CREATE_SPACE = 256 << 10
-
-
-_NETWORK_FS = {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "9p", "afs", "lustre", "glusterfs"}
-
-
-def _filesystem_type(path: str) -> str | None:
-    try:
-        with open("/proc/mounts") as f:
-            mounts = [line.split() for line in f]
-    except OSError:
-        return None
-    best, kind = "", None
-    for parts in mounts:
-        if len(parts) >= 3 and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/")):
-            if len(parts[1]) > len(best):
-                best, kind = parts[1], parts[2]
-    return kind
-
-
 class Environment:
     """One open LMDB environment plus the repository's advisory lock."""
 
@@ -277,16 +180,16 @@ class Environment:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise RepositoryError(f"cannot create the repository directory {path}: {exc}") from exc
-            free = _free_bytes(path)
-            if free is not None and free < _CREATE_SPACE:
+            free = free_bytes(path)
+            if free is not None and free < CREATE_SPACE:
                 # LMDB would create a sparse file and die with SIGBUS on its first page.
                 raise StorageFullError(
                     f"the disk holding {path} has only {free} bytes free; free space and try again"
                 )
         else:
-            _validate_data_file(path / "data.mdb")
-        fs = _filesystem_type(str(path))
-        if fs in _NETWORK_FS:
+            validate_data_file(path / "data.mdb")
+        fs = filesystem_type(str(path))
+        if fs in NETWORK_FS:
             warnings.warn(
                 f"{path} is on a network file system ({fs}); LMDB needs a local disk: "
                 "concurrent writers may corrupt the repository",
@@ -591,7 +494,7 @@ class Environment:
                     self.lmdb.set_mapsize(0)
                 except lmdb.Error as exc:
                     txn.abort()
-                    if _is_disk_full(exc, self.path):
+                    if is_disk_full(exc, self.path):
                         raise StorageFullError(
                             f"the disk holding {self.path} is full: {exc}. Nothing committed was lost "
                             "and unflushed points are kept in memory; free space and they are written "
@@ -692,12 +595,12 @@ class Environment:
                     os.chown(new, st.st_uid, st.st_gid)
                 except OSError:
                     pass  # not ours to give away; the mode is kept
-                _fsync_path(new)
-                _fsync_path(self.path)
+                fsync_path(new)
+                fsync_path(self.path)
                 map_size = self.lmdb.info()["map_size"]
                 self.lmdb.close()
                 os.replace(new, data)
-                _fsync_path(self.path)
+                fsync_path(self.path)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
                 self._close_lock()
@@ -713,29 +616,3 @@ class Environment:
 
 def _nothing(txn: Any) -> None:
     """A write transaction's work when only the deferred writes are to be committed."""
-
-
-def stale_compact_dirs(path: Path) -> list[Path]:
-    """Temporary folders of a compact that was interrupted (a crash, a kill)."""
-    try:
-        return sorted(p for p in path.iterdir() if p.name.startswith(".compact-") and p.is_dir())
-    except OSError:
-        return []
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _is_disk_full(exc: Exception, path: Path | None = None) -> bool:
-    code = getattr(exc, "errno", None) or (exc.args[0] if exc.args and isinstance(exc.args[0], int) else None)
-    text = str(exc)
-    if code == errno.ENOSPC or "No space left" in text or "ENOSPC" in text:
-        return True
-    if code == errno.EIO or "Input/output error" in text or isinstance(exc, lmdb.DiskError):
-        return path is not None and _nearly_full(path)
-    return False
