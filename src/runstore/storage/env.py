@@ -79,6 +79,15 @@ _registry: dict[tuple[str, int], "Environment"] = {}
 _registry_lock = threading.Lock()
 
 
+# This process's pid, kept by the at-fork hook below: os.getpid() is a system call,
+# and a short run's life asked for it ~7 times (issue 22, target 3).
+_pid = os.getpid()
+
+
+def current_pid() -> int:
+    return _pid
+
+
 def _after_fork_in_child() -> None:
     # Close the handles inherited from the parent: py-lmdb would otherwise
     # refuse to open the environment again ("already open in this process").
@@ -86,7 +95,8 @@ def _after_fork_in_child() -> None:
     # calling pid, and it cannot take the exclusive lock (the parent holds a
     # shared one), so it never tears down the shared mutexes. The flock file
     # description stays open: it is the parent's too.
-    global _registry_lock
+    global _registry_lock, _pid
+    _pid = os.getpid()
     _registry_lock = threading.Lock()
     for env in _registry.values():
         try:
@@ -114,7 +124,7 @@ def open_environment(path: Path, *, create: bool, map_size: int | None = None,
     :class:`ReadOnly` so that nothing is written through that handle.
     """
     real = os.path.realpath(path)
-    key = (real, os.getpid())
+    key = (real, _pid)
     with _registry_lock:
         env = _registry.get(key)
         if env is None or env.closed:
@@ -167,7 +177,7 @@ class Environment:
         self.path = path
         self.closed = False
         self.readonly = readonly
-        self.pid = os.getpid()
+        self.pid = _pid
         self._marked = 0  # a format recorded by the write transaction in progress (mark_format)
         self._new = not is_repository(path)
         if self._new:
@@ -201,6 +211,9 @@ class Environment:
         # Writes deferred to this process's next write transaction (see defer): key -> work(txn).
         self._deferred: dict[Any, Callable[[Any], Any]] = {}
         self._last_reader_check = 0.0
+        # Named version bumps of the write transaction in progress: counter -> (txn,
+        # packed version, run keys indexed at it). See bump.
+        self._bumped: dict[bytes, tuple] = {}
         self._room = Room(path / "data.mdb")  # zeroed room past the data (storage/room.py)
         self._open(map_size or DEFAULT_MAP_SIZE)
 
@@ -506,10 +519,11 @@ class Environment:
                     raise
                 finally:
                     self._in_write = False
+                    self._bumped.clear()
             raise RepositoryError(f"could not grow the map of {self.path}")
 
     def _check_pid(self) -> None:
-        if self.pid != os.getpid():
+        if self.pid != _pid:
             raise RepositoryError(
                 "this repository handle was opened before fork(); open Repo(path) again in the child"
             )
@@ -521,21 +535,38 @@ class Environment:
         are indexed (two small puts per run, at most one per run and version) so a reader
         can ask which runs changed since a version. A bump that names no runs breaks the
         chain of named bumps (see SEQS_CHAIN_START): readers then re-read everything,
-        never a stale answer."""
+        never a stale answer.
+
+        Named bumps of one counter in one transaction share one version (readers only
+        ever see committed versions): a run created and closed in one transaction bumped
+        the runs version three times (record, params, closing record), and each bump
+        re-indexed the run (issue 22, target 3)."""
         meta = self.dbs["meta"]
-        raw = txn.get(key, db=meta)
-        version = (_U64.unpack(raw)[0] if raw else 0) + 1
-        packed = _U64.pack(version)
-        txn.put(key, packed, db=meta)
         index = CHANGE_INDEX.get(key)
-        if index is None or runs is None:
-            return
-        run_at, changed, logged_upto, chain_start = index
-        upto = txn.get(logged_upto, db=meta)
-        if upto is None or _U64.unpack(upto)[0] != version - 1:
-            txn.put(chain_start, packed, db=meta)
-        txn.put(logged_upto, packed, db=meta)
+        done = self._bumped.get(key)
+        if done is not None and done[0] is txn and runs is not None:
+            _, packed, logged = done  # this transaction's version; only runs not yet named
+        else:
+            raw = txn.get(key, db=meta)
+            version = (_U64.unpack(raw)[0] if raw else 0) + 1
+            packed = _U64.pack(version)
+            txn.put(key, packed, db=meta)
+            if index is None or runs is None:
+                self._bumped.pop(key, None)  # unnamed: the next named bump starts a new version
+                return
+            upto = txn.get(index[2], db=meta)
+            if upto is None or _U64.unpack(upto)[0] != version - 1:
+                txn.put(index[3], packed, db=meta)
+            txn.put(index[2], packed, db=meta)
+            logged = set()
+            # (the transaction itself is held: a later one can never be the same object)
+            self._bumped[key] = (txn, packed, logged)
+        run_at, changed = index[0], index[1]
         for run in runs:
+            run = bytes(run)
+            if run in logged:
+                continue
+            logged.add(run)
             at = run_at + run
             old = txn.get(at, db=meta)
             if old is not None:

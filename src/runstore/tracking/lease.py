@@ -31,6 +31,8 @@ import os
 import time
 from typing import Any
 
+from ..storage.env import current_pid
+
 # A holder is stale after this many of its flush intervals without a heartbeat,
 # and never sooner than MIN_STALE seconds: a loaded machine can hold back the
 # flush thread for a second or so, and a false takeover stops a healthy writer.
@@ -62,8 +64,9 @@ def _process_start(pid: int) -> float | None:
 def identity() -> dict:
     """This process: host, pid and start time (the pair tells a reused pid apart)."""
     global _me
-    if _me is None or _me["pid"] != os.getpid():
-        _me = {"host": hostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+    pid = current_pid()
+    if _me is None or _me["pid"] != pid:
+        _me = {"host": hostname(), "pid": pid, "start": _process_start(pid)}
     return _me
 
 

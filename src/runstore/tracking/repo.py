@@ -12,7 +12,7 @@ from . import handles as _handles, lifecycle as _lifecycle
 from ..storage.gc import gc_paused
 from ..storage import locate as _locate
 from ..storage import records as _rec
-from ..storage.env import open_environment
+from ..storage.env import current_pid, open_environment
 from ..storage.keys import run_created_at, run_key
 from ..errors import RunNotFoundError
 from .run import Run
@@ -120,7 +120,7 @@ class Repo:
         self._map_size = map_size
         self._env_obj = self._open_env(create=create is not False and not readonly)
         self.path = self._env_obj.path
-        self._pid = os.getpid()
+        self._pid = current_pid()
 
     def _open_env(self, create: bool):
         from ..storage.env import ReadOnly
@@ -133,7 +133,7 @@ class Repo:
         # After fork() the child transparently gets its own environment.
         if self._pid != os.getpid():
             self._env_obj = self._open_env(create=False)
-            self._pid = os.getpid()
+            self._pid = current_pid()
         return self._env_obj
 
     def __repr__(self) -> str:
