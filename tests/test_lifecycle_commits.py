@@ -243,3 +243,64 @@ def test_a_loop_of_short_runs_does_not_wake_the_flush_thread_per_run(tmp_path):
     # emptied between two runs); before the fix: one per run after the first interval
     assert wakes <= 2 * elapsed / 0.05 + 5, (runs, wakes)
     assert runs > 0
+
+
+def test_named_bumps_of_one_transaction_share_one_version(tmp_path):
+    from runstore.storage import records as _rec
+    from runstore.storage.env import RUNS_VERSION, SEQS_VERSION
+
+    repo = Repo(tmp_path / "r", flush_interval=60)
+    env = repo._env
+    before = env.versions()
+    run = Run(repo, system_metrics=False, capture_env=False)
+    run.track(1.0, name="loss")
+    run.close()  # record, params, closing record and points: one transaction
+    after = env.versions()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    r, s = bytes.fromhex(run.id), bytes(12)
+
+    def named(txn):
+        env.bump(txn, RUNS_VERSION, (r,))
+        env.bump(txn, RUNS_VERSION, (s, r))
+
+    env.write(named)
+    with env.read() as txn:
+        assert _rec.runs_changed_since(env, txn, after[0]) == (after[0] + 1, sorted([run.id, s.hex()]))
+        assert _rec.sequences_changed_since(env, txn, before[1]) == (after[1], [run.id])
+
+    def then_unnamed(txn):
+        env.bump(txn, RUNS_VERSION, (r,))
+        env.bump(txn, RUNS_VERSION)  # names no runs: readers must scan
+        env.bump(txn, RUNS_VERSION, (s,))
+
+    env.write(then_unnamed)
+    with env.read() as txn:
+        assert _rec.runs_changed_since(env, txn, after[0] + 1) is None
+        assert env.versions()[0] == after[0] + 4  # the unnamed bump got versions of its own
+    assert repo.check() == []
+
+
+def test_closing_in_the_creating_transaction_reads_nothing_back(tmp_path, monkeypatch):
+    from runstore.storage import records as _rec
+
+    # A tiny map: the closing transaction hits MapFullError and runs again from scratch
+    # (Environment.write), so the record it writes must not depend on the first attempt.
+    repo = Repo(tmp_path / "r", flush_interval=60, map_size=256 << 10)
+    reads = []
+    for name in ("get_record", "get_lease"):
+        real = getattr(_rec, name)
+        monkeypatch.setattr(_rec, name, lambda *a, _real=real, _name=name: reads.append(_name) or _real(*a))
+    run = Run(repo, name="short", tags=["a"], capture_env={"python": True}, system_metrics=False)
+    values = __import__("numpy").random.default_rng(0).random(100_000)
+    run.track_many(values, name="loss")  # more than the first map holds
+    run.close("failed")
+    assert reads == []  # the record and lease were this transaction's own
+    monkeypatch.undo()
+    stored = repo.get_run(run.id)
+    assert (stored.name, stored.tags, stored.status) == ("short", ["a"], "failed")
+    assert stored.ended_at is not None and "python" in stored.env
+    assert stored.sequence("loss").values.tolist() == values.tolist()
+    with repo._env.read() as txn:
+        assert _rec.get_lease(repo._env, txn, run.id) is None  # released
+    assert repo._env.lmdb.info()["map_size"] > 256 << 10  # the retry did happen
+    assert repo.check() == []

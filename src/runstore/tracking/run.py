@@ -23,7 +23,7 @@ from . import batch_flush as _batch_flush, console as _console, environment as _
 from . import lease as _lease, lifecycle as _lifecycle
 from . import system_metrics as _system_metrics, values as _values
 from ..storage import records as _rec
-from ..storage.env import SEQS_VERSION
+from ..storage.env import SEQS_VERSION, current_pid
 from ..storage.keys import new_run_id, run_key
 from ..errors import (
     InvalidParamError,
@@ -170,7 +170,7 @@ class Run(RunData):
                 "parent": _parent_id(parent),
                 "archived": False,
                 "hostname": _lease.hostname(),
-                "pid": os.getpid(),
+                "pid": current_pid(),
                 "artifacts": [],
             }
 
@@ -180,6 +180,9 @@ class Run(RunData):
                 _rec.put_record(env, txn, self._id, record)
                 _rec.put_params(env, txn, self._id, {})
                 _rec.put_lease(env, txn, self._id, self._lease)
+                # What this transaction holds of the run: a flush or close in it need not
+                # read the lease or the record back (_check_lease, _closing).
+                self._created_in = (txn, record)
 
             if env_pieces:  # captured once per process; written with the record (no extra commit)
                 record["env"] = _environment.capture(env_pieces)
@@ -193,7 +196,7 @@ class Run(RunData):
             self._record, self._params = record, {}
         else:
             self._id = run_id = run_key(run_id).hex()  # one spelling: lowercase hex
-            changes = {"status": "running", "ended_at": None, "pid": os.getpid(), "hostname": _lease.hostname()}
+            changes = {"status": "running", "ended_at": None, "pid": current_pid(), "hostname": _lease.hostname()}
             for key, value in (("name", name), ("experiment", experiment), ("description", description)):
                 if value is not None:
                     changes[key] = _opt_str(value, key)
@@ -276,6 +279,7 @@ class Run(RunData):
         self._stopped: Exception | None = None  # why this writer stopped (lease lost, run deleted)
         self._stop_reported = False
         self._console: Any = None
+        self._created_in: tuple = (None, None)  # (transaction, record) of the creation: see create
 
     # A view's state: class attributes every view shares until it sets its own. A
     # selection makes one view per run (100,000 for a big one); each container a view
@@ -297,6 +301,7 @@ class Run(RunData):
     _opened = False
     _stopped: Exception | None = None
     _stop_reported = False
+    _created_in: tuple = (None, None)
     _lock = _LazyLock()
 
     @classmethod
@@ -608,6 +613,8 @@ class Run(RunData):
 
     def _check_lease(self, env, txn) -> Exception | None:
         """Write the heartbeat if the lease is still this writer's; else say why not."""
+        if self._created_in[0] is txn:
+            return None  # created in this transaction: the lease is ours, its beat within the interval
         held = _rec.get_lease(env, txn, self._id)
         if held is not None and held.get("token") == self._lease["token"]:
             _rec.put_lease(env, txn, self._id, dict(self._lease, beat=_time()))
@@ -630,6 +637,7 @@ class Run(RunData):
             self._stop(lost)
             raise type(lost)(str(lost))
         self._last_beat = _monotonic()
+        self._created_in = (None, None)  # committed: later transactions read the record
         for seq, state in zip(dirty, states):
             if state is not None and state is not _FAILED and state is not LATER:
                 seq._adopt(state)
@@ -689,8 +697,17 @@ class Run(RunData):
                 _console.record_artifact(record, console)
 
         def mark(txn):
-            _rec.delete_lease(self.repo._env, txn, self._id)  # the next writer need not wait
-            return self._modify_in(txn, ending)
+            env = self.repo._env
+            _rec.delete_lease(env, txn, self._id)  # the next writer need not wait
+            created, record = self._created_in
+            if created is not txn:
+                return self._modify_in(txn, ending)
+            # Created in this very transaction (a short run's only commit): the record is
+            # the one just put, not read back and decoded. A copy: this may run twice.
+            record = dict(record)
+            ending(record)
+            _rec.put_record(env, txn, self._id, record)
+            return record
 
         return mark
 
