@@ -211,6 +211,8 @@ class RemoteRepo(Repo):
 class RemoteRun(Run):
     """A run tracked through a server (see the module docstring)."""
 
+    _shares_rows = False  # its points are shipped from each sequence's buffer (_package)
+
     _object_values = False  # images, text, ... (issue 13) are not shipped yet: refused at track()
 
     # The same signature as Run.__init__ (tests/test_server_run_options.py compares

@@ -82,12 +82,14 @@ def track_object(seq: Sequence, obj: TrackedObject, step: Any, epoch: Any, times
             if not isinstance(seq, ObjectSequence):  # the flush thread may be looking at it
                 if isinstance(seq._buf, _ClosedBuffer):
                     seq._buf.fromlist([])  # raises RunClosedError
-                if seq._summary["count"] or seq._pending or len(seq._buf):
+                seq._take_buffer()  # (numbers tracked into it may be in its run's one row buffer)
+                if seq._summary["count"] or seq._pending:
                     raise _mismatch(seq, obj.type)
                 run.repo._env.ensure_blobs()  # format 1 -> 2, once
                 seq.__class__ = ObjectSequence
                 seq._summary = dict(seq._summary, type=obj.type)
                 seq._buf = _ObjectBuffer(seq)
+                seq._slot = None  # numbers into it fail at track(), not at the flush
     elif obj.type != seq._summary.get("type"):
         raise _mismatch(seq, obj.type)
     buf = seq._buf

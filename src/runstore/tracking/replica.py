@@ -149,8 +149,7 @@ def writer(repo: "Repo", run_id: str) -> Run:
         rows = _rec.scan_sequences(env, txn, run_id)
     for _, seq_id, summary in rows:
         seq = Sequence(run, summary.pop("name"), summary.pop("context"), seq_id, summary, True)
-        run._seqs[seq.name, _values.freeze(seq.context)] = seq
-        run._seq_list.append(seq)
+        run._add((seq.name, _values.freeze(seq.context)), seq)
         run._next_seq_id = max(run._next_seq_id, seq_id + 1)
     return run
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import lmdb
 import numpy as np
 
-from . import batch_flush as _batch_flush, console as _console, environment as _environment
+from . import batch_flush as _batch_flush, console as _console, environment as _environment, rowbuf as _rowbuf
 from . import lease as _lease, lifecycle as _lifecycle
 from . import system_metrics as _system_metrics, values as _values
 from ..storage import records as _rec
@@ -38,7 +38,7 @@ from .object_sequence import track_object as _track_object
 from .objects import TrackedObject
 from .run_args import _numeric_array, _opt_str, _parent_id, _start_options, _tag_list
 from .run_data import RunData
-from .sequence import LATER, Budget, Sequence, _ClosedBuffer
+from .sequence import LATER, Budget, Sequence, SharedRows, _ClosedBuffer
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -215,8 +215,7 @@ class Run(RunData):
                 seqs = _rec.scan_sequences(env, txn, run_id)
             for seq_id, summary in ((s, rec) for _, s, rec in seqs):
                 seq = Sequence(self, summary.pop("name"), summary.pop("context"), seq_id, summary, True)
-                self._seqs[seq.name, _values.freeze(seq.context)] = seq
-                self._seq_list.append(seq)
+                self._add((seq.name, _values.freeze(seq.context)), seq)
                 self._next_seq_id = max(self._next_seq_id, seq_id + 1)
             for tag in _tag_list(tags):
                 self.add_tag(tag)
@@ -280,6 +279,9 @@ class Run(RunData):
         self._stop_reported = False
         self._console: Any = None
         self._created_in: tuple = (None, None)  # (transaction, record) of the creation: see create
+        self._slot_seqs: list[Sequence] = []  # every sequence made by this writer, by slot (never shrinks)
+        self._rows: Any = None  # the one row buffer of a run with many sequences (tracking/rowbuf.py)
+        self._retired: list = []
 
     # A view's state: class attributes every view shares until it sets its own. A
     # selection makes one view per run (100,000 for a big one); each container a view
@@ -303,6 +305,10 @@ class Run(RunData):
     _stop_reported = False
     _created_in: tuple = (None, None)
     _lock = _LazyLock()
+    _slot_seqs: Any = ()
+    _rows: Any = None
+    _retired: Any = ()
+    _shares_rows = True  # (a RemoteRun ships its sequences' buffers itself)
 
     @classmethod
     def _view(cls, repo: "Repo", run_id: str, record: dict | None = None, params: dict | None = None) -> "Run":
@@ -491,9 +497,25 @@ class Run(RunData):
             if seq is None:
                 seq = Sequence(self, name, ctx, self._next_seq_id, None, True)
                 self._next_seq_id += 1
-                self._seqs[key] = seq
-                self._seq_list.append(seq)
+                self._add(key, seq)
         return seq
+
+    def _add(self, key: tuple, seq: Sequence) -> None:
+        """Index a new writable sequence (caller holds the lock or owns the run): its
+        slot, and the run's switch to one row buffer at ``rowbuf.SHARED_AT`` sequences."""
+        self._seqs[key] = seq
+        self._seq_list.append(seq)
+        seq._slot = float(len(self._slot_seqs)) if type(seq) is Sequence else None
+        self._slot_seqs.append(seq)
+        if self._rows is not None:
+            _rowbuf.adopt(self, seq)
+        elif self._shares_rows and len(self._slot_seqs) >= _rowbuf.SHARED_AT:
+            _rowbuf.share(self)
+
+    def _take_rows(self) -> None:
+        """The run's one row buffer to its sequences' pending lists (caller holds the lock)."""
+        if self._rows is not None:
+            _rowbuf.take(self)
 
     def _closed_error(self) -> Exception:
         if self._stopped is not None:
@@ -565,8 +587,11 @@ class Run(RunData):
     def _take_dirty(self) -> list[Sequence]:
         """Sequences with points to write (moved out of the hot buffers)."""
         dirty = []
+        if self._rows is not None:
+            _rowbuf.take(self)
         for seq in self._seq_list:
-            seq._take_buffer()
+            if type(seq._buf) is not SharedRows:
+                seq._take_buffer()
             if seq._pending:
                 dirty.append(seq)
         return dirty
@@ -660,6 +685,9 @@ class Run(RunData):
         self._due = float("inf")
         for seq in self._seq_list:
             seq._buf = _StoppedBuffer(self._id, why)
+        if self._rows is not None:
+            self._rows = _StoppedBuffer(self._id, why)
+            self.__dict__.pop("track", None)
         _lifecycle.unregister(self)
         warnings.warn(str(why), RuntimeWarning, stacklevel=4)
 
@@ -718,6 +746,9 @@ class Run(RunData):
         self._due = float("inf")
         for seq in self._seq_list:
             seq._buf = _ClosedBuffer(self._id)
+        if self._rows is not None:
+            self._rows = _ClosedBuffer(self._id)
+            self.__dict__.pop("track", None)
         _lifecycle.unregister(self)
 
     def __enter__(self) -> "Run":

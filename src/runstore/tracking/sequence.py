@@ -60,6 +60,24 @@ class _ClosedBuffer:
         return 0
 
 
+class SharedRows:
+    """A sequence's point buffer once its run keeps one buffer for all its sequences
+    (``tracking/rowbuf.py``): appends the row with the sequence's slot to the run's
+    buffer (``Sequence.append``, a ``track`` bound before the switch)."""
+
+    __slots__ = ("rows", "slot")
+
+    def __init__(self, rows: array, slot: float) -> None:
+        self.rows, self.slot = rows, slot
+
+    def fromlist(self, row: list) -> None:
+        row.append(self.slot)
+        self.rows.fromlist(row)
+
+    def __len__(self) -> int:
+        return 0  # the rows are in the run's buffer
+
+
 class Points(NamedTuple):
     """Part of a sequence (``seq[10:20]``, ``seq.range(100, 200)``): four aligned columns."""
 
@@ -90,7 +108,7 @@ def _empty_summary() -> dict:
 class Sequence:
     """The points of one (run, name, context): steps, values, epochs, timestamps."""
 
-    __slots__ = ("_buf", "run", "name", "context", "_id", "_summary", "_pending", "_tail", "_new")
+    __slots__ = ("_buf", "run", "name", "context", "_id", "_summary", "_pending", "_tail", "_new", "_slot")
 
     def __init__(self, run: "Run", name: str, context: dict, seq_id: int, summary: dict | None,
                  writable: bool) -> None:
@@ -103,6 +121,7 @@ class Sequence:
         self._pending: list[np.ndarray] = []  # (n, 4) row blocks taken from _buf, not yet committed
         self._tail = None  # columns of the last, not yet full block (None: not loaded)
         self._new = summary is None
+        self._slot = None  # the index of a live run's float sequence in its run (Run._add)
         if summary is not None and summary.get("type", "float") != "float":
             from .object_sequence import become  # images, text, ... (issue 13)
 
@@ -165,6 +184,9 @@ class Sequence:
     def _take_buffer(self) -> None:
         """Move whole rows from the hot buffer to ``_pending`` (caller holds the run lock)."""
         buf = self._buf
+        if type(buf) is SharedRows:  # the run's one buffer: every sequence's rows move
+            self.run._take_rows()
+            return
         n = len(buf) // 4 * 4
         if n:
             rows = buf[:n]  # both slicing and deleting are single C calls: atomic under the GIL
