@@ -159,6 +159,11 @@ def flush_runs(runs: list["Run"]) -> None:
 def _write_group(env: Any, runs: list["Run"], status: str | None = None) -> list["Run"]:
     """Write the pending points (and heartbeats) of ``runs`` of one repository in
     one transaction; with ``status``, close them too. Returns the runs written."""
+    from .object_sequence import encode_ahead
+
+    for run in runs:
+        if run._writable:
+            encode_ahead(run)  # big objects' encodes, before the runs' locks
     now = time.monotonic()
     held = []
     for run in runs:

@@ -6,9 +6,19 @@ says so (``"type"``); the scalar hot path is not touched: a float tracked into
 an object sequence lands in a buffer whose ``fromlist`` raises.
 
 Writing. ``track`` appends (object, step, epoch, time) to a list and returns;
-the flush takes the list, encodes each object *before* opening the write
-transaction (PNG, histograms, figures: in the flush thread, never holding the
-write lock), then writes blobs and rewrites the tail object block.
+a small object (an input of at most ``ENCODE_AT_TRACK`` bytes: a thumbnail, a
+text, a small array or clip) is encoded there and then, anything bigger (and
+every figure and distribution) by the flush thread *before* it takes the run's
+lock (``encode_ahead``) and before the write transaction; the flush then writes
+the payloads and rewrites the tail object block.
+
+Why small objects are encoded by ``track``: a PNG encode releases the GIL (Pillow
+and zlib do), and a flush thread that releases it while the training loop runs
+gets it back only after the loop held it a whole switch interval (5 ms). A flush
+of 500 thumbnails from a pure-Python loop paid up to 500 such waits (issue 22,
+target 8); encoded by ``track`` (~0.1-0.3 ms each, 8x8 to 64x64) the same CPU is
+spent without a handover. A big image's encode (milliseconds, mostly zlib with
+the GIL released) still runs in the flush thread, beside the loop.
 
 Reading goes block by block (see :mod:`runstore._storage.objblocks`): ``seq[-1]``
 reads one block and the blobs of one point.
@@ -32,6 +42,8 @@ from .objects import CLASSES, TrackedObject
 from .sequence import Sequence, _ClosedBuffer, _resolve_steps
 
 _NAN = float("nan")
+# Objects whose input is at most this many bytes are encoded by track() (module docstring).
+ENCODE_AT_TRACK = 16 << 10
 
 
 class _ObjectBuffer:
@@ -90,11 +102,15 @@ def track_object(seq: Sequence, obj: TrackedObject, step: Any, epoch: Any, times
                 seq._summary = dict(seq._summary, type=obj.type)
                 seq._buf = _ObjectBuffer(seq)
                 seq._slot = None  # numbers into it fail at track(), not at the flush
+                run._has_objects = True
     elif obj.type != seq._summary.get("type"):
         raise _mismatch(seq, obj.type)
     buf = seq._buf
     if type(buf) is not _ObjectBuffer:
         buf.fromlist([])  # a closed run: raises RunClosedError
+    size = obj._input_bytes()
+    if size is not None and size <= ENCODE_AT_TRACK and not _encode(seq, obj):
+        return  # dropped, with a warning (as the flush would)
     now = _time()
     buf.items.append((obj, step, float(epoch), now if timestamp is None else timestamp))
     run = seq.run
@@ -107,6 +123,40 @@ def become(seq: Sequence, writable: bool) -> None:
     seq.__class__ = ObjectSequence
     if writable:
         seq._buf = _ObjectBuffer(seq)
+        seq.run._has_objects = True
+
+
+def _encode(seq: Sequence, obj: TrackedObject) -> bool:
+    """Encode ``obj`` (once: it keeps its encoding) and drop its input's copy;
+    False, with a warning, if it cannot be (the point is then dropped)."""
+    try:
+        obj._encoded()
+    except Exception as exc:  # cannot happen for validated input; never lose the others
+        warnings.warn(
+            f"{_values.describe(seq.name, seq.context)}: could not encode a {obj.type} "
+            f"({type(exc).__name__}: {exc}); that point was dropped", RuntimeWarning, stacklevel=3)
+        return False
+    obj._figure = obj._pixels = obj._values = obj._samples = None  # drop the inputs' copies
+    return True
+
+
+def encode_ahead(run: Any) -> None:
+    """Encode the objects ``track`` left to the flush (big images, figures,
+    distributions) before the flush takes the run's lock, so that neither
+    ``track_many`` nor a new sequence waits for an encode. Runs without locks:
+    the training thread only appends to the list (a snapshot is read) and an
+    object's encoding is the same whoever makes it."""
+    if not run._has_objects:
+        return
+    for seq in list(run._seq_list):
+        buf = seq._buf
+        if type(buf) is _ObjectBuffer and buf.items:
+            for obj, *_ in list(buf.items):
+                if getattr(obj, "_blobs", None) is None:
+                    try:
+                        obj._encoded()
+                    except Exception:
+                        pass  # reported (once) when the flush takes it: _take_buffer
 
 
 class Objects:
@@ -184,15 +234,8 @@ class ObjectSequence(Sequence):
         taken = items[:n]  # the training thread only appends: slicing then deleting is safe
         del items[:n]
         for obj, step, epoch, t in taken:
-            try:
-                meta, blobs = obj._encoded()  # the heavy part, outside the write transaction
-            except Exception as exc:  # cannot happen for validated input; never lose the others
-                warnings.warn(
-                    f"{_values.describe(self.name, self.context)}: could not encode a {obj.type} "
-                    f"({type(exc).__name__}: {exc}); that point was dropped", RuntimeWarning, stacklevel=2)
-                continue
-            obj._figure = obj._pixels = obj._values = obj._samples = None  # drop the inputs' copies
-            self._pending.append((step, epoch, t, meta, blobs))
+            if _encode(self, obj):  # by track() or encode_ahead() already, but for what came since
+                self._pending.append((step, epoch, t, obj._meta, obj._blobs))
 
     def _prepare(self, env, txn, budget: Any = None, taken: int | None = None) -> tuple | None:
         # Written whole whatever the budget (issue 22's bound is for numeric blocks:

@@ -14,6 +14,7 @@ content hash in the blob database. Reading builds the same classes back with
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,9 @@ def _caption(caption: Any, type_name: str) -> str | None:
     return caption
 
 
+_ENCODING = tuple(threading.Lock() for _ in range(16))
+
+
 class TrackedObject:
     """Base of the object values; ``type`` is the sequence type they make."""
 
@@ -56,8 +60,19 @@ class TrackedObject:
 
     def _encoded(self) -> tuple[dict, dict]:
         if getattr(self, "_blobs", None) is None:
-            self._meta, self._blobs = self._encode()
+            # Two flushes may reach one object (the flush thread's encode_ahead and a
+            # flush() call): one encodes, the other waits (a figure's encode drops its
+            # input, a second encode would find none). Striped: no lock per object.
+            with _ENCODING[id(self) % len(_ENCODING)]:
+                if getattr(self, "_blobs", None) is None:
+                    self._meta, self._blobs = self._encode()
         return self._meta, self._blobs
+
+    def _input_bytes(self) -> int | None:
+        """The size of the input still to encode (None: unknown or costly, as a
+        figure's rendering): ``track`` encodes small objects at once (see
+        ``object_sequence.ENCODE_AT_TRACK``)."""
+        return None
 
     @classmethod
     def _stored(cls, meta: dict, blobs: dict) -> "TrackedObject":
@@ -161,6 +176,15 @@ class Image(TrackedObject):
                 "mode": mode}
         return meta, {"data": data}
 
+    def _input_bytes(self) -> int | None:
+        if self._bytes is not None:
+            return len(self._bytes)
+        if self._pixels is not None:
+            return self._pixels.nbytes
+        if self._pil_image is not None:
+            return self._pil_image.width * self._pil_image.height * len(self._pil_image.getbands())
+        return None
+
     def _init_stored(self) -> None:
         self.caption = self._meta.get("caption")
         self.format = self._meta.get("format", "png")
@@ -210,6 +234,9 @@ class Text(TrackedObject):
 
     def _encode(self) -> tuple[dict, dict]:
         return {"text": self.text}, {}
+
+    def _input_bytes(self) -> int | None:
+        return len(self.text)
 
     def _init_stored(self) -> None:
         self.text = self._meta["text"]
@@ -395,6 +422,9 @@ class Audio(TrackedObject):
         self._samples = np.array(arr, copy=True)
         self._blobs = None
 
+    def _input_bytes(self) -> int | None:
+        return None if self._samples is None else self._samples.nbytes
+
     def _encode(self) -> tuple[dict, dict]:
         import wave
 
@@ -460,6 +490,9 @@ class Array(TrackedObject):
             raise _fail("Array", f"an array of dtype {arr.dtype}", _ARRAY_ACCEPTS)
         self._array = np.array(arr, copy=True)
         self._blobs = None
+
+    def _input_bytes(self) -> int | None:
+        return self._array.nbytes
 
     def _encode(self) -> tuple[dict, dict]:
         buf = io.BytesIO()

@@ -34,6 +34,7 @@ from ..errors import (
     RunstoreError,
     SequenceNotFoundError,
 )
+from .object_sequence import encode_ahead as _encode_ahead
 from .object_sequence import track_object as _track_object
 from .objects import TrackedObject
 from .run_args import _numeric_array, _opt_str, _parent_id, _start_options, _tag_list
@@ -301,6 +302,7 @@ class Run(RunData):
     _next_flush = float("inf")
     _due = float("inf")
     _opened = False
+    _has_objects = False  # an object sequence is live (object_sequence.encode_ahead looks then)
     _stopped: Exception | None = None
     _stop_reported = False
     _created_in: tuple = (None, None)
@@ -539,6 +541,7 @@ class Run(RunData):
             raise self._flush_error
 
     def _flush(self, also: Callable[[Any], Any] | None = None) -> Any:
+        _encode_ahead(self)  # big objects' encodes, before the lock (object_sequence.encode_ahead)
         with self._lock:
             self._next_flush = _monotonic() + self._flush_interval
             # The training thread steps in when the flush thread has missed a whole
