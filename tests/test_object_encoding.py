@@ -1,4 +1,4 @@
-"""Where objects are encoded (issue 22, target 8): small ones by track(), the rest by
+"""Where objects are encoded (issue 22, target 8): tiny ones by track(), the rest by
 the flush before it takes the run's lock, each once however many flushes reach it."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from runstore.tracking import object_sequence as _os
 from runstore.tracking import objects as _objects
 
 
-def test_small_objects_are_encoded_by_track_big_ones_before_the_flush_takes_the_lock(tmp_path, monkeypatch):
+def test_tiny_objects_are_encoded_by_track_bigger_ones_before_the_flush_takes_the_lock(tmp_path, monkeypatch):
     repo = Repo(tmp_path / "r", flush_interval=3600)
     run = Run(repo=repo, system_metrics=False, capture_env=False)
-    small = Image(np.full((8, 8, 3), 7, np.uint8))
-    big = Image(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8))  # 27 KB > 16 KiB
+    small = Image(np.full((8, 8, 3), 7, np.uint8))  # 192 bytes
+    big = Image(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))  # 3 KB > 1 KiB
     text = Text("hello")
     run.track(small, name="thumbs", step=0)
     run.track(text, name="notes", step=0)

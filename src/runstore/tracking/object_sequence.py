@@ -6,19 +6,21 @@ says so (``"type"``); the scalar hot path is not touched: a float tracked into
 an object sequence lands in a buffer whose ``fromlist`` raises.
 
 Writing. ``track`` appends (object, step, epoch, time) to a list and returns;
-a small object (an input of at most ``ENCODE_AT_TRACK`` bytes: a thumbnail, a
-text, a small array or clip) is encoded there and then, anything bigger (and
-every figure and distribution) by the flush thread *before* it takes the run's
-lock (``encode_ahead``) and before the write transaction; the flush then writes
-the payloads and rewrites the tail object block.
+a tiny object (an input of at most ``ENCODE_AT_TRACK`` = 1 KiB: a 16x16 thumbnail,
+a 28x28 grey digit, a short text, a small array) is encoded there and then,
+anything bigger (and every figure and distribution) by the flush thread *before*
+it takes the run's lock (``encode_ahead``) and before the write transaction; the
+flush then writes the payloads and rewrites the tail object block.
 
-Why small objects are encoded by ``track``: a PNG encode releases the GIL (Pillow
-and zlib do), and a flush thread that releases it while the training loop runs
-gets it back only after the loop held it a whole switch interval (5 ms). A flush
-of 500 thumbnails from a pure-Python loop paid up to 500 such waits (issue 22,
-target 8); encoded by ``track`` (~0.1-0.3 ms each, 8x8 to 64x64) the same CPU is
-spent without a handover. A big image's encode (milliseconds, mostly zlib with
-the GIL released) still runs in the flush thread, beside the loop.
+Why tiny objects are encoded by ``track``: a PNG encode releases the GIL (Pillow
+does, around zlib), and a flush thread that releases it while the training loop
+runs gets it back only after the loop held it a whole switch interval (5 ms).
+Since ``track_many`` no longer waits for a flush (issue 22, target 8) the loop
+runs on during flushes, and a flush of ~250 thumbnails paid enough such waits to
+double its length and the time to durability. A tiny image's encode is all fixed
+cost (~0.1 ms of Pillow and zlib set-up), paid once by ``track`` without a
+handover; a bigger one's is mostly compression with the GIL released, which runs
+beside the loop in the flush thread (and ``track(Image(64x64))`` stays ~5 us).
 
 Reading goes block by block (see :mod:`runstore._storage.objblocks`): ``seq[-1]``
 reads one block and the blobs of one point.
@@ -43,7 +45,7 @@ from .sequence import Sequence, _ClosedBuffer, _resolve_steps
 
 _NAN = float("nan")
 # Objects whose input is at most this many bytes are encoded by track() (module docstring).
-ENCODE_AT_TRACK = 16 << 10
+ENCODE_AT_TRACK = 1 << 10
 
 
 class _ObjectBuffer:
