@@ -7,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from runstore import Distribution, Image, Repo, Run, Text
 from runstore.tracking import object_sequence as _os
@@ -87,3 +88,17 @@ class warnings_as_errors:
 
     def __exit__(self, *exc):
         return self._cm.__exit__(*exc)
+
+
+def test_track_many_into_an_object_sequence_is_refused_and_queues_nothing(tmp_path):
+    from runstore import RunstoreError
+
+    repo = Repo(tmp_path / "r")
+    run = Run(repo=repo, system_metrics=False, capture_env=False)
+    run.track(Image(np.zeros((4, 4, 3), np.uint8)), name="img", step=0)
+    with pytest.raises(RunstoreError, match="track_many"):  # was a TypeError (_extend's arguments)
+        run.track_many([1.0, 2.0], name="img")
+    run.close()
+    seq = repo.get_run(run.id).sequence("img")
+    assert seq.type == "image" and seq.count == 1
+    assert repo.check() == []

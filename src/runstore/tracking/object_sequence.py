@@ -15,9 +15,9 @@ flush then writes the payloads and rewrites the tail object block.
 Why tiny objects are encoded by ``track``: a PNG encode releases the GIL (Pillow
 does, around zlib), and a flush thread that releases it while the training loop
 runs gets it back only after the loop held it a whole switch interval (5 ms).
-Since ``track_many`` no longer waits for a flush (issue 22, target 8) the loop
-runs on during flushes, and a flush of ~250 thumbnails paid enough such waits to
-double its length and the time to durability. A tiny image's encode is all fixed
+A flush of ~250 thumbnails beside a pure-Python loop paid enough such waits to
+double its length and the time to durability once ``track_many`` stopped waiting
+for flushes (issue 22, target 8: branch issue-22m-b). A tiny image's encode is all fixed
 cost (~0.1 ms of Pillow and zlib set-up), paid once by ``track`` without a
 handover; a bigger one's is mostly compression with the GIL released, which runs
 beside the loop in the flush thread (and ``track(Image(64x64))`` stays ~5 us).
@@ -223,7 +223,7 @@ class ObjectSequence(Sequence):
     def _reject(self, value, step, epoch) -> None:
         raise _mismatch(self, "float") from None
 
-    def _extend(self, values, steps, epochs) -> None:
+    def _extend(self, values, steps, epochs, timestamps=None) -> None:  # track_many's call
         raise _mismatch(self, "float (track_many)")
 
     # -- flush -------------------------------------------------------------------
