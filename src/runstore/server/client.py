@@ -19,14 +19,13 @@ from __future__ import annotations
 import atexit
 import copy
 import os
-import threading
 import time
 import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..tracking import replica as _replica, values as _values
+from ..tracking import artifacts as _tracking_artifacts, replica as _replica, values as _values
 from ..tracking.console import NAME as _CONSOLE
 from ..errors import (InvalidParamError, RepositoryError, RunClosedError, RunNotFoundError, RunstoreError,
                       SequenceNotFoundError)
@@ -470,12 +469,7 @@ class RemoteRun(Run):
         restarts and the spool (runstore.server._artifacts)."""
         from . import _artifacts
 
-        src = Path(path)
-        if not src.exists():
-            raise FileNotFoundError(f"cannot log artifact {src}: no such file or folder")
-        name = name or src.name
-        if not name or "/" in name or name in (".", ".."):
-            raise ValueError(f"artifact name {name!r} must be a plain file name")
+        src, name = _tracking_artifacts.named_source(path, name)
         with self._lock:
             staging = Path(self.repo.spool_dir) / "staged" / f"{self._writer}-{self._next_n:012d}"
             files = _artifacts.stage(src, staging)

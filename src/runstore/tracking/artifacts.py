@@ -27,6 +27,19 @@ from pathlib import Path
 from ..errors import InvalidValueError, StorageFullError
 
 
+def named_source(path: str | os.PathLike, name: str | None) -> tuple[Path, str]:
+    """The file (or folder) to log and its artifact name (its own name when ``name`` is
+    None), checked before anything is copied or shipped: a local run and a server's
+    remote run take the same arguments."""
+    src = Path(path)
+    if not src.exists():
+        raise FileNotFoundError(f"cannot log artifact {src}: no such file or folder")
+    name = name or src.name
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"artifact name {name!r} must be a plain file name")
+    return src, name
+
+
 def check_source(src: Path, dest: Path | None = None) -> None:
     """Refuse a folder that cannot be copied to the end (raises InvalidValueError).
 

@@ -98,7 +98,9 @@ def take(run: "Run") -> None:
 def track(self: "Run", value: Any, name: str | None = None, step: int | None = None,
           epoch: int | float | None = None, context: dict | None = None) -> None:
     """``Run.track`` of a run whose points share one buffer (same arguments, checks
-    and errors; the row carries the sequence's slot)."""
+    and errors; the row carries the sequence's slot). A copy of ``Run.track``'s body on
+    purpose: a shared helper would be one more call per value on the hot path; a change
+    to one is made to both."""
     try:
         seq = self._seqs[name, frozenset(context.items()) if context else None]
     except (KeyError, TypeError, AttributeError):

@@ -335,6 +335,7 @@ class Run(RunData):
         ``value`` may also be a dict (Aim's spelling): each key is tracked as its own
         sequence with the same step, epoch and context. ``name`` may be an Enum
         member (stored under its value)."""
+        # (rowbuf.track is this body for a run with many sequences: change both)
         try:
             seq = self._seqs[name, frozenset(context.items()) if context else None]
         except (KeyError, TypeError, AttributeError):

@@ -398,12 +398,7 @@ class RunData:
         are kept under ``epoch_<n>/`` so every epoch can have its ``checkpoint.pth``.
         ``link=True`` records a symbolic link to the file instead of copying it (big
         files that stay where they are; the record says ``linked``)."""
-        src = Path(path)
-        if not src.exists():
-            raise FileNotFoundError(f"cannot log artifact {src}: no such file or folder")
-        name = name or src.name
-        if not name or "/" in name or name in (".", ".."):
-            raise ValueError(f"artifact name {name!r} must be a plain file name")
+        src, name = _artifacts.named_source(path, name)
         if epoch is not None:
             if isinstance(epoch, bool) or int(epoch) != epoch or epoch < 0:
                 raise ValueError(f"artifact epoch must be a whole number >= 0, not {epoch!r}")
