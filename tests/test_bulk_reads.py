@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from runstore import InvalidValueError, Repo, Run, Text
 from runstore.storage import blocks as B
-from runstore.storage import bulk
+from runstore.storage import bulk, hugemem
 from test_block_format import columns, old_encode, same_bits
 
 
@@ -32,15 +32,17 @@ def block_lists(draw):
 
 
 @settings(max_examples=200, deadline=None)
-@given(block_lists(), st.sampled_from([None, 0, 10 ** 9]))
-def test_decode_blocks_gives_the_bits_of_decoding_each_block(raws, small):
-    old = bulk.SMALL_BYTES
+@given(block_lists(), st.sampled_from([None, 0, 10 ** 9]), st.booleans())
+def test_decode_blocks_gives_the_bits_of_decoding_each_block(raws, small, huge):
+    old, old_huge = bulk.SMALL_BYTES, hugemem.HUGE_BYTES
     try:
         if small is not None:  # 0: every block copied on its own; 10**9: every block vectorised
             bulk.SMALL_BYTES = small
+        if huge:  # columns and scratch on huge-page mappings however small
+            hugemem.HUGE_BYTES = 1
         cols, counts = bulk.decode_blocks(raws)
     finally:
-        bulk.SMALL_BYTES = old
+        bulk.SMALL_BYTES, hugemem.HUGE_BYTES = old, old_huge
     want = per_block(raws)
     for a, b in zip(cols, want):
         assert same_bits(a, b)
@@ -57,6 +59,46 @@ def test_decode_blocks_mixes_long_and_short_blocks():
     cols, _ = bulk.decode_blocks(raws)
     for a, b in zip(cols, per_block(raws)):
         assert same_bits(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=30), st.sampled_from([np.int64, np.float64, np.int32]), st.booleans())
+def test_spread_is_repeat_into_place(counts, dtype, huge):
+    rng = np.random.default_rng(len(counts))
+    per_block = (rng.standard_normal(len(counts)) * 1e12).astype(dtype)
+    if dtype is np.float64 and len(counts):
+        per_block[::3] = np.array([np.nan, -0.0, np.inf] * 10)[:len(per_block[::3])]
+    n = np.array(counts, np.int64)
+    first = np.cumsum(n) - n
+    old = hugemem.HUGE_BYTES
+    try:
+        hugemem.HUGE_BYTES = 1 if huge else old
+        out = hugemem.empty(int(n.sum()), dtype)
+    finally:
+        hugemem.HUGE_BYTES = old
+    out[:] = 7  # whatever was there is overwritten
+    hugemem.spread(per_block, first, n > 0, out)
+    assert same_bits(out, np.repeat(per_block, n))
+
+
+def test_big_reads_are_on_huge_page_mappings():
+    """Columns of 1 MiB or more come from one mmap (advised MADV_HUGEPAGE), not the heap."""
+    import mmap
+
+    n = 40_000
+    raws = [B.encode(np.arange(100) + 100 * i, np.ones(100), np.full(100, np.nan), np.full(100, 1.7e9))
+            for i in range(n // 100)]
+    (steps, values, epochs, times), _ = bulk.decode_blocks(raws)
+    assert steps.tolist() == list(range(n)) and np.isnan(epochs).all() and (times == 1.7e9).all()
+    bases = set()
+    for col in (steps, values, epochs, times):
+        b = col
+        while getattr(b, "base", None) is not None:
+            b = b.base
+        b = b.obj if isinstance(b, memoryview) else b
+        bases.add(id(b))
+        assert isinstance(b, mmap.mmap) or not hasattr(mmap, "MADV_HUGEPAGE")
+    assert len(bases) == 1  # one mapping for the four columns
 
 
 def test_decode_blocks_refuses_damaged_blocks():
