@@ -7,6 +7,7 @@ imports neither lark nor `regex`."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -91,6 +92,28 @@ WORDS = ["run", "seq", "metric", ".", "hparams", "name", "lr", "[", "]", "(", ")
 def test_same_trees_and_errors_as_lark_for_random_token_strings(words, spaces):
     text = "".join(w + (" " if i < len(spaces) and spaces[i] else "") for i, w in enumerate(words))
     assert outcome(GENERATED, text) == outcome(REFERENCE, text)
+
+
+PATTERN = re.compile(lalr._t.PATTERN)
+ALPHABET = st.sampled_from(list("aAzZ_09.'\"\\ \t\n\x0ceE+-=<>!,()[]%/*@$") + ["\u0663", "\uff11", "\u00e9"])
+PIECES = st.sampled_from(WORDS + ["andx", "in2", "_", "1.", "1.e5", "1e", "3E+", ".e1", "'a\\'b'", "'a\\\n'",
+                                  "\"x\\\\\"", "!", "=", "\u0663.5", "True_", "None1"])
+
+
+def regex_scan(text: str, pos: int):
+    m = PATTERN.match(text, pos)
+    return None if m is None else (m.lastgroup, m.end())
+
+
+def test_the_hand_lexer_knows_every_terminal_of_the_pattern():
+    assert lalr.TERMINALS == set(PATTERN.groupindex)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(st.text(ALPHABET, max_size=24), st.lists(PIECES, max_size=10).map("".join)))
+def test_the_hand_lexer_scans_as_the_generated_pattern(text):
+    for pos in range(len(text)):
+        assert lalr.scan(text, pos) == regex_scan(text, pos), (text, pos)
 
 
 def test_a_keyword_glued_to_a_name_is_a_name_as_in_python():

@@ -28,7 +28,9 @@ def run_query(repo: Any, text: str | None = None) -> "RunCollection":
 def sequence_query(repo: Any, text: str | None = None) -> "SequenceCollection":
     """The sequences of ``repo`` matching ``text`` (every sequence for None or "")."""
     from ..query import select_sequences
-    from .collections import SequenceCollection
+    # seqframe, not collections: a sequence query needs neither RunCollection nor the
+    # key spelling (~100 KB of bytecode less on a fresh process's first query)
+    from .seqframe import SequenceCollection
 
     seqs, rows = select_sequences(repo, text)
     return SequenceCollection(repo, seqs, rows)

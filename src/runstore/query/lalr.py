@@ -13,12 +13,10 @@ builder does for that rule.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Iterator
 
 from . import _lalr_tables as _t
 
-_SCANNER = None  # compiled at the first parse (~1 ms), not at import
 _IGNORE = frozenset(_t.IGNORE)
 
 
@@ -73,26 +71,94 @@ class UnexpectedToken(UnexpectedInput):
         self.line, self.column, self.pos_in_stream = token.line, token.column, token.pos_in_stream
 
 
+# The lexer scans by hand what the generated alternation ``_t.PATTERN`` matches
+# (lark's terminals, tried in lark's order): compiling that regex was ~1 ms of a
+# fresh process's first query, more than the parse. tests/test_query_parser_generated.py
+# checks that the two scan every text alike and name the same terminals.
+_NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_NAME_REST = _NAME_START | frozenset("0123456789")  # ASCII only, as the pattern's classes
+_KEYWORDS = {"and": "AND", "or": "OR", "not": "NOT", "in": "IN", "is": "IS",
+             "True": "TRUE", "False": "FALSE", "None": "NONE"}
+_WS = frozenset(" \t\x0c\r\n")
+_TWO = {"==": "EQ", ">=": "GE", "<=": "LE", "!=": "NE"}
+_ONE = {",": "COMMA", ".": "DOT", ">": "GT", "(": "LPAR", "[": "LSQB", "<": "LT", "-": "MINUS",
+        "%": "PERCENT", "+": "PLUS", ")": "RPAR", "]": "RSQB", "/": "SLASH", "*": "STAR"}
+TERMINALS = frozenset(("NAME", "STRING", "NUMBER", "WS", *_KEYWORDS.values(), *_TWO.values(), *_ONE.values()))
+
+
+def _digits(text: str, i: int, end: int) -> int:
+    """The end of the run of decimal digits at ``i`` (the pattern's ``\\d``: any Unicode Nd)."""
+    while i < end and text[i].isdecimal():
+        i += 1
+    return i
+
+
+def scan(text: str, pos: int) -> tuple[str, int] | None:
+    """(terminal, end) of the token at ``pos``, as ``re.match(_t.PATTERN, text, pos)``
+    gives them, or None when no terminal matches."""
+    end = len(text)
+    c = text[pos]
+    if c in _NAME_START:  # NAME, unless the whole word is a keyword (its own terminal)
+        i = pos + 1
+        while i < end and text[i] in _NAME_REST:
+            i += 1
+        return _KEYWORDS.get(text[pos:i], "NAME"), i
+    if c == "'" or c == '"':  # ([^q\\\n]|\\.)* between quotes, on one line
+        i = pos + 1
+        while i < end:
+            ch = text[i]
+            if ch == c:
+                return "STRING", i + 1
+            if ch == "\n":
+                return None
+            if ch == "\\":
+                if i + 1 >= end or text[i + 1] == "\n":
+                    return None
+                i += 2
+            else:
+                i += 1
+        return None
+    if c.isdecimal() or (c == "." and pos + 1 < end and text[pos + 1].isdecimal()):
+        i = _digits(text, pos, end)  # \d+\.\d* | \.\d+ | \d+
+        if i < end and text[i] == ".":
+            i = _digits(text, i + 1, end)
+        j = i + 1  # ([eE][+-]?\d+)?
+        if i < end and text[i] in "eE":
+            if j < end and text[j] in "+-":
+                j += 1
+            k = _digits(text, j, end)
+            if k > j:
+                i = k
+        return "NUMBER", i
+    if c in _WS:
+        i = pos + 1
+        while i < end and text[i] in _WS:
+            i += 1
+        return "WS", i
+    kind = _TWO.get(text[pos:pos + 2])
+    if kind is not None:
+        return kind, pos + 2
+    kind = _ONE.get(c)
+    return (kind, pos + 1) if kind is not None else None
+
+
 def tokens(text: str) -> Iterator[Token]:
     """The tokens of ``text`` (whitespace dropped), lazily: a parse error before a bad
     character is reported first, as lark's lexer-parser pipeline does."""
-    global _SCANNER
-    if _SCANNER is None:
-        _SCANNER = re.compile(_t.PATTERN)
-    match = _SCANNER.match
     pos, line, line_start, end = 0, 1, 0, len(text)
     while pos < end:
-        m = match(text, pos)
-        if m is None:
+        found = scan(text, pos)
+        if found is None:
             raise UnexpectedCharacters(text, pos, line, pos - line_start + 1)
-        value, kind = m.group(0), m.lastgroup
+        kind, stop = found
+        value = text[pos:stop]
         if kind not in _IGNORE:
             yield Token(kind, value, pos, line, pos - line_start + 1)
         newlines = value.count("\n")
         if newlines:
             line += newlines
             line_start = pos + value.rindex("\n") + 1
-        pos += len(value)
+        pos = stop
 
 
 def _reduce(rule: tuple, children: list) -> Any:
