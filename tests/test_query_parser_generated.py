@@ -146,3 +146,34 @@ def test_a_fresh_process_queries_without_importing_lark_or_regex(tmp_path):
     out = subprocess.run([sys.executable, "-c", f"NOT_IMPORTED = {NOT_IMPORTED!r}\n" + code], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_node_classes_are_value_types():
+    """parser.node_class: fields by name and position, defaults, equality only within a
+    class (as frozen dataclasses), hashable, picklable, copyable, clear errors."""
+    import copy
+    import pickle
+
+    import pytest
+
+    from runstore.query.parser import Compare, Const, Ref
+
+    a = Const(1)
+    assert a == Const(1, (1, 1)) == Const(value=1) and a.pos == (1, 1) and a.value == 1
+    assert a != (1, (1, 1)) and Const(1) != Ref(1, (1, 1)) and hash(a) == hash(Const(1))
+    assert Const(1) != Const(2) and len({Const(1), Const(1), Const(2)}) == 2
+    r = Ref("run", ("hparams", "lr"), pos=(2, 3))
+    assert (r.root, r.path, r.pos) == ("run", ("hparams", "lr"), (2, 3)) and tuple(r) == ("run", ("hparams", "lr"), (2, 3))
+    assert repr(r) == "Ref(root='run', path=('hparams', 'lr'), pos=(2, 3))"
+    assert pickle.loads(pickle.dumps(r)) == r and copy.deepcopy(r) == r and copy.copy(r) == r
+    assert r._replace(pos=(1, 1)) == Ref("run", ("hparams", "lr"))
+    with pytest.raises(TypeError, match="missing field 'ops'"):
+        Compare(())
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        Const(1, nope=2)
+    with pytest.raises(TypeError, match="twice"):
+        Const(1, value=2)
+    with pytest.raises(TypeError, match="takes 2 fields"):
+        Const(1, 2, 3)
+    with pytest.raises(AttributeError):
+        a.value = 2

@@ -15,7 +15,7 @@ context.
 from __future__ import annotations
 
 import ast as _pyast
-from collections import namedtuple
+from operator import itemgetter
 from typing import Any
 
 from . import lalr as _lalr
@@ -43,14 +43,65 @@ def _hash(self: tuple) -> int:
     return hash((type(self), tuple.__hash__(self)))
 
 
+def _repr(self: tuple) -> str:
+    return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in zip(self._fields, self))})"
+
+
+def _getnewargs(self: tuple) -> tuple:  # pickle and copy rebuild the node from its fields
+    return tuple(self)
+
+
+def _replace(self: tuple, **changes: Any) -> tuple:
+    return type(self)(**{**dict(zip(self._fields, self)), **changes})
+
+
+def _bind(cls: type, args: tuple, kw: dict) -> tuple:
+    """The fields of ``cls(*args, **kw)`` in order, defaults filled in, or TypeError."""
+    names, defaults = cls._fields, cls._defaults
+    if len(args) > len(names):
+        raise TypeError(f"{cls.__name__} takes {len(names)} fields, got {len(args)}")
+    values = list(args) + [_MISSING] * (len(names) - len(args))
+    for k, v in kw.items():
+        if k not in names:
+            raise TypeError(f"{cls.__name__} has no field {k!r}")
+        i = names.index(k)
+        if values[i] is not _MISSING:
+            raise TypeError(f"{cls.__name__} got field {k!r} twice")
+        values[i] = v
+    first_default = len(names) - len(defaults)
+    for i, v in enumerate(values):
+        if v is _MISSING:
+            if i < first_default:
+                raise TypeError(f"{cls.__name__} is missing field {names[i]!r}")
+            values[i] = defaults[i - first_default]
+    return tuple(values)
+
+
+_MISSING = object()
+
+
 def node_class(name: str, fields: str, defaults: tuple = (), doc: str | None = None) -> type:
     """An immutable value class (AST nodes here, plan nodes in compiler.py and
-    evaluate.py, keys in runstore.analysis.keys): a named tuple equal only to instances
-    of its own class (as a frozen dataclass is). Not dataclasses: creating the classes a
-    first query needs took ~5 ms of a fresh process's first query, named tuples ~0.5 ms."""
-    base = namedtuple(name, fields, defaults=defaults)
-    return type(name, (base,), {"__slots__": (), "__eq__": _eq, "__ne__": _ne, "__hash__": _hash,
-                                "__doc__": doc or f"{name}({', '.join(base._fields)})", "__module__": __name__})
+    evaluate.py, keys in runstore.analysis.keys): a tuple with named fields, equal
+    only to instances of its own class (as a frozen dataclass is). Neither
+    dataclasses (creating the classes a first query needs took ~5 ms of a fresh
+    process's first query) nor ``namedtuple`` (~35 µs a class, its generated
+    ``__new__`` compiled by ``exec``): ``type`` with a shared ``__new__`` costs ~5 µs."""
+    names = tuple(fields.replace(",", " ").split())
+    width = len(names)
+
+    def __new__(cls: type, *args: Any, **kw: Any) -> tuple:
+        return tuple.__new__(cls, args if not kw and len(args) == width else _bind(cls, args, kw))
+
+    ns: dict[str, Any] = {
+        "__slots__": (), "__new__": __new__, "__eq__": _eq, "__ne__": _ne, "__hash__": _hash,
+        "__repr__": _repr, "__getnewargs__": _getnewargs, "_replace": _replace, "_fields": names,
+        "_defaults": tuple(defaults), "__match_args__": names, "__module__": __name__,
+        "__doc__": doc or f"{name}({', '.join(names)})",
+    }
+    for i, field in enumerate(names):
+        ns[field] = property(itemgetter(i), doc=f"field {i}: {field}")
+    return type(name, (tuple,), ns)
 
 
 _AT = ((1, 1),)
