@@ -18,9 +18,10 @@ import mmap
 
 import numpy as np
 
-# Arrays of at least this many bytes go to a huge-page mapping; below it the
-# rounding up to 2 MiB would waste more than the faults cost.
-HUGE_BYTES = 1 << 20
+# Arrays of at least this many bytes go to a huge-page mapping (128 faults of
+# ~2 µs against one clear of 2 MiB, ~0.1 ms); below it the rounding up to 2 MiB
+# would waste more memory than the faults cost time.
+HUGE_BYTES = 512 << 10
 _PAGE = 2 << 20
 _ADVICE = getattr(mmap, "MADV_HUGEPAGE", None)
 
