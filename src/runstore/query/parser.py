@@ -441,8 +441,12 @@ class _ToAst:
         return Const(value, _tpos(tok))
 
     def string(self, tok):
+        text = str(tok)
+        if text.isascii() and "\\" not in text and "\0" not in text:
+            # nothing to unescape: the text between the quotes (literal_eval compiles, ~0.1 ms)
+            return Const(text[1:-1], _tpos(tok))
         try:
-            value = _pyast.literal_eval(str(tok))
+            value = _pyast.literal_eval(text)
         except (ValueError, SyntaxError) as exc:
             raise _CompileError(_tpos(tok), f"invalid string literal ({exc.msg if hasattr(exc, 'msg') else exc})")
         if not isinstance(value, str):  # pragma: no cover - the STRING terminal only matches quoted text
