@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from runstore import Repo, Run
+from runstore import Run
 from runstore.errors import InvalidValueError, StorageFullError
 
 

@@ -5,7 +5,6 @@ database queries written as repo.sql (issue 19)."""
 from __future__ import annotations
 
 import csv
-import textwrap
 
 import numpy as np
 import pytest

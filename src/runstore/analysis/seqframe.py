@@ -293,8 +293,6 @@ def _context_values(values: list) -> tuple[list, Any]:
 
 def _dictionary(values: list, typ: Any, seq_index: np.ndarray) -> Any:
     """A dictionary array: one entry per distinct value, indices repeated per point."""
-    import pyarrow as pa
-
     uniq = list(dict.fromkeys(v for v in values if v is not None))
     index = {v: i for i, v in enumerate(uniq)}
     per_seq = np.array([index[v] if v is not None else -1 for v in values], dtype=np.int32)

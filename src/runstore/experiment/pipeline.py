@@ -34,7 +34,6 @@ import numpy as np
 from ..tracking.active import activated
 from ._points import metric_points, scalar
 from .levels import Level, Metric, metric_name
-from ..errors import InvalidValueError
 
 if TYPE_CHECKING:
     from .callbacks import Callback

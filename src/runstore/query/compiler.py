@@ -303,6 +303,12 @@ def _unknown_sequence_names(node: Any, seqs: SeqTable) -> list[str]:
     return out
 
 
+def _close_matches(word: str, known: list) -> list:
+    from difflib import get_close_matches  # only when there is something to warn about
+
+    return get_close_matches(word, known, n=3, cutoff=0.6)
+
+
 def warn_unknown_params(plan: Plan, runs: RunTable, seqs: SeqTable | None = None) -> None:
     """A QueryWarning for every param path no run of the repository has: the query
     still runs (the term is empty), but a typo such as ``run.hparams.lrr`` is not silent."""
@@ -321,9 +327,7 @@ def warn_unknown_params(plan: Plan, runs: RunTable, seqs: SeqTable | None = None
         known = [".".join(map(str, p)) for p in runs.param_paths()]
         # Prefixes count too: run.hparams (a dict) is a valid thing to compare or test.
         known += sorted({".".join(map(str, p[:i])) for p in runs.param_paths() for i in range(1, len(p))})
-        from difflib import get_close_matches  # only when there is something to warn about
-
-        close = get_close_matches(".".join(map(str, f.path)), known, n=3, cutoff=0.6)
+        close = _close_matches(".".join(map(str, f.path)), known)
         hint = f"; closest existing keys: {', '.join('run.' + c for c in close)}" if close else ""
         warnings.warn(
             QueryWarning(f"no run in the repository has the param {spelled} (its terms match nothing){hint}"),
@@ -334,9 +338,7 @@ def warn_unknown_params(plan: Plan, runs: RunTable, seqs: SeqTable | None = None
     names = seqs.base.column("name")
     existing = list(names.cat_index()) if names.codes is not None else []
     for name in _unknown_sequence_names(plan.node, seqs):
-        from difflib import get_close_matches
-
-        close = get_close_matches(name, existing, n=3, cutoff=0.6)
+        close = _close_matches(name, existing)
         hint = f"; closest sequence names: {', '.join(repr(c) for c in close)}" if close else ""
         warnings.warn(
             QueryWarning(f"no sequence in the repository is named {name!r} (seq.name == {name!r} matches nothing){hint}"),

@@ -201,7 +201,6 @@ class RunTable:
         return col
 
     def _build_attr(self, name: str) -> Column:
-        n = self.n
         if name == "id":
             return self._id_column()
         if name in ("created_at", "ended_at", "pid"):

@@ -175,7 +175,6 @@ def grow(blocks: list, steps: np.ndarray, values: np.ndarray, epochs: np.ndarray
     floats = np.array([(b.first_t, b.last_t, b.m, b.lo, b.hi) for b in blocks], np.float64)
     first_t_t, last_t_t, m_t, lo_t, hi_t = floats.T
     has_tail = nt > 0
-    n = nt + nn
 
     # Each new point's predecessor in its block (the tail's last point for the first).
     has_prev = np.ones(total, bool)
