@@ -12,7 +12,7 @@ so a 100-million-point export costs what reading the blocks costs.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from ..storage import hugemem as _hugemem
 from ..storage.gc import gc_paused
 from ..errors import InvalidValueError
 
+from ..query.parser import node_class
 from ..query.vectors import display
 from ..query.tables import SeqTable, leaf_paths, walk
 
@@ -30,13 +31,10 @@ _CHUNK_THRESHOLD = 50_000
 _AXES = {"step": 0, "epoch": 2, "timestamp": 3}
 
 
-class Aligned(NamedTuple):
-    """``axis`` (sorted distinct steps/epochs/timestamps), ``values`` (one row per
-    sequence, NaN where it has no point), and ``keys`` ((run_id, name, context) per row)."""
-
-    axis: np.ndarray
-    values: np.ndarray
-    keys: list
+# A tuple with names (not typing.NamedTuple: ~150 µs to create, on a first query's path).
+Aligned = node_class("Aligned", "axis values keys", doc=(
+    "``axis`` (sorted distinct steps/epochs/timestamps), ``values`` (one row per sequence, NaN "
+    "where it has no point), and ``keys`` ((run_id, name, context) per row)."))
 
 
 class SequenceCollection:

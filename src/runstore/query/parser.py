@@ -15,6 +15,7 @@ context.
 from __future__ import annotations
 
 import ast as _pyast
+import sys
 from operator import itemgetter
 from typing import Any
 
@@ -89,6 +90,7 @@ def node_class(name: str, fields: str, defaults: tuple = (), doc: str | None = N
     ``__new__`` compiled by ``exec``): ``type`` with a shared ``__new__`` costs ~5 µs."""
     names = tuple(fields.replace(",", " ").split())
     width = len(names)
+    module = sys._getframe(1).f_globals.get("__name__", __name__)  # as namedtuple: pickle finds it there
 
     def __new__(cls: type, *args: Any, **kw: Any) -> tuple:
         return tuple.__new__(cls, args if not kw and len(args) == width else _bind(cls, args, kw))
@@ -96,7 +98,7 @@ def node_class(name: str, fields: str, defaults: tuple = (), doc: str | None = N
     ns: dict[str, Any] = {
         "__slots__": (), "__new__": __new__, "__eq__": _eq, "__ne__": _ne, "__hash__": _hash,
         "__repr__": _repr, "__getnewargs__": _getnewargs, "_replace": _replace, "_fields": names,
-        "_defaults": tuple(defaults), "__match_args__": names, "__module__": __name__,
+        "_defaults": tuple(defaults), "__match_args__": names, "__module__": module,
         "__doc__": doc or f"{name}({', '.join(names)})",
     }
     for i, field in enumerate(names):
