@@ -18,6 +18,7 @@ import time
 import pytest
 
 from runstore import Repo, RepositoryError, Run
+from runstore.errors import RunNotFoundError
 from runstore.storage import env as _env
 from runstore.tracking import run as _run_module
 
@@ -304,3 +305,69 @@ def test_closing_in_the_creating_transaction_reads_nothing_back(tmp_path, monkey
         assert _rec.get_lease(repo._env, txn, run.id) is None  # released
     assert repo._env.lmdb.info()["map_size"] > 256 << 10  # the retry did happen
     assert repo.check() == []
+
+
+def _meta_and_params(repo) -> tuple[list, list]:
+    env = repo._env
+    with env.read() as txn:
+        meta = [bytes(k) for k, _ in txn.cursor(db=env.dbs["meta"])]
+        params = [bytes(k) for k, _ in txn.cursor(db=env.dbs["params"])]
+    return [k for k in meta if k.startswith(b"lease:")], params
+
+
+def test_a_short_runs_commit_puts_no_lease_and_no_empty_params(tmp_path, monkeypatch):
+    """Created and closed in one transaction: the lease is neither put nor deleted, and
+    no params record is put while there are none (a leaf and a branch page each of that
+    commit); a run still open after its creating commit holds its lease; readers take
+    the missing params for {}."""
+    from runstore.storage import records as _rec
+
+    repo = Repo(tmp_path / "r", flush_interval=60)
+    puts = []
+    for name in ("put_lease", "delete_lease"):
+        real = getattr(_rec, name)
+        monkeypatch.setattr(_rec, name, lambda *a, _real=real, _name=name: puts.append(_name) or _real(*a))
+    with Run(repo, system_metrics=False, capture_env=False) as short:
+        short.track_many([1.0, 2.0], name="loss")
+    assert puts == [] and _meta_and_params(repo) == ([], [])
+    assert repo.get_run(short.id).params == {} and [r.params for r in repo.runs()] == [{}]
+
+    live = Run(repo, system_metrics=False, capture_env=False)
+    live.track(1.0, name="loss")
+    live.flush()  # the creating commit: the run stays open, so it takes its lease
+    assert puts == ["put_lease"] and _meta_and_params(repo)[0] == [b"lease:" + bytes.fromhex(live.id)]
+    with repo._env.read() as txn:
+        assert _rec.get_lease(repo._env, txn, live.id)["token"] == live._lease["token"]
+    live["lr"] = 0.5  # params appear with the first param
+    live.close()
+    assert _meta_and_params(repo) == ([], [bytes.fromhex(live.id)])
+    assert repo.get_run(live.id).params == {"lr": 0.5}
+
+    # Created, then deleted in the transaction that commits the creation (as a lower
+    # layer may): no lease is left behind for a run that is not there.
+    gone = Run(repo, system_metrics=False, capture_env=False)
+    repo._env.write(lambda txn: _rec.delete_run(repo._env, txn, gone.id))
+    assert _meta_and_params(repo) == ([], [bytes.fromhex(live.id)]) and gone.id not in repo
+    with pytest.warns(RuntimeWarning, match="deleted"), pytest.raises(RunNotFoundError):
+        gone.close()  # its writer finds the run gone, as after a delete by another process
+    again = Run(repo, system_metrics=False, capture_env=False)
+    repo.delete_run(again.id)  # closes it first: created, closed and deleted
+    assert _meta_and_params(repo) == ([], [bytes.fromhex(live.id)])
+    assert repo.check() == []
+
+
+def test_before_commit_runs_last_in_the_transaction_and_only_there(tmp_path):
+    repo = Repo(tmp_path / "r")
+    env = repo._env
+    order = []
+
+    def work(txn):
+        env.before_commit(lambda t: order.append(("last", t is txn)))
+        order.append(("work", True))
+
+    env.write(work)
+    assert order == [("work", True), ("last", True)]
+    env.write(lambda txn: None)
+    assert len(order) == 2  # a hook belongs to its transaction only
+    with pytest.raises(RepositoryError):
+        env.before_commit(lambda t: None)

@@ -214,6 +214,7 @@ class Environment:
         # Named version bumps of the write transaction in progress: counter -> (txn,
         # packed version, run keys indexed at it). See bump.
         self._bumped: dict[bytes, tuple] = {}
+        self._before_commit: list[Callable[[Any], Any]] = []  # of the write in progress (before_commit)
         self._room = Room(path / "data.mdb")  # zeroed room past the data (storage/room.py)
         self._open(map_size or DEFAULT_MAP_SIZE)
 
@@ -410,6 +411,17 @@ class Environment:
             self.write(work)  # raises the read-only error
         self._deferred[key] = work
 
+    def before_commit(self, work: Callable[[Any], Any]) -> None:
+        """Inside a write transaction's work (or a deferred write): run ``work(txn)`` at
+        the end of that transaction, after everything else in it, just before it
+        commits. A write decided by what the rest of the transaction does: a new run's
+        lease is put unless the same transaction closes the run (a short run's only
+        commit then neither puts nor deletes it: issue 22, target 3). Like ``write``'s
+        work, it only writes into the transaction and may run again if that is retried."""
+        if not self._in_write:
+            raise RepositoryError(f"{self.path}: before_commit outside a write transaction")
+        self._before_commit.append(work)
+
     def has_deferred(self) -> bool:
         return bool(self._deferred)
 
@@ -488,10 +500,13 @@ class Environment:
                 deferred = list(self._deferred.items())
                 self._in_write = True
                 self._marked = 0
+                self._before_commit.clear()
                 try:
                     for _key, first in deferred:
                         first(txn)
                     result = work(txn)
+                    for last in self._before_commit:
+                        last(txn)
                     txn.commit()
                     for key, first in deferred:  # committed: no longer deferred (unless deferred anew)
                         if self._deferred.get(key) is first:
@@ -520,6 +535,7 @@ class Environment:
                 finally:
                     self._in_write = False
                     self._bumped.clear()
+                    self._before_commit.clear()
             raise RepositoryError(f"could not grow the map of {self.path}")
 
     def _check_pid(self) -> None:

@@ -179,11 +179,19 @@ class Run(RunData):
                 while created_at is not None and _rec.get_record(env, txn, self._id) is not None:
                     self._id = new_run_id(created_at)  # a backdated id is random: never overwrite a run
                 _rec.put_record(env, txn, self._id, record)
-                _rec.put_params(env, txn, self._id, {})
-                _rec.put_lease(env, txn, self._id, self._lease)
+                # No params record while there are none (every reader takes a missing one
+                # for {}), and the lease last (lease_unless_closed): each put is a leaf
+                # and a branch page more in the commit of a short run (issue 22, target 3).
                 # What this transaction holds of the run: a flush or close in it need not
                 # read the lease or the record back (_check_lease, _closing).
                 self._created_in = (txn, record)
+                env.before_commit(lease_unless_closed)
+
+            def lease_unless_closed(txn):
+                # At the end of the creating transaction: the lease, unless that
+                # transaction also closed the run (it would delete it again) or deleted it.
+                if self._closed_in is not txn and _rec.has_run(env, txn, self._id):
+                    _rec.put_lease(env, txn, self._id, self._lease)
 
             if env_pieces:  # captured once per process; written with the record (no extra commit)
                 record["env"] = _environment.capture(env_pieces)
@@ -280,6 +288,7 @@ class Run(RunData):
         self._stop_reported = False
         self._console: Any = None
         self._created_in: tuple = (None, None)  # (transaction, record) of the creation: see create
+        self._closed_in: Any = None  # the transaction that closed a run it created (no lease put or deleted)
         self._slot_seqs: list[Sequence] = []  # every sequence made by this writer, by slot (never shrinks)
         self._rows: Any = None  # the one row buffer of a run with many sequences (tracking/rowbuf.py)
         self._retired: list = []
@@ -306,6 +315,7 @@ class Run(RunData):
     _stopped: Exception | None = None
     _stop_reported = False
     _created_in: tuple = (None, None)
+    _closed_in: Any = None
     _lock = _LazyLock()
     _slot_seqs: Any = ()
     _rows: Any = None
@@ -730,12 +740,14 @@ class Run(RunData):
 
         def mark(txn):
             env = self.repo._env
-            _rec.delete_lease(env, txn, self._id)  # the next writer need not wait
             created, record = self._created_in
             if created is not txn:
+                _rec.delete_lease(env, txn, self._id)  # the next writer need not wait
                 return self._modify_in(txn, ending)
-            # Created in this very transaction (a short run's only commit): the record is
-            # the one just put, not read back and decoded. A copy: this may run twice.
+            # Created in this very transaction (a short run's only commit): no lease to
+            # delete (create's lease_unless_closed puts none), and the record is the one
+            # just put, not read back and decoded. A copy: this may run twice.
+            self._closed_in = txn
             record = dict(record)
             ending(record)
             _rec.put_record(env, txn, self._id, record)
