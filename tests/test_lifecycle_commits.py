@@ -371,3 +371,29 @@ def test_before_commit_runs_last_in_the_transaction_and_only_there(tmp_path):
     assert len(order) == 2  # a hook belongs to its transaction only
     with pytest.raises(RepositoryError):
         env.before_commit(lambda t: None)
+
+
+def test_a_closed_run_is_not_kept_by_the_flush_thread(tmp_path):
+    """The flush heap holds tickets, not runs: a closed run is freed when its owner
+    drops it, not an interval later (thousands of short runs kept that long were
+    promoted to the old generation and walked by every full collection)."""
+    import gc
+    import weakref
+
+    from runstore.tracking import lifecycle
+
+    repo = Repo(tmp_path / "r", flush_interval=60)
+    live = Run(repo, system_metrics=False, capture_env=False)
+    refs = []
+    for _ in range(20):
+        run = Run(repo, system_metrics=False, capture_env=False)
+        run.track_many([1.0, 2.0], name="loss")
+        run.close()
+        refs.append(weakref.ref(run))
+    del run
+    gc.collect()  # (a run and its sequences are a reference cycle)
+    assert [r() for r in refs] == [None] * 20
+    assert list(lifecycle._queued.values()).count(live) == 1 and live in lifecycle.live_runs()
+    live.close()
+    assert live not in lifecycle._queued.values()
+    assert [r.status for r in repo.runs()] == ["finished"] * 21

@@ -40,7 +40,13 @@ if TYPE_CHECKING:
     from .run import Run
 
 _live: dict[int, "Run"] = {}
-_due: list[tuple[float, int, "Run"]] = []  # (when, tie-breaker, run): one entry per live run
+# The heap holds (when, ticket) and _queued ticket -> run, not the run itself: a closed
+# run leaves _queued at once and is freed when its owner drops it. Held by the heap
+# until it came up (up to an interval: thousands of short runs), every closed run and
+# its dozen objects outlived the young collections and each full collection walked
+# them all again (11% of a short run's CPU, issue 22, target 3).
+_due: list[tuple[float, int]] = []  # (when, ticket): one entry per live run, stale ones skipped
+_queued: dict[int, "Run"] = {}
 _ticket = itertools.count()
 _cond = threading.Condition()
 _thread: threading.Thread | None = None
@@ -49,12 +55,21 @@ _previous_sigterm = None
 _RETRY = 0.01  # a run busy in its own flush or close is tried again this soon
 
 
+def _push(run: "Run") -> None:
+    """Queue ``run`` at its next flush time (caller holds _cond)."""
+    ticket = next(_ticket)
+    _queued.pop(run.__dict__.get("_ticket"), None)
+    run._ticket = ticket
+    _queued[ticket] = run
+    heapq.heappush(_due, (run._next_flush, ticket))
+
+
 def register(run: "Run") -> None:
     global _thread
     with _cond:
         _live[id(run)] = run
         earliest = _due[0][0] if _due else None
-        heapq.heappush(_due, (run._next_flush, next(_ticket), run))
+        _push(run)
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_flush_loop, name="runstore-flush", daemon=True)
             _thread.start()
@@ -65,7 +80,8 @@ def register(run: "Run") -> None:
 
 def unregister(run: "Run") -> None:
     with _cond:
-        _live.pop(id(run), None)  # its heap entry is dropped when it comes up
+        _live.pop(id(run), None)
+        _queued.pop(run.__dict__.get("_ticket"), None)  # its heap entry is skipped when it comes up
 
 
 def live_runs() -> list["Run"]:
@@ -99,20 +115,23 @@ def _take_due() -> list["Run"]:
     now = time.monotonic()
     due: list[Run] = []
     while _due:
-        when, _, run = _due[0]
-        if _live.get(id(run)) is not run:
+        when, ticket = _due[0]
+        run = _queued.get(ticket)
+        if run is None or _live.get(id(run)) is not run:
             # Closed: drop it now, not when it comes due. In a loop of short runs the
             # heap's top was always the entry of a run closed ~1 interval ago, so the
             # thread slept until it (< 1 ms), woke for nothing and took the GIL from
             # the loop once per run (issue 22, target 3).
             heapq.heappop(_due)
+            _queued.pop(ticket, None)
             continue
         if when > now and (not due or when - now > 0.5 * run._flush_interval):
             break
         heapq.heappop(_due)
         if run._next_flush > now + 0.5 * run._flush_interval:  # its owner flushed it meanwhile
-            heapq.heappush(_due, (run._next_flush, next(_ticket), run))
+            _push(run)
             continue
+        del _queued[ticket]
         due.append(run)
     return due
 
@@ -133,7 +152,7 @@ def _flush_loop() -> None:
             with _cond:
                 for run in due:
                     if _live.get(id(run)) is run:
-                        heapq.heappush(_due, (run._next_flush, next(_ticket), run))
+                        _push(run)
 
 
 def _by_repository(runs: list["Run"]) -> list[tuple[Any, list["Run"]]]:
@@ -310,6 +329,7 @@ def _after_fork_in_child() -> None:
     global _thread, _cond
     _live.clear()
     _due.clear()
+    _queued.clear()
     _thread = None
     _cond = threading.Condition()
 
