@@ -130,8 +130,10 @@ class Repo:
 
     @property
     def _env(self):
-        # After fork() the child transparently gets its own environment.
-        if self._pid != os.getpid():
+        # After fork() the child transparently gets its own environment. (The pid the
+        # at-fork hook keeps: os.getpid() is a system call, and this is read several
+        # times a run.)
+        if self._pid != current_pid():
             self._env_obj = self._open_env(create=False)
             self._pid = current_pid()
         return self._env_obj
