@@ -188,7 +188,7 @@ def _join(raws: list, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.zeros(len(raws), np.int64)
     np.cumsum((lens + pad)[:-1], out=starts[1:])
     size = int(starts[-1] + lens[-1] + pad[-1]) if len(raws) else 0
-    arena = _hugemem.mapping(size)
+    arena = _hugemem.mapping(size, kept=False)
     if arena is not None:  # big: copied into huge pages (the join's fresh pages faulted one by one)
         view = memoryview(arena)
         for raw, at, n in zip(raws, starts.tolist(), lens.tolist()):
@@ -255,7 +255,7 @@ def _decode_small(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, flags: 
     first_point = np.cumsum(n) - n
     i8, f8 = buf.view("<i8"), buf.view("<f8")
     steps, values, epochs, times = _columns(total)
-    scratch = _hugemem.empty(2 * total, np.int64)
+    scratch = _hugemem.empty(2 * total, np.int64, kept=False)
     ar, idx = scratch[:total], scratch[total:]
     ar[:1] = 0
     ar[1:] = 1

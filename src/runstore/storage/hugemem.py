@@ -26,10 +26,15 @@ _PAGE = 2 << 20
 _ADVICE = getattr(mmap, "MADV_HUGEPAGE", None)
 
 
-def mapping(nbytes: int) -> np.ndarray | None:
-    """A zeroed uint8 array of ``nbytes`` over an anonymous mapping (rounded up to
-    2 MiB) advised to use huge pages, or None when ``nbytes`` is small or the
-    advice can't be given. The mapping is released with the last array over it."""
+def mapping(nbytes: int, kept: bool = True) -> np.ndarray | None:
+    """A zeroed uint8 array of ``nbytes`` over an anonymous mapping advised to use huge
+    pages, or None when ``nbytes`` is small or the advice can't be given. The mapping
+    is released with the last array over it.
+
+    It is made a multiple of 2 MiB, which the kernel aligns to a huge page. A ``kept``
+    array (a result the caller holds) never wastes more than half its size
+    on that rounding: past that, the mapping is cut back to ``nbytes`` and its tail
+    stays on 4 KiB pages. Scratch (``kept=False``) keeps the whole rounding."""
     if nbytes < HUGE_BYTES or _ADVICE is None:
         return None
     size = -(-nbytes // _PAGE) * _PAGE
@@ -38,13 +43,18 @@ def mapping(nbytes: int) -> np.ndarray | None:
         m.madvise(_ADVICE)
     except (OSError, ValueError):
         return None
+    if kept and size - nbytes > nbytes // 2:
+        try:
+            m.resize(-(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE)
+        except (OSError, ValueError, SystemError):
+            pass  # no mremap here: keep the rounding
     return np.frombuffer(m, np.uint8, nbytes)
 
 
-def empty(count: int, dtype: type) -> np.ndarray:
+def empty(count: int, dtype: type, kept: bool = True) -> np.ndarray:
     """``np.empty(count, dtype)``, on huge pages when it is big (zeroed, in fact)."""
     dt = np.dtype(dtype)
-    arena = mapping(count * dt.itemsize)
+    arena = mapping(count * dt.itemsize, kept)
     return np.empty(count, dt) if arena is None else arena.view(dt)
 
 
