@@ -189,12 +189,8 @@ class SequenceCollection:
         if len(counts) and int(offsets[-1]) / len(counts) >= _CHUNK_THRESHOLD:
             values = [([labels[c] for c in codes.tolist()], typ) for codes, labels, typ, _ in per_seq]
             return _chunked(columns, offsets, values, names)
-        # the dictionary indices of every column in one huge-page mapping when big (hugemem.py)
-        total = int(offsets[-1]) if len(counts) else 0
-        arena = _hugemem.empty(total * len(per_seq), np.int32)
         where = (offsets[:-1], counts > 0)
-        cols = [_coded(codes, labels, typ, counts, distinct, arena[i * total:(i + 1) * total], where)
-                for i, (codes, labels, typ, distinct) in enumerate(per_seq)]
+        cols = [_coded(codes, labels, typ, counts, distinct, where) for codes, labels, typ, distinct in per_seq]
         for data, typ in zip(columns, (pa.int64(), pa.float64(), pa.float64(), pa.float64())):
             cols.append(_arrow.numeric(data, typ))
         return pa.Table.from_arrays(cols, names=names)
@@ -301,14 +297,14 @@ def _dictionary(values: list, typ: Any, seq_index: np.ndarray) -> Any:
 
 
 def _coded(codes: np.ndarray, labels: list, typ: Any, counts: np.ndarray, distinct: bool = False,
-           out: np.ndarray | None = None, where: tuple | None = None) -> Any:
+           where: tuple | None = None) -> Any:
     """The dictionary array of a per-sequence column: sequence i's value is
     ``labels[codes[i]]`` (None: null), repeated ``counts[i]`` times. The same array
     as ``_dictionary`` builds from the values (dictionary in order of first
     appearance), with Python work per distinct code instead of per sequence;
     none at all when ``distinct`` (``labels`` holds distinct values, no None).
-    ``out``/``where``: int32 room for the indices, and (first point, counts > 0) per
-    sequence, to fill it in place (``hugemem.spread``)."""
+    ``where``: (first point, counts > 0) per sequence, to spread the indices over
+    points in place (``hugemem.spread``) rather than through ``np.repeat``."""
     seen, first, inv = np.unique(codes, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")  # distinct codes in order of first appearance
     index_of_code = np.empty(len(seen), np.int32)
@@ -320,13 +316,15 @@ def _coded(codes: np.ndarray, labels: list, typ: Any, counts: np.ndarray, distin
         for k, code in zip(order.tolist(), seen[order].tolist()):
             v = labels[code]
             index_of_code[k] = -1 if v is None else uniq.setdefault(v, len(uniq))
-    per_seq = index_of_code[inv.reshape(-1)]
-    if not len(counts):
-        idx = np.empty(0, np.int32)
-    elif out is not None and where is not None:
-        idx = _hugemem.spread(per_seq, where[0], where[1], out)
+    total = int(counts.sum())
+    if not (index_of_code != 0).any():
+        # one value for all (a name, a context): zeros the kernel hands out untouched,
+        # no page written (or faulted in) here
+        idx = np.zeros(total, np.int32)
+    elif where is not None:
+        idx = _hugemem.spread(index_of_code[inv.reshape(-1)], where[0], where[1], _hugemem.empty(total, np.int32))
     else:
-        idx = np.repeat(per_seq, counts)
+        idx = np.repeat(index_of_code[inv.reshape(-1)], counts)
     if (index_of_code >= 0).all():  # no null: the indices as they are
         return _arrow.dictionary(idx, _arrow.from_values(list(uniq), typ))
     mask = idx < 0
