@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from runstore import Repo, Run
+from runstore import Repo, Run, RunClosedError
 from runstore.errors import StorageFullError
 from runstore.storage import env as _env
 from runstore.storage import records as _rec
@@ -167,6 +167,82 @@ def test_a_group_flush_shares_one_budget_per_transaction(tmp_path, small_blocks,
         assert view.status == "finished"
         assert view.sequence("x").values.tolist() == list(np.arange(10.0 * (i + 1))) + list(np.arange(12.0))
     assert repo.check() == []
+
+
+def test_track_many_is_not_held_up_by_a_flush_in_progress(tmp_path, monkeypatch):
+    """A flush busy writing blocks (held here at its first block) does not keep
+    track_many waiting: the calls complete while it is still in progress, and their
+    points go to the next flush, after the flushed ones."""
+    repo = Repo(tmp_path / "r", flush_interval=3600)
+    run = Run(repo=repo, system_metrics=False, capture_env=False)
+    run.track_many(np.arange(100_000.0), name="x")
+    writing, release = threading.Event(), threading.Event()
+    real = _rec.put_block
+
+    def slow(*args):
+        writing.set()
+        assert release.wait(60)
+        return real(*args)
+
+    monkeypatch.setattr(_rec, "put_block", slow)
+    flusher = threading.Thread(target=run.flush)
+    flusher.start()
+    try:
+        assert writing.wait(30)
+        tracker = threading.Thread(target=lambda: [run.track_many(np.full(10_000, float(i)), name="x")
+                                                   for i in range(20)] + [run.track_many([1.0], name="new")])
+        tracker.start()
+        tracker.join(30)
+        done_while_flushing = not tracker.is_alive() and flusher.is_alive()
+    finally:
+        release.set()
+        flusher.join(30)
+    monkeypatch.setattr(_rec, "put_block", real)
+    assert done_while_flushing
+    assert [len(p) for p in run._seqs["x", None]._pending] == [10_000] * 20  # the next flush's
+    run.close()
+    vals = repo.get_run(run.id).sequence("x").numpy()
+    assert vals["steps"].tolist() == list(range(300_000))
+    assert vals["values"][:100_000].tolist() == list(np.arange(100_000.0))
+    assert vals["values"][100_000:].tolist() == [float(i) for i in range(20) for _ in range(10_000)]
+    assert repo.get_run(run.id).sequence("new").values.tolist() == [1.0]
+
+
+def test_a_closing_run_refuses_track_many_instead_of_dropping_it(tmp_path):
+    run = Run(repo=Repo(tmp_path / "r"), system_metrics=False, capture_env=False)
+    run.track_many(np.arange(10.0), name="x")
+    run._closing("finished")  # what close() does before taking the last points
+    with pytest.raises(RunClosedError):
+        run.track_many(np.arange(3.0), name="x")
+    run._reopen_after_failed_close()  # the close did not commit: the run takes points again
+    run.track_many(np.arange(3.0), name="x")
+    run.close()
+    assert run.repo.get_run(run.id).sequence("x").count == 13
+
+
+def test_a_failed_close_leaves_the_run_open_with_its_points(tmp_path, small_blocks, monkeypatch):
+    monkeypatch.setattr(_sequence, "TXN_BLOCKS", 2)
+    repo = Repo(tmp_path / "r", flush_interval=3600)
+    run = Run(repo=repo, system_metrics=False, capture_env=False)
+    run.track_many(np.arange(30.0), name="x")  # 6 blocks: 3 transactions
+    real = _env.Environment.write
+    calls = []
+
+    def write(self, work):
+        calls.append(1)
+        if len(calls) == 2:
+            raise StorageFullError("the disk is full (test)")
+        return real(self, work)
+
+    monkeypatch.setattr(_env.Environment, "write", write)
+    with pytest.raises(StorageFullError):
+        run.close()
+    monkeypatch.setattr(_env.Environment, "write", real)
+    assert not run.closed
+    run.track_many(np.arange(30.0, 33.0), name="x")  # accepted again
+    run.close()
+    view = repo.get_run(run.id)
+    assert view.status == "finished" and view.sequence("x").values.tolist() == list(np.arange(33.0))
 
 
 def test_a_full_disk_in_the_middle_of_a_flush_keeps_the_rest_pending(tmp_path, small_blocks, monkeypatch):

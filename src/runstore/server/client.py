@@ -323,12 +323,13 @@ class RemoteRun(Run):
         with self._lock:
             self._next_flush = time.monotonic() + self._flush_interval
             parts, seqs = [], []
-            for seq in self._seq_list:
-                seq._take_buffer()
-                if seq._pending:
-                    parts.append((len(seqs), seq._pending))
-                    seqs.append([seq.name, seq.context])
-                    seq._pending = []
+            with self._buf_lock:  # track_many queues under it (it does not wait for _lock)
+                for seq in self._seq_list:
+                    seq._take_buffer()
+                    if seq._pending:
+                        parts.append((len(seqs), seq._pending))
+                        seqs.append([seq.name, seq.context])
+                        seq._pending = []
             if parts:
                 self._enqueue({"seqs": seqs, **(also or {})}, parts)
             elif also:

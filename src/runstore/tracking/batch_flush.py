@@ -65,7 +65,7 @@ def _points(seq: Sequence) -> int:
     else:
         old = len(tail[1])
     n = 0
-    for p in seq._pending:
+    for p in seq._pending[:seq._taken]:  # what this flush took (track_many may queue more meanwhile)
         if type(p) is not np.ndarray:
             return -1
         n += len(p)
@@ -78,12 +78,12 @@ def prepare_all(env: Any, txn: Any, run_id: str, dirty: list, budget: Budget) ->
     sizes = [_points(seq) for seq in dirty]
     batch = [i for i, n in enumerate(sizes) if n >= 0]
     if len(batch) < MIN_BATCH:
-        return [seq._prepare(env, txn, budget) if budget.left > 0 else LATER for seq in dirty]
+        return [seq._prepare(env, txn, budget, seq._taken) if budget.left > 0 else LATER for seq in dirty]
     states: list = [None] * len(dirty)
     picked = set(batch)
     for i, seq in enumerate(dirty):
         if i not in picked:
-            states[i] = seq._prepare(env, txn, budget) if budget.left > 0 else LATER
+            states[i] = seq._prepare(env, txn, budget, seq._taken) if budget.left > 0 else LATER
     # In chunks of at most CHUNK_POINTS points (one sequence at least).
     chunk: list = []
     points = 0
@@ -109,12 +109,12 @@ def _prepare_chunk(env: Any, txn: Any, run_id: str, dirty: list, chunk: list, bu
             states[i] = LATER
         return
     seqs = [dirty[i] for i in chunk]
-    rows = [p[0] if len(p) == 1 else np.concatenate(p) for p in (s._pending for s in seqs)]
+    rows = [p[0] if len(p) == 1 else np.concatenate(p) for p in (s._pending[:s._taken] for s in seqs)]
     nn = np.fromiter(map(len, rows), np.int64, len(rows))
     if not nn.all():
         # rows of no points (a rejected track()): nothing is stored, as _prepare does
         for j in np.flatnonzero(nn == 0).tolist():
-            states[chunk[j]] = (seqs[j]._summary, seqs[j]._tail, len(seqs[j]._pending))
+            states[chunk[j]] = (seqs[j]._summary, seqs[j]._tail, seqs[j]._taken)
         kl = np.flatnonzero(nn).tolist()
         if not kl:
             return
@@ -172,7 +172,7 @@ def _prepare_chunk(env: Any, txn: Any, run_id: str, dirty: list, chunk: list, bu
             s["min"] = m if summary["min"] is None else min(summary["min"], m)
             s["max"] = hi_l[j] if summary["max"] is None else max(summary["max"], hi_l[j])
         _rec.put_sequence(env, txn, run_id, seq._id, {"name": seq.name, "context": seq.context, **s})
-        states[chunk[j]] = Written(s, blk if blk.n < cap else OpenBlock(), len(seq._pending), 0, True)
+        states[chunk[j]] = Written(s, blk if blk.n < cap else OpenBlock(), seq._taken, 0, True)
     _rec.put_blocks(env, txn, items)
 
 

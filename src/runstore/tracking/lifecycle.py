@@ -200,19 +200,26 @@ def _write_group(env: Any, runs: list["Run"], status: str | None = None) -> list
         for run in held:
             run._next_flush = now + run._flush_interval
             run._due = time.time() + 2 * run._flush_interval
+            also = run._closing(status) if status is not None else None  # before the take: see Run._closing
             dirty = run._take_dirty()
-            also = run._closing(status) if status is not None else None
             if dirty or also is not None or run._beat_due():
                 work.append((run, dirty, also))
         if not work and not env.has_deferred():  # a new run's creation is written by this flush
             return []
         done: list = []
         first = True
-        while first or work:
-            # One transaction of at most TXN_BYTES of blocks for the whole group; runs with
-            # more points go on in the next one (their closing in the last).
-            work = _write_step(env, work, status, done)
-            first = False
+        try:
+            while first or work:
+                # One transaction of at most TXN_BYTES of blocks for the whole group; runs with
+                # more points go on in the next one (their closing in the last).
+                work = _write_step(env, work, status, done)
+                first = False
+        except BaseException:
+            if status is not None:
+                for run in held:
+                    if run._writable:
+                        run._reopen_after_failed_close()
+            raise
         return done
     finally:
         for run in held:

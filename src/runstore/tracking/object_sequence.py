@@ -92,7 +92,7 @@ def track_object(seq: Sequence, obj: TrackedObject, step: Any, epoch: Any, times
         )
     if not isinstance(seq, ObjectSequence):
         run = seq.run
-        with run._lock:
+        with run._lock, run._buf_lock:
             if not isinstance(seq, ObjectSequence):  # the flush thread may be looking at it
                 if isinstance(seq._buf, _ClosedBuffer):
                     seq._buf.fromlist([])  # raises RunClosedError

@@ -39,6 +39,7 @@ from .object_sequence import track_object as _track_object
 from .objects import TrackedObject
 from .run_args import _numeric_array, _opt_str, _parent_id, _start_options, _tag_list
 from .run_data import RunData
+from . import sequence as _sequence_mod
 from .sequence import LATER, Budget, Sequence, SharedRows, _ClosedBuffer
 
 if TYPE_CHECKING:
@@ -55,16 +56,19 @@ _coerce_step = _values.coerce_step
 
 
 class _LazyLock:
-    """A per-instance RLock made on first use (a non-data descriptor: the instance's own
-    ``_lock``, set by writers, takes precedence)."""
+    """A per-instance lock made on first use (a non-data descriptor: the instance's own
+    lock, set by writers, takes precedence)."""
+
+    def __init__(self, name: str, make: Callable[[], Any]) -> None:
+        self.name, self.make = name, make
 
     def __get__(self, obj: Any, owner: Any = None) -> Any:
         if obj is None:
             return self
-        lock = obj.__dict__.get("_lock")
+        lock = obj.__dict__.get(self.name)
         if lock is None:
             with _LAZY_LOCK_GUARD:
-                lock = obj.__dict__.setdefault("_lock", threading.RLock())
+                lock = obj.__dict__.setdefault(self.name, self.make())
         return lock
 
 
@@ -273,7 +277,15 @@ class Run(RunData):
         self._seqs: dict[tuple, Sequence] = {}  # (name, frozen context) -> Sequence: the hot-path index
         self._seq_list: list[Sequence] = []
         self._next_seq_id = 0
+        # Two locks. ``_lock`` serialises flushes, closing and the run's record changes,
+        # and is held for a whole flush (which may be many transactions: TXN_BYTES).
+        # ``_buf_lock`` guards the sequences' pending lists and the sequence index:
+        # track_many, a new sequence and a flush's take and adopt steps hold it for
+        # microseconds, never while encoding or writing, so track_many never waits for
+        # a flush (issue 22, target 8). Order: _lock, then _buf_lock.
         self._lock = threading.RLock()
+        self._buf_lock = threading.Lock()
+        self._closing_now = False  # a close is taking the last points: track_many refuses
         self._writable = writable
         self._is_view = not writable
         self._record: dict | None = None
@@ -316,7 +328,9 @@ class Run(RunData):
     _stop_reported = False
     _created_in: tuple = (None, None)
     _closed_in: Any = None
-    _lock = _LazyLock()
+    _lock = _LazyLock("_lock", threading.RLock)
+    _buf_lock = _LazyLock("_buf_lock", threading.Lock)
+    _closing_now = False
     _slot_seqs: Any = ()
     _rows: Any = None
     _retired: Any = ()
@@ -476,10 +490,13 @@ class Run(RunData):
                 i = int(np.flatnonzero(~np.isfinite(tss))[0])
                 raise InvalidValueError(f"timestamps of {_values.describe(name, seq.context)} must be finite: "
                                         f"element {i} is {float(tss[i])!r}")
-        with self._lock:
-            if not self._writable:
+        item = _sequence_mod.columns_of(vals, stp, eps, tss)  # the copies, outside the lock
+        if item is None:
+            return
+        with self._buf_lock:  # never held by a flush while it encodes or writes
+            if not self._writable or self._closing_now:
                 raise self._closed_error()
-            seq._extend(vals, stp, eps, tss)
+            seq._queue(item)
 
     def sequence(self, name: str, context: dict | None = None) -> Sequence:
         """The sequence (name, context): on a live run a handle whose ``append``
@@ -505,8 +522,11 @@ class Run(RunData):
         name = _values.check_name(_values.metric_name(name))
         ctx = _values.canonical_context(context, name)
         key = (name, _values.freeze(ctx))
-        with self._lock:
-            seq = self._seqs.get(key)  # nested contexts come here on every call
+        seq = self._seqs.get(key)  # nested contexts come here on every call
+        if seq is not None:
+            return seq
+        with self._buf_lock:
+            seq = self._seqs.get(key)
             if seq is None:
                 seq = Sequence(self, name, ctx, self._next_seq_id, None, True)
                 self._next_seq_id += 1
@@ -599,15 +619,18 @@ class Run(RunData):
     # transaction's worth of blocks calls _write_in/_after_commit again for the
     # sequences _unfinished returns.
     def _take_dirty(self) -> list[Sequence]:
-        """Sequences with points to write (moved out of the hot buffers)."""
+        """Sequences with points to write (moved out of the hot buffers); each notes
+        how many pending items this flush writes (``_taken``): later ones wait."""
         dirty = []
-        if self._rows is not None:
-            _rowbuf.take(self)
-        for seq in self._seq_list:
-            if type(seq._buf) is not SharedRows:
-                seq._take_buffer()
-            if seq._pending:
-                dirty.append(seq)
+        with self._buf_lock:
+            if self._rows is not None:
+                _rowbuf.take(self)
+            for seq in self._seq_list:
+                if type(seq._buf) is not SharedRows:
+                    seq._take_buffer()
+                if seq._pending:
+                    seq._taken = len(seq._pending)
+                    dirty.append(seq)
         return dirty
 
     def _beat_due(self) -> bool:
@@ -636,7 +659,7 @@ class Run(RunData):
             for seq in dirty:
                 child = env.lmdb.begin(write=True, parent=txn)
                 try:
-                    states.append(seq._prepare(env, child, budget))
+                    states.append(seq._prepare(env, child, budget, seq._taken))
                     child.commit()
                 except lmdb.Error:
                     child.abort()
@@ -677,9 +700,10 @@ class Run(RunData):
             raise type(lost)(str(lost))
         self._last_beat = _monotonic()
         self._created_in = (None, None)  # committed: later transactions read the record
-        for seq, state in zip(dirty, states):
-            if state is not None and state is not _FAILED and state is not LATER:
-                seq._adopt(state)
+        with self._buf_lock:
+            for seq, state in zip(dirty, states):
+                if state is not None and state is not _FAILED and state is not LATER:
+                    seq._adopt(state)
         self._flush_error = None
         if failed:
             seq, exc = failed[0]
@@ -695,13 +719,14 @@ class Run(RunData):
     def _stop(self, why: Exception) -> None:
         """Stop writing: the run was deleted, or another process took its lease."""
         self._stopped = why
-        self._writable = False
-        self._due = float("inf")
-        for seq in self._seq_list:
-            seq._buf = _StoppedBuffer(self._id, why)
-        if self._rows is not None:
-            self._rows = _StoppedBuffer(self._id, why)
-            self.__dict__.pop("track", None)
+        with self._buf_lock:
+            self._writable = False
+            self._due = float("inf")
+            for seq in self._seq_list:
+                seq._buf = _StoppedBuffer(self._id, why)
+            if self._rows is not None:
+                self._rows = _StoppedBuffer(self._id, why)
+                self.__dict__.pop("track", None)
         _lifecycle.unregister(self)
         warnings.warn(str(why), RuntimeWarning, stacklevel=4)
 
@@ -725,12 +750,20 @@ class Run(RunData):
                     self._stop_reported = True
                     raise self._closed_error()
                 return
-            self._closed(self._flush(also=self._closing(status, ended_at)))
+            try:
+                self._closed(self._flush(also=self._closing(status, ended_at)))
+            except BaseException:
+                self._reopen_after_failed_close()
+                raise
 
     def _closing(self, status: str, ended_at: float | None = None) -> Callable[[Any], dict]:
         """The record change of closing (run inside the flush transaction); stops
         this run's system-metrics sampling and console capture."""
         end = None if status == "running" and ended_at is None else _time() if ended_at is None else float(ended_at)
+        with self._buf_lock:
+            # From here track_many refuses (RunClosedError, as it would once closed): what
+            # the closing flush takes is all there is (call this before _take_dirty).
+            self._closing_now = True
         console = self._stop_watchers()
 
         def ending(record: dict) -> None:
@@ -755,16 +788,24 @@ class Run(RunData):
 
         return mark
 
+    def _reopen_after_failed_close(self) -> None:
+        """The closing transaction did not commit (e.g. the disk is full): the run is
+        still open and takes points again."""
+        with self._buf_lock:
+            self._closing_now = False
+
     def _closed(self, record: dict) -> None:
         """After the closing transaction committed: stop accepting points."""
         self._record = record
-        self._writable = False
-        self._due = float("inf")
-        for seq in self._seq_list:
-            seq._buf = _ClosedBuffer(self._id)
-        if self._rows is not None:
-            self._rows = _ClosedBuffer(self._id)
-            self.__dict__.pop("track", None)
+        with self._buf_lock:
+            self._writable = False
+            self._closing_now = False
+            self._due = float("inf")
+            for seq in self._seq_list:
+                seq._buf = _ClosedBuffer(self._id)
+            if self._rows is not None:
+                self._rows = _ClosedBuffer(self._id)
+                self.__dict__.pop("track", None)
         _lifecycle.unregister(self)
 
     def __enter__(self) -> "Run":

@@ -372,10 +372,11 @@ class RunData:
             env = self.repo._env
             env.write(lambda txn: _rec.delete_sequence(env, txn, self._id, target._id))
             key = (name, _values.freeze(ctx))
-            local = self._seqs.pop(key, None) if self._writable else None
-            if local is not None:
-                local._buf = _ClosedBuffer(self._id)
-                self._seq_list.remove(local)
+            with self._buf_lock:  # the sequence index (Run._buf_lock)
+                local = self._seqs.pop(key, None) if self._writable else None
+                if local is not None:
+                    local._buf = _ClosedBuffer(self._id)
+                    self._seq_list.remove(local)
 
     # -- artifacts -----------------------------------------------------------------
     @property

@@ -14,8 +14,10 @@ NaN; default steps ("last step + 1") are resolved vectorised at flush time, so
 the hot path keeps no per-sequence counter.
 
 Only the hot path appends to ``_buf``; taking rows out of it (flush,
-``track_many``) happens under the run's lock, and only whole 4-float rows are
-taken, so a flush running in the background thread never sees half a point.
+``track_many``) happens under the run's ``_buf_lock``, and only whole 4-float rows
+are taken, so a flush running in the background thread never sees half a point.
+A flush writes the pending items it took (``_taken``), at most ``TXN_BYTES``
+blocks per transaction (issue 22, target 8).
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def _empty_summary() -> dict:
 class Sequence:
     """The points of one (run, name, context): steps, values, epochs, timestamps."""
 
-    __slots__ = ("_buf", "run", "name", "context", "_id", "_summary", "_pending", "_tail", "_new", "_slot")
+    __slots__ = ("_buf", "run", "name", "context", "_id", "_summary", "_pending", "_tail", "_new", "_slot",
+                 "_taken")
 
     def __init__(self, run: "Run", name: str, context: dict, seq_id: int, summary: dict | None,
                  writable: bool) -> None:
@@ -122,6 +125,7 @@ class Sequence:
         self._tail = None  # columns of the last, not yet full block (None: not loaded)
         self._new = summary is None
         self._slot = None  # the index of a live run's float sequence in its run (Run._add)
+        self._taken = 0  # pending items the flush in progress writes (Run._take_dirty)
         if summary is not None and summary.get("type", "float") != "float":
             from .object_sequence import become  # images, text, ... (issue 13)
 
@@ -176,13 +180,13 @@ class Sequence:
         kept beside its row as an int64 (the slow path; such steps are rare)."""
         if epoch is not None and not isinstance(epoch, (int, float)):
             self._reject(value, step, epoch)
-        with self.run._lock:
+        with self.run._buf_lock:
             self._take_buffer()  # keep arrival order
             row = np.array([[value, 0.0, _NAN if epoch is None else epoch, _time()]])
             self._pending.append((row, np.array([step], dtype=np.int64)))
 
     def _take_buffer(self) -> None:
-        """Move whole rows from the hot buffer to ``_pending`` (caller holds the run lock)."""
+        """Move whole rows from the hot buffer to ``_pending`` (caller holds the run's ``_buf_lock``)."""
         buf = self._buf
         if type(buf) is SharedRows:  # the run's one buffer: every sequence's rows move
             self.run._take_rows()
@@ -193,23 +197,11 @@ class Sequence:
             del buf[:n]
             self._pending.append(np.frombuffer(rows, np.float64).reshape(-1, 4))
 
-    def _extend(self, values: np.ndarray, steps: np.ndarray | None, epochs: np.ndarray | None,
-                timestamps: np.ndarray | None = None) -> None:
-        """Queue ``track_many``'s columns as :class:`Columns` (caller holds the run lock):
-        one copy of the values (the caller may reuse its array), no (n, 4) rows to
-        pack and unpack again at flush (issue 22, target 5: a million-point call
-        spent 0.2 s packing rows, the flush as long gathering them again)."""
-        n = len(values)
-        if not n:
-            return
-        self._take_buffer()  # keep arrival order with points from append()
-        epochs = _Const(_NAN, n) if epochs is None else np.array(epochs, dtype=np.float64)
-        times = _Const(_time(), n) if timestamps is None else np.array(timestamps, dtype=np.float64)
-        if steps is None:
-            self._pending.append(Columns(None, True, np.array(values, dtype=np.float64), epochs, times))
-        else:  # int64 exactly (validated integral and in range by track_many)
-            self._pending.append(Columns(np.array(steps, dtype=np.int64), None,
-                                         np.array(values, dtype=np.float64), epochs, times))
+    def _queue(self, item: "Columns") -> None:
+        """Queue ``track_many``'s columns (caller holds the run's ``_buf_lock``) after
+        the points track() put in the hot buffer so far: arrival order."""
+        self._take_buffer()
+        self._pending.append(item)
 
     def _prepare(self, env, txn, budget: "Budget | None" = None, taken: int | None = None) -> tuple | None:
         """Write this sequence's pending points into ``txn``; return the state to
@@ -383,6 +375,7 @@ class Sequence:
         pending list (the first of the rest loses its ``cut`` written points)."""
         self._summary, self._tail, taken = state[:3]
         del self._pending[:taken]
+        self._taken = max(0, self._taken - taken)
         if len(state) > 3 and state[3]:
             self._pending[0] = _drop(self._pending[0], state[3])
         self._new = self._summary["count"] == 0
@@ -600,6 +593,23 @@ def _drop(item: Any, k: int) -> Any:
 
 def _tail_of(col: Any, k: int) -> Any:
     return _Const(col.value, col.n - k) if type(col) is _Const else col[k:]
+
+
+def columns_of(values: np.ndarray, steps: np.ndarray | None, epochs: np.ndarray | None,
+               timestamps: np.ndarray | None = None) -> "Columns | None":
+    """``track_many``'s validated arrays as :class:`Columns` to queue: one copy of the
+    values (the caller may reuse its array), no (n, 4) rows to pack and unpack again
+    at flush (issue 22, target 5: a million-point call spent 0.2 s packing rows, the
+    flush as long gathering them again); default epochs and timestamps not made."""
+    n = len(values)
+    if not n:
+        return None
+    epochs = _Const(_NAN, n) if epochs is None else np.array(epochs, dtype=np.float64)
+    times = _Const(_time(), n) if timestamps is None else np.array(timestamps, dtype=np.float64)
+    if steps is None:
+        return Columns(None, True, np.array(values, dtype=np.float64), epochs, times)
+    # int64 exactly (validated integral and in range by track_many)
+    return Columns(np.array(steps, dtype=np.int64), None, np.array(values, dtype=np.float64), epochs, times)
 
 
 class Columns:
