@@ -177,14 +177,14 @@ def test_track_many_is_not_held_up_by_a_flush_in_progress(tmp_path, monkeypatch)
     run = Run(repo=repo, system_metrics=False, capture_env=False)
     run.track_many(np.arange(100_000.0), name="x")
     writing, release = threading.Event(), threading.Event()
-    real = _rec.put_block
+    real = _rec.put_blocks
 
     def slow(*args):
         writing.set()
         assert release.wait(60)
         return real(*args)
 
-    monkeypatch.setattr(_rec, "put_block", slow)
+    monkeypatch.setattr(_rec, "put_blocks", slow)
     flusher = threading.Thread(target=run.flush)
     flusher.start()
     try:
@@ -197,7 +197,7 @@ def test_track_many_is_not_held_up_by_a_flush_in_progress(tmp_path, monkeypatch)
     finally:
         release.set()
         flusher.join(30)
-    monkeypatch.setattr(_rec, "put_block", real)
+    monkeypatch.setattr(_rec, "put_blocks", real)
     assert done_while_flushing
     assert [len(p) for p in run._seqs["x", None]._pending] == [10_000] * 20  # the next flush's
     run.close()
@@ -221,10 +221,10 @@ def test_a_closing_run_refuses_track_many_instead_of_dropping_it(tmp_path):
 
 
 def test_a_failed_close_leaves_the_run_open_with_its_points(tmp_path, small_blocks, monkeypatch):
-    monkeypatch.setattr(_sequence, "TXN_BLOCKS", 2)
+    monkeypatch.setattr(_sequence, "TXN_BYTES", 1)
     repo = Repo(tmp_path / "r", flush_interval=3600)
     run = Run(repo=repo, system_metrics=False, capture_env=False)
-    run.track_many(np.arange(30.0), name="x")  # 6 blocks: 3 transactions
+    run.track_many(np.arange(30.0), name="x")  # 6 blocks: 6 transactions
     real = _env.Environment.write
     calls = []
 
@@ -387,3 +387,4 @@ def test_put_blocks_stores_any_order_marks_format_2_once_and_blobs_dedup(tmp_pat
     with env.read() as txn:
         assert _ob.get_blobs(env, txn, refs[2]) == {"png": b"a", "th": b"b"}
         assert sum(1 for _ in txn.cursor(db=env.dbs["blobs"])) == 2
+

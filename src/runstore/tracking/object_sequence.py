@@ -223,7 +223,7 @@ class ObjectSequence(Sequence):
     def _reject(self, value, step, epoch) -> None:
         raise _mismatch(self, "float") from None
 
-    def _extend(self, values, steps, epochs, timestamps=None) -> None:  # track_many's call
+    def _queue(self, item) -> None:  # track_many (Run.track_many holds _buf_lock)
         raise _mismatch(self, "float (track_many)")
 
     # -- flush -------------------------------------------------------------------
