@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -353,6 +354,60 @@ def test_track_looks_for_an_overdue_flush_once_while_another_thread_is_flushing(
     assert len(calls) == 1
     run.close()
     assert run.repo.get_run(run.id).sequence("x").count == 1001
+
+
+def test_track_yields_to_a_late_flush_in_progress_for_a_bounded_time(tmp_path, monkeypatch):
+    """Since track_many no longer waits for a flush, nothing paused the training loop
+    during one: against a loop that keeps the GIL, a flush of 0.1 s of points took
+    0.1-0.6 s instead of 20-30 ms, and the next took longer still (test_crash lost
+    points tracked 0.9 s before the kill). A flush in progress past an interval is
+    late: track() then waits for it to end, at most FLUSH_YIELD, once per interval."""
+    from runstore.tracking import run as _run
+
+    run = Run(repo=Repo(tmp_path / "r", flush_interval=3600), system_metrics=False, capture_env=False)
+    run.track(-1.0, name="x")
+    held, release, ended = threading.Event(), threading.Event(), []
+
+    def flushing(hold: float):  # stands in for the flush thread in a late flush
+        with run._lock:
+            held.set()
+            release.wait(hold)
+            ended.append(time.monotonic())
+
+    for yield_s, hold, waits_for_the_end in ((30.0, 0.2, True), (0.05, 30.0, False)):
+        monkeypatch.setattr(_run, "FLUSH_YIELD", yield_s)
+        held.clear(), release.clear(), ended.clear()
+        other = threading.Thread(target=flushing, args=(hold,))
+        other.start()
+        try:
+            assert held.wait(30)
+            run._due = 0.0  # that flush is late
+            run.track(0.0, name="x")
+            returned = time.monotonic()
+            # the flush ended first (it ran while track() waited), or track() gave up
+            # waiting while it still ran
+            assert bool(ended) == waits_for_the_end and (not ended or ended[0] <= returned)
+            assert run._due > time.time() + 3000  # looks again an interval later
+        finally:
+            release.set()
+            other.join(30)
+    run.close()
+    assert run.repo.get_run(run.id).sequence("x").count == 3
+
+
+def test_a_flush_is_late_past_an_interval_and_the_next_a_whole_interval_after_it_was_due(tmp_path, monkeypatch):
+    run = Run(repo=Repo(tmp_path / "r", flush_interval=100), system_metrics=False, capture_env=False)
+    run.track_many(np.arange(10.0), name="x")
+    seen = []
+    real = _rec.put_blocks
+    monkeypatch.setattr(_rec, "put_blocks", lambda *a: (seen.append(run._due), real(*a))[1])
+    start = time.time()
+    run.flush()
+    end = time.time()
+    assert start + 100 <= seen[0] <= end + 100  # during the flush: its start + an interval
+    assert start + 200 <= run._due <= end + 200  # after it: the next start + an interval
+    run.close()
+    assert run._due == float("inf")  # closed: track() never looks
 
 
 def test_put_blocks_stores_any_order_marks_format_2_once_and_blobs_dedup(tmp_path, monkeypatch):

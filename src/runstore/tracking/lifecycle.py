@@ -197,9 +197,10 @@ def _write_group(env: Any, runs: list["Run"], status: str | None = None) -> list
             run._next_flush = now + _RETRY
     try:
         work: list[tuple[Run, list, Callable | None]] = []
+        started = time.time()
         for run in held:
             run._next_flush = now + run._flush_interval
-            run._due = time.time() + 2 * run._flush_interval
+            run._flush_started()  # late past an interval: the training thread yields (Run._flush_overdue)
             also = run._closing(status) if status is not None else None  # before the take: see Run._closing
             dirty = run._take_dirty()
             if dirty or also is not None or run._beat_due():
@@ -223,6 +224,7 @@ def _write_group(env: Any, runs: list["Run"], status: str | None = None) -> list
         return done
     finally:
         for run in held:
+            run._flush_ended(started)
             run._lock.release()
 
 

@@ -51,6 +51,9 @@ _STATUS_ALIASES = {"completed": "finished", "FINISHED": "finished", "FAILED": "f
                    "aborted": "killed"}
 _NAN = float("nan")
 _FAILED = object()  # a sequence whose points could not be stored at a flush
+# The longest a track() waits for a late flush in progress (Run._flush_overdue); under
+# target 8's 100 ms bound for a writer blocked by a flush.
+FLUSH_YIELD = 0.05
 _coerce_value = _values.coerce_value
 _coerce_step = _values.coerce_step
 
@@ -397,11 +400,20 @@ class Run(RunData):
         promise would depend on the scheduler. The thread that starves it pays
         instead, once per interval and only while the flush thread is late."""
         if self._in_flush or not self._lock.acquire(blocking=False):
-            # The flush thread is at it (or a signal handler interrupted a flush): it is
-            # not starved. Look again an interval from now, not at every track() call
-            # until that flush ends (a flush of 10,000 metrics can take seconds: 37% of
-            # the calls of a 10,000-name loop came here, ~1 s in 15).
-            self._due = _time() + self._flush_interval
+            # A flush is at it, late: it has taken the GIL, but every LMDB put releases
+            # it again and a training loop that never waits takes it back (a flush of
+            # 0.1 s of writer_child's points: 20-30 ms alone, 0.1-0.6 s against the loop,
+            # since track_many no longer waits for the flush's lock). Wait a little for
+            # it to end: the flush runs alone meanwhile. At most FLUSH_YIELD, once per
+            # interval, and only while a flush is late; a signal handler interrupting
+            # this thread's own flush gets the (reentrant) lock at once.
+            if self._lock.acquire(timeout=min(FLUSH_YIELD, self._flush_interval / 2)):
+                self._lock.release()
+            # Look again an interval from now, not at every track() call until that
+            # flush ends (a flush of 10,000 metrics can take seconds: 37% of the calls
+            # of a 10,000-name loop came here, ~1 s in 15); a run closed meanwhile
+            # keeps its infinite _due.
+            self._due = max(self._due, _time() + self._flush_interval)
             return
         try:
             self._due = float("inf")
@@ -575,9 +587,7 @@ class Run(RunData):
         _encode_ahead(self)  # big objects' encodes, before the lock (object_sequence.encode_ahead)
         with self._lock:
             self._next_flush = _monotonic() + self._flush_interval
-            # The training thread steps in when the flush thread has missed a whole
-            # interval (see _flush_overdue); wall clock, as the hot path reads it anyway.
-            self._due = _time() + 2 * self._flush_interval
+            started = self._flush_started()
             if not self._writable:
                 return None
             if self._in_flush:
@@ -590,6 +600,25 @@ class Run(RunData):
                 return self._flush_locked(also)
             finally:
                 self._in_flush = False
+                self._flush_ended(started)
+
+    # The training thread reads ``_due`` (wall clock, as the hot path reads it anyway)
+    # and calls _flush_overdue once past it. During a flush it is the flush's start plus
+    # an interval: a flush that runs longer is late, and the training thread yields to
+    # it. Between flushes it is a whole interval after the next flush was due: the
+    # flush thread is late to start, and the training thread flushes itself.
+    def _flush_started(self) -> float:
+        """A flush (caller holds ``_lock``) starts now: it is late past an interval."""
+        now = _time()
+        self._due = now + self._flush_interval
+        return now
+
+    def _flush_ended(self, started: float) -> None:
+        """A flush that started at ``started`` ended (caller holds ``_lock``): the next
+        one is due an interval after the start (at once if it took longer), and late a
+        whole interval after that."""
+        if self._writable:  # else closed or stopped: _due stays infinite
+            self._due = max(started + 2 * self._flush_interval, _time() + self._flush_interval)
 
     def _flush_locked(self, also: Callable[[Any], Any] | None) -> Any:
         dirty = self._take_dirty()
