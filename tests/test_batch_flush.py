@@ -17,6 +17,7 @@ from runstore.storage import records as _rec
 from runstore.storage.keys import run_key
 from runstore.tracking import batch_flush as _batch
 from runstore.tracking import run as _run
+from runstore.tracking import pending as _pending
 from runstore.tracking import sequence as _sequence
 
 
@@ -35,6 +36,7 @@ def clock(monkeypatch):
 
     monkeypatch.setattr(_run, "_time", now)
     monkeypatch.setattr(_sequence, "_time", now)
+    monkeypatch.setattr(_pending, "_time", now)  # track_many's timestamp
     return reset
 
 

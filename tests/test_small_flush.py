@@ -16,6 +16,7 @@ from runstore import Repo, Run
 from runstore.storage import blocks as _blocks
 from runstore.storage import records as _rec
 from runstore.tracking import run as _run
+from runstore.tracking import pending as _pending
 from runstore.tracking import sequence as _sequence
 
 
@@ -35,6 +36,7 @@ def clock(monkeypatch):
 
     monkeypatch.setattr(_run, "_time", now)
     monkeypatch.setattr(_sequence, "_time", now)
+    monkeypatch.setattr(_pending, "_time", now)  # track_many's timestamp
     return lambda: ticks.__setitem__(0, itertools.count())
 
 

@@ -244,7 +244,7 @@ def to_batch(parts: list) -> pa.RecordBatch:
 
     ``parts`` is [(seq index, pending chunks)]; a chunk is an (n, 4) float64 array
     [value, step (NaN: not given), epoch, time], (such rows, exact int64 steps), or
-    track_many's columns (``runstore.tracking.sequence.Columns``: ``steps``, ``missing``,
+    track_many's columns (``runstore.tracking.pending.Columns``: ``steps``, ``missing``,
     ``values``, ``epochs``, ``times``, sliceable to arrays). Each column is allocated once and filled chunk by chunk (no per-chunk temporaries
     to concatenate: at a million points those cost more than the copying).
     """

@@ -35,7 +35,8 @@ from ..storage import openblock as _openblock
 from ..storage.openblock import OpenBlock
 from ..storage import records as _rec
 from ..storage.keys import run_key
-from .sequence import LATER, Budget, Sequence, Written, _given_steps
+from .pending import _given_steps
+from .sequence import LATER, Budget, Sequence, Written
 
 # Below this many eligible sequences the per-sequence path costs no more than the
 # vectorised one (measured: equal at 4 sequences of 50 new points, 0.6x at 16), whose

@@ -231,7 +231,7 @@ def _write_group(env: Any, runs: list["Run"], status: str | None = None) -> list
 def _write_step(env: Any, work: list, status: str | None, done: list) -> list:
     """One transaction of a group flush: adds the runs finished to ``done``; returns
     the work left for the next (runs with more than a transaction's worth of blocks)."""
-    from .run import _unfinished
+    from .run_flush import _unfinished
     from .sequence import Budget
 
     def write(isolate: bool) -> list:

@@ -41,7 +41,8 @@ from ..storage import objblocks as _ob
 from ..storage import records as _rec
 from ..storage.keys import block_key, run_key
 from .objects import CLASSES, TrackedObject
-from .sequence import Sequence, _ClosedBuffer, _resolve_steps
+from .pending import _resolve_steps
+from .sequence import Sequence, _ClosedBuffer
 
 _NAN = float("nan")
 # Objects whose input is at most this many bytes are encoded by track() (module docstring).

@@ -38,7 +38,8 @@ from ..storage import records as _rec
 from ..storage.env import SEQS_VERSION
 from ..storage.keys import new_run_id, run_key
 from .run import Run
-from .sequence import Columns, Sequence
+from .pending import Columns
+from .sequence import Sequence
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -99,7 +100,7 @@ def resume_changes(*, name: Any = None, experiment: Any = None, description: Any
 
 def status_of(status: Any) -> str:
     """``status`` as ``run.close(status)`` takes it (aliases and RunStatus members resolved), or ValueError."""
-    from .run import _STATUS_ALIASES, STATUSES
+    from .run_flush import _STATUS_ALIASES, STATUSES
 
     status = getattr(status, "run_status", status) or "finished"
     status = _STATUS_ALIASES.get(status, status) if isinstance(status, str) else status
