@@ -22,8 +22,7 @@ import lmdb
 import msgpack
 
 from ..errors import RepositoryError, StorageFullError
-from .files import (CREATE_SPACE, NETWORK_FS, filesystem_type, free_bytes, fsync_path, is_disk_full,
-                    stale_compact_dirs, validate_data_file)
+from .files import CREATE_SPACE, NETWORK_FS, filesystem_type, free_bytes, is_disk_full, validate_data_file
 from .room import Room
 
 # Format 2 (issue 13) adds the "blobs" database and object blocks. A format-1
@@ -601,58 +600,11 @@ class Environment:
     def compact(self, prune: Callable[[Any], Any] | None = None,
                 migrate: Callable[[], Any] | None = None) -> tuple[int, int]:
         """Rewrite the data file without free pages; returns (bytes before, after).
+        ``prune(txn)`` first deletes what is no longer needed, ``migrate()`` then
+        rewrites old records; power-safe (storage/compact.py)."""
+        from .compact import compact
 
-        ``prune(txn)``, when given, first deletes what is no longer needed, once
-        the repository is known to be this process's alone; ``migrate()`` then
-        rewrites old records in the current format (in transactions of its own).
-
-        Power-safe: the copy is fsync'd before it replaces data.mdb (an atomic
-        rename), and the directory is fsync'd after, so at every instant the
-        directory holds one complete data.mdb, the old or the new.
-        """
-        import shutil
-        import tempfile
-
-        if self.readonly:
-            self.write(lambda txn: None)  # raises the read-only error
-        with self._write_lock:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
-                raise RepositoryError(
-                    f"{self.path} is open in another process; stop it (or close its runs) and compact again"
-                ) from None
-            for stale in stale_compact_dirs(self.path):
-                shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted compact
-            if prune is not None:
-                self.write(prune)  # e.g. blobs no block references (the lock is ours now)
-            if migrate is not None:
-                migrate()  # e.g. numeric blocks of format 1 -> 2 (the lock is ours)
-            data = self.path / "data.mdb"
-            st = data.stat()
-            before = st.st_size
-            tmp = Path(tempfile.mkdtemp(prefix=".compact-", dir=self.path))
-            try:
-                self.lmdb.copy(str(tmp), compact=True)
-                new = tmp / "data.mdb"
-                os.chmod(new, st.st_mode & 0o7777)
-                try:
-                    os.chown(new, st.st_uid, st.st_gid)
-                except OSError:
-                    pass  # not ours to give away; the mode is kept
-                fsync_path(new)
-                fsync_path(self.path)
-                map_size = self.lmdb.info()["map_size"]
-                self.lmdb.close()
-                os.replace(new, data)
-                fsync_path(self.path)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-                self._close_lock()
-                self._open(map_size)
-            return before, data.stat().st_size
+        return compact(self, prune, migrate)
 
     def close(self) -> None:
         if not self.closed:
