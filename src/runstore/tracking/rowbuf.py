@@ -69,17 +69,33 @@ def _drain(seq: Sequence, old: array) -> None:
         seq._pending.append(np.frombuffer(part, np.float64).reshape(-1, 4))
 
 
+def queue(run: "Run", seq: Sequence, item: Any) -> None:
+    """Queue ``track_many``'s ``item`` for ``seq`` after the rows the run's buffer holds
+    now (caller holds the run's ``_buf_lock``): :func:`take` puts it in ``seq``'s pending
+    list between that sequence's rows from before and after. Taking the rows here
+    instead sorted the whole buffer at every call and gave every sequence a pending
+    part per call: a loop of 1,000 names with one ``track_many`` per step ran 3.5x
+    slower (1.6-1.8 µs a point instead of 0.45-0.49)."""
+    run._row_items.append((len(run._rows) // 5, seq, item))
+
+
 def take(run: "Run") -> None:
     """Move the rows of the run's buffer to their sequences' pending lists, in order
-    (caller holds the run's lock). The buffers replaced at the switch (a few hundred)
-    first: a point a thread appended there (having fetched the buffer just before the
-    switch) is older than the run's buffer's."""
+    (caller holds the run's lock), with the items :func:`queue` placed among them. The
+    buffers replaced at the switch (a few hundred) first: a point a thread appended
+    there (having fetched the buffer just before the switch) is older than the run's
+    buffer's."""
     for seq, old in run._retired:
         if len(old):
             _drain(seq, old)
     buf = run._rows
     n = len(buf) // 5 * 5
+    items = run._row_items
+    if items:
+        run._row_items = []
     if not n:
+        for _, seq, item in items:
+            seq._pending.append(item)
         return
     part = buf[:n]  # both slicing and deleting are single C calls: atomic under the GIL
     del buf[:n]
@@ -91,8 +107,32 @@ def take(run: "Run") -> None:
     cuts = np.flatnonzero(slots[1:] != slots[:-1]) + 1
     bounds = [0, *cuts.tolist(), len(slots)]
     seqs = run._slot_seqs
+    if not items:
+        for i, s in enumerate(slots[bounds[:-1]].tolist()):
+            seqs[s]._pending.append(rows[bounds[i]:bounds[i + 1]])
+        return
+    placed: dict[int, list] = {}  # id(seq) -> [(rows before it, item)], in call order
+    for at, seq, item in items:
+        placed.setdefault(id(seq), []).append((at, item))
     for i, s in enumerate(slots[bounds[:-1]].tolist()):
-        seqs[s]._pending.append(rows[bounds[i]:bounds[i + 1]])
+        seq, lo, hi = seqs[s], bounds[i], bounds[i + 1]
+        mine = placed.pop(id(seq), None)
+        if mine is None:
+            seq._pending.append(rows[lo:hi])
+            continue
+        where = order[lo:hi]  # the rows' places in the buffer, ascending (a stable sort)
+        start = lo
+        for at, item in mine:
+            cut = lo + int(np.searchsorted(where, at))  # its rows appended before the call
+            if cut > start:
+                seq._pending.append(rows[start:cut])
+                start = cut
+            seq._pending.append(item)
+        if start < hi:
+            seq._pending.append(rows[start:hi])
+    for at, seq, item in items:  # sequences with no rows in this take
+        if id(seq) in placed:
+            seq._pending.append(item)
 
 
 def track(self: "Run", value: Any, name: str | None = None, step: int | None = None,

@@ -292,6 +292,7 @@ class Run(RunFlush, RunData):
         self._slot_seqs: list[Sequence] = []  # every sequence made by this writer, by slot (never shrinks)
         self._rows: Any = None  # the one row buffer of a run with many sequences (tracking/rowbuf.py)
         self._retired: list = []
+        self._row_items: list = []  # track_many's items placed among the row buffer's rows (rowbuf.queue)
 
     # A view's state: class attributes every view shares until it sets its own. A
     # selection makes one view per run (100,000 for a big one); each container a view
@@ -322,6 +323,7 @@ class Run(RunFlush, RunData):
     _slot_seqs: Any = ()
     _rows: Any = None
     _retired: Any = ()
+    _row_items: Any = ()
     _shares_rows = True  # (a RemoteRun ships its sequences' buffers itself)
 
     @classmethod
@@ -541,6 +543,11 @@ class Run(RunFlush, RunData):
             _rowbuf.adopt(self, seq)
         elif self._shares_rows and len(self._slot_seqs) >= _rowbuf.SHARED_AT:
             _rowbuf.share(self)
+
+    def _queue_after_rows(self, seq: Sequence, item: Any) -> None:
+        """``track_many``'s item for a sequence whose rows are in the run's one buffer
+        (caller holds ``_buf_lock``)."""
+        _rowbuf.queue(self, seq, item)
 
     def _take_rows(self) -> None:
         """The run's one row buffer to its sequences' pending lists (caller holds the lock)."""

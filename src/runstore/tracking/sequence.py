@@ -201,6 +201,11 @@ class Sequence:
     def _queue(self, item: "Columns") -> None:
         """Queue ``track_many``'s columns (caller holds the run's ``_buf_lock``) after
         the points track() put in the hot buffer so far: arrival order."""
+        if type(self._buf) is SharedRows:
+            # The run's one buffer: the item waits there, at its place among the rows
+            # (rowbuf.queue), instead of every sequence's rows moving now.
+            self.run._queue_after_rows(self, item)
+            return
         self._take_buffer()
         self._pending.append(item)
 
