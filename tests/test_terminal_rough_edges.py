@@ -85,6 +85,36 @@ def test_many_processes_create_one_new_repository_at_once(tmp_path):
     assert len(Repo(path)) == 6
 
 
+def test_a_process_opening_a_repository_being_created_waits_for_it(tmp_path):
+    # The creation race behind a rare failure of the test above: a process that saw the
+    # new data.mdb before its creator's first commit found no 'meta' database and was
+    # refused. Here the creator is held between making data.mdb and that commit.
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "repo"
+    creator = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from runstore.storage import env\n"
+        "real = env.Environment._open_databases\n"
+        "def slow(self):\n"
+        "    print('made', flush=True); time.sleep(1.0); real(self)\n"
+        "env.Environment._open_databases = slow\n"
+        "from runstore import Repo, Run\n"
+        "with Run(repo=Repo(sys.argv[1]), system_metrics=False, capture_env=False) as run:\n"
+        "    run.track(1.0, name='x')\n"), str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert creator.stdout.readline().strip() == "made"  # data.mdb exists, not yet initialised
+    assert (path / "data.mdb").exists()
+    t = time.monotonic()
+    opener = subprocess.run([sys.executable, "-c", "import sys; from runstore import Repo; print(len(Repo(sys.argv[1])))",
+                             str(path)], capture_output=True, text=True, timeout=60)
+    assert opener.returncode == 0, opener.stderr
+    assert time.monotonic() - t > 0.3  # it waited for the creator's first commit
+    assert creator.wait(timeout=60) == 0, creator.stderr.read()
+    assert len(Repo(path)) == 1
+
+
 def test_init_says_what_it_created(tmp_path):
     target = tmp_path / "project"
     target.mkdir()

@@ -22,7 +22,8 @@ import lmdb
 import msgpack
 
 from ..errors import RepositoryError, StorageFullError
-from .files import CREATE_SPACE, NETWORK_FS, filesystem_type, free_bytes, is_disk_full, validate_data_file
+from .files import (CREATE_SPACE, NETWORK_FS, directory_lock as _directory_lock, filesystem_type, free_bytes,
+                    is_disk_full, unlock as _unlock, validate_data_file)
 from . import versions as _versions
 from .room import Room
 
@@ -196,15 +197,33 @@ class Environment:
                 raise StorageFullError(
                     f"the disk holding {path} has only {free} bytes free; free space and try again"
                 )
-        else:
-            validate_data_file(path / "data.mdb")
+        # Creating is one process's job, opening waits for it: a creator holds an exclusive
+        # flock on the directory from before LMDB makes data.mdb until its first commit has
+        # created the databases; an opener takes a shared one first. Without it, a process
+        # opening a data.mdb another had just made found no 'meta' database and was refused
+        # (6 processes creating one repository at once, under load).
+        gate = _directory_lock(path, exclusive=self._new)
+        try:
+            if self._new and is_repository(path):
+                self._new = False  # made by another process while this one waited
+            if not self._new:
+                if gate is not None:
+                    _unlock(gate)  # made and initialised: nothing to wait for any more
+                    gate = None
+                validate_data_file(path / "data.mdb")
+            self._init_state(path, readonly, map_size)
+        finally:
+            if gate is not None:
+                _unlock(gate)
+
+    def _init_state(self, path: Path, readonly: bool, map_size: int | None) -> None:
         fs = filesystem_type(str(path))
         if fs in NETWORK_FS:
             warnings.warn(
                 f"{path} is on a network file system ({fs}); LMDB needs a local disk: "
                 "concurrent writers may corrupt the repository",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self._write_lock = threading.RLock()
         self._in_write = False  # True while the holder of _write_lock is inside a write transaction

@@ -6,6 +6,7 @@ counts as a full disk, and the folders an interrupted compact leaves behind.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import struct
 from pathlib import Path
@@ -136,3 +137,24 @@ def is_disk_full(exc: Exception, path: Path | None = None) -> bool:
     if code == errno.EIO or "Input/output error" in text or isinstance(exc, lmdb.DiskError):
         return path is not None and nearly_full(path)
     return False
+
+
+def directory_lock(path: Path, exclusive: bool) -> int | None:
+    """An flock on the repository directory, or None where the directory cannot be
+    opened or locked (e.g. a network file system). Environment.__init__: the process
+    creating a repository holds it exclusively until its first commit, the others
+    take it shared (and wait) before they open."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def unlock(fd: int) -> None:
+    os.close(fd)  # (closing the only descriptor releases the flock)
