@@ -189,8 +189,7 @@ class SequenceCollection:
         if len(counts) and int(offsets[-1]) / len(counts) >= _CHUNK_THRESHOLD:
             values = [([labels[c] for c in codes.tolist()], typ) for codes, labels, typ, _ in per_seq]
             return _chunked(columns, offsets, values, names)
-        where = (offsets[:-1], counts > 0)
-        cols = [_coded(codes, labels, typ, counts, distinct, where) for codes, labels, typ, distinct in per_seq]
+        cols = [_coded(codes, labels, typ, counts, distinct) for codes, labels, typ, distinct in per_seq]
         for data, typ in zip(columns, (pa.int64(), pa.float64(), pa.float64(), pa.float64())):
             cols.append(_arrow.numeric(data, typ))
         return pa.Table.from_arrays(cols, names=names)
@@ -296,15 +295,14 @@ def _dictionary(values: list, typ: Any, seq_index: np.ndarray) -> Any:
     return _arrow.dictionary(np.maximum(idx, 0), _arrow.from_values(uniq, typ), mask)
 
 
-def _coded(codes: np.ndarray, labels: list, typ: Any, counts: np.ndarray, distinct: bool = False,
-           where: tuple | None = None) -> Any:
+def _coded(codes: np.ndarray, labels: list, typ: Any, counts: np.ndarray, distinct: bool = False) -> Any:
     """The dictionary array of a per-sequence column: sequence i's value is
     ``labels[codes[i]]`` (None: null), repeated ``counts[i]`` times. The same array
     as ``_dictionary`` builds from the values (dictionary in order of first
     appearance), with Python work per distinct code instead of per sequence;
     none at all when ``distinct`` (``labels`` holds distinct values, no None).
-    ``where``: (first point, counts > 0) per sequence, to spread the indices over
-    points in place (``hugemem.spread``) rather than through ``np.repeat``."""
+    The indices are spread over points in place (``hugemem.spread``), not through
+    ``np.repeat``'s temporary."""
     seen, first, inv = np.unique(codes, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")  # distinct codes in order of first appearance
     index_of_code = np.empty(len(seen), np.int32)
@@ -321,10 +319,9 @@ def _coded(codes: np.ndarray, labels: list, typ: Any, counts: np.ndarray, distin
         # one value for all (a name, a context): zeros the kernel hands out untouched,
         # no page written (or faulted in) here
         idx = np.zeros(total, np.int32)
-    elif where is not None:
-        idx = _hugemem.spread(index_of_code[inv.reshape(-1)], where[0], where[1], _hugemem.empty(total, np.int32))
     else:
-        idx = np.repeat(index_of_code[inv.reshape(-1)], counts)
+        idx = _hugemem.spread(index_of_code[inv.reshape(-1)], np.cumsum(counts) - counts, counts > 0,
+                              _hugemem.empty(total, np.int32))
     if (index_of_code >= 0).all():  # no null: the indices as they are
         return _arrow.dictionary(idx, _arrow.from_values(list(uniq), typ))
     mask = idx < 0
